@@ -1,0 +1,5 @@
+"""`vbench check` (to be written)."""
+
+from __future__ import annotations
+
+from vbench.cli import app  # noqa: F401

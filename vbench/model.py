@@ -1,0 +1,121 @@
+"""Core data records shared by every layer.  Immutable, validated when built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ModeId(StrEnum):
+    """How a guest reaches its disk and NIC."""
+
+    FV = "fv"  # emulated devices: IDE/SATA disk, e1000/rtl8139 NIC
+    PV = "pv"  # PV-on-HVM: virtio-blk / virtio-scsi, virtio-net
+    VFIO = "vfio"  # PCI pass-through of a host device
+    SRIOV = "sriov"  # a virtual function handed to the guest
+
+    @property
+    def title(self) -> str:
+        return MODE_TITLES[self]
+
+
+MODE_TITLES: dict[ModeId, str] = {
+    ModeId.FV: "FV (emulated)",
+    ModeId.PV: "PV-on-HVM (virtio)",
+    ModeId.VFIO: "VFIO pass-through",
+    ModeId.SRIOV: "SR-IOV VF",
+}
+
+
+class Accelerator(StrEnum):
+    KVM = "kvm"
+    TCG = "tcg"
+
+    @property
+    def libvirt_domain_type(self) -> str:
+        return "kvm" if self is Accelerator.KVM else "qemu"
+
+
+ParamValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured value (the tidy row): metric, value and unit, with the labels of its case."""
+
+    run_id: str
+    case_id: str
+    mode: str
+    workload: str
+    parameters: str  # canonical "k=v,k=v" of the workload parameters
+    repetition: int
+    metric: str
+    value: float
+    unit: str
+    timestamp: float
+
+    def __post_init__(self) -> None:
+        if not self.metric:
+            raise ValueError("a sample needs a metric name")
+        if not math.isfinite(self.value):
+            raise ValueError(f"sample {self.metric} has a non-finite value {self.value!r}")
+        if self.repetition < 0:
+            raise ValueError("repetition must be >= 0")
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SAMPLE_COLUMNS}
+
+
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "case_id",
+    "mode",
+    "workload",
+    "parameters",
+    "repetition",
+    "metric",
+    "value",
+    "unit",
+    "timestamp",
+)
+
+
+def canonical_parameters(params: dict[str, ParamValue]) -> str:
+    """A stable, readable key for a parameter set: sorted `k=v` pairs joined by commas."""
+    return ",".join(f"{k}={params[k]}" for k in sorted(params))
+
+
+@dataclass(frozen=True)
+class WorkloadCase:
+    """One workload invocation with concrete parameters (one point of a scenario's matrix)."""
+
+    kind: str  # "fio", later "stress-ng", "iperf3"
+    params: dict[str, ParamValue] = field(hash=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}[{canonical_parameters(self.params)}]"
+
+    @property
+    def slug(self) -> str:
+        """A file-system safe short name, e.g. `fio-randread-4k-qd16-j1`."""
+        p = self.params
+        if self.kind == "fio":
+            return f"fio-{p['rw']}-{p['bs']}-qd{p['iodepth']}-j{p['numjobs']}"
+        parts = [str(p[k]) for k in sorted(p)]
+        return "-".join([self.kind, *parts]).replace("/", "_")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One guest boot: a mode at a repetition, running every workload case in turn."""
+
+    mode: str  # the mode entry's label (its id, or id-N when a scenario repeats a mode)
+    mode_index: int
+    repetition: int
+    workloads: tuple[WorkloadCase, ...]
+
+    def case_id(self, workload: WorkloadCase) -> str:
+        return f"r{self.repetition}-{self.mode}-{workload.slug}"

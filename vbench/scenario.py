@@ -1,0 +1,234 @@
+"""Scenario files: TOML read with the standard library, validated with pydantic.
+
+Every error names the file and the key path, e.g.
+`scenarios/x.toml: modes[2].pci: '0000:81:00' is not a PCI address`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vbench.errors import ScenarioError
+from vbench.model import ModeId, Trial, WorkloadCase
+
+FORMAT_VERSION = 1
+PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+BLOCK_SIZE = re.compile(r"^\d+[kKmM]?$")
+FIO_RW = ("read", "write", "randread", "randwrite", "rw", "randrw", "readwrite")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuestSpec(_Strict):
+    image: str = "microguest"
+    vcpus: Annotated[int, Field(ge=1, le=64)] = 1
+    memory_mib: Annotated[int, Field(ge=128, le=1 << 20)] = 512
+    boot_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+
+class DiskSpec(_Strict):
+    size_mib: Annotated[int, Field(ge=16, le=1 << 22)] = 256
+
+
+class ModeSpec(_Strict):
+    id: ModeId
+    label: str | None = None
+    disk_bus: Literal["ide", "sata", "virtio", "scsi"] | None = None
+    nic_model: Literal["e1000", "e1000e", "rtl8139", "virtio"] | None = None
+    pci: str | None = None  # vfio: the host device to pass through
+    pf: str | None = None  # sriov: the physical function whose VF to use
+
+    @field_validator("pci", "pf")
+    @classmethod
+    def _pci_address(cls, value: str | None) -> str | None:
+        if value is not None and not PCI_ADDRESS.match(value):
+            raise ValueError(f"{value!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> ModeSpec:
+        emulated = {"ide", "sata"}
+        if self.id is ModeId.FV:
+            if self.disk_bus in ("virtio", "scsi"):
+                raise ValueError(f"fv takes an emulated disk bus (ide or sata), not {self.disk_bus!r}")
+            if self.nic_model == "virtio":
+                raise ValueError("fv takes an emulated NIC (e1000, e1000e, rtl8139), not 'virtio'")
+        if self.id is ModeId.PV:
+            if self.disk_bus in emulated:
+                raise ValueError(f"pv takes a paravirtual disk bus (virtio or scsi), not {self.disk_bus!r}")
+            if self.nic_model not in (None, "virtio"):
+                raise ValueError(f"pv takes the virtio NIC, not {self.nic_model!r}")
+        if self.id is ModeId.VFIO and self.pci is None:
+            raise ValueError("vfio needs `pci`, the address of the host device to pass through")
+        if self.id is ModeId.SRIOV and self.pf is None:
+            raise ValueError("sriov needs `pf`, the address of the SR-IOV physical function")
+        return self
+
+    @property
+    def effective_disk_bus(self) -> str:
+        if self.disk_bus:
+            return self.disk_bus
+        return "ide" if self.id is ModeId.FV else "virtio"
+
+    @property
+    def effective_nic_model(self) -> str:
+        if self.nic_model:
+            return self.nic_model
+        return "e1000" if self.id is ModeId.FV else "virtio"
+
+
+class FioSpec(_Strict):
+    kind: Literal["fio"]
+    rw: list[Literal["read", "write", "randread", "randwrite", "rw", "randrw", "readwrite"]] = Field(
+        default_factory=lambda: ["randread"], min_length=1
+    )
+    bs: list[str] = Field(default_factory=lambda: ["4k"], min_length=1)
+    iodepth: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [16], min_length=1)
+    numjobs: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1], min_length=1)
+    runtime_s: Annotated[int, Field(ge=1, le=86400)] = 5
+    ramp_s: Annotated[int, Field(ge=0, le=3600)] = 0
+    ioengine: Literal["libaio", "io_uring", "psync", "sync"] = "libaio"
+    direct: bool = True
+
+    @field_validator("bs")
+    @classmethod
+    def _block_sizes(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not BLOCK_SIZE.match(v):
+                raise ValueError(f"{v!r} is not a block size (e.g. 4k, 64k, 1m, 512)")
+        return [v.lower() for v in values]
+
+    def cases(self) -> list[WorkloadCase]:
+        out = []
+        for rw, bs, qd, jobs in itertools.product(self.rw, self.bs, self.iodepth, self.numjobs):
+            params: dict[str, str | int | float | bool] = {
+                "rw": rw,
+                "bs": bs,
+                "iodepth": qd,
+                "numjobs": jobs,
+                "runtime_s": self.runtime_s,
+                "ramp_s": self.ramp_s,
+                "ioengine": self.ioengine,
+                "direct": self.direct,
+            }
+            out.append(WorkloadCase("fio", params))
+        return out
+
+
+WorkloadSpec = Annotated[FioSpec, Field(discriminator="kind")]
+
+
+class RunSpec(_Strict):
+    repetitions: Annotated[int, Field(ge=1, le=1000)] = 3
+    command_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+
+
+class Scenario(_Strict):
+    format_version: Literal[1]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+    description: str = ""
+    guest: GuestSpec = Field(default_factory=GuestSpec)
+    disk: DiskSpec = Field(default_factory=DiskSpec)
+    modes: list[ModeSpec] = Field(min_length=1)
+    workloads: list[WorkloadSpec] = Field(min_length=1)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> Scenario:
+        labels = self.mode_labels()
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"modes repeat the label(s) {dupes}; give each a distinct `label`")
+        return self
+
+    def mode_labels(self) -> list[str]:
+        return [m.label or m.id.value for m in self.modes]
+
+    def workload_cases(self) -> list[WorkloadCase]:
+        return [case for spec in self.workloads for case in spec.cases()]
+
+    def trials(self) -> list[Trial]:
+        """Every guest boot of the run, modes interleaved within each repetition.
+
+        Interleaving (FV PV, FV PV, ...) keeps slow drift of the host from looking like a mode effect.
+        """
+        cases = tuple(self.workload_cases())
+        labels = self.mode_labels()
+        return [
+            Trial(mode=labels[i], mode_index=i, repetition=rep, workloads=cases)
+            for rep in range(self.run.repetitions)
+            for i in range(len(self.modes))
+        ]
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    path: str
+    text: str
+    sha256: str
+    scenario: Scenario
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    # drop the discriminator tag pydantic inserts for tagged unions (workloads[0].fio.rw -> workloads[0].rw)
+    loc = tuple(p for p in err["loc"] if p not in ("fio",))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check its spelling)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error" and "input" in err:
+        msg = f"{err['input']!r}: {msg}"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    return f"{_key_path(loc)}: {msg}{suffix}"
+
+
+def parse_scenario(text: str, path: str = "<scenario>") -> LoadedScenario:
+    """Validate scenario text.  Raises ScenarioError naming `path` and the key path."""
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: {_first_error(exc)}") from None
+    return LoadedScenario(
+        path=path,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        scenario=scenario,
+    )
+
+
+def load_scenario(path: Path) -> LoadedScenario:
+    """Read and validate a scenario file (the only filesystem read in the core: a plain read)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    return parse_scenario(text, str(path))
