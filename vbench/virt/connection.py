@@ -1,0 +1,52 @@
+"""Opening a libvirt connection, with errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import libvirt
+
+from vbench.errors import LibvirtUnavailable
+
+DEFAULT_URI = "qemu:///system"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The URI to use, in virsh's order: -c/--connect, then LIBVIRT_DEFAULT_URI, then qemu:///system."""
+    return uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
+
+
+def _silence_libvirt_stderr() -> None:
+    # libvirt prints every error to stderr by default; we report errors ourselves, once.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def open_connection(uri: str | None = None) -> libvirt.virConnect:
+    """Open a read-write connection or raise LibvirtUnavailable saying how to fix it."""
+    _silence_libvirt_stderr()
+    target = resolve_uri(uri)
+    try:
+        conn = libvirt.open(target)
+    except libvirt.libvirtError as exc:
+        msg = (exc.get_error_message() or str(exc)).strip()
+        hint = "start it with `systemctl start libvirtd` (or `virtlogd -d && libvirtd -d` without systemd)"
+        if target.startswith("test://"):
+            hint = "check the test driver file path"
+        raise LibvirtUnavailable(f"cannot connect to libvirt at {target}: {msg}; {hint}") from None
+    if conn is None:  # pragma: no cover - old bindings returned None instead of raising
+        raise LibvirtUnavailable(f"cannot connect to libvirt at {target}")
+    return conn
+
+
+@contextmanager
+def connection(uri: str | None = None) -> Iterator[libvirt.virConnect]:
+    conn = open_connection(uri)
+    try:
+        yield conn
+    finally:
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
