@@ -17,7 +17,11 @@ class ModeId(StrEnum):
     SRIOV = "sriov"  # a virtual function handed to the guest
 
     @property
-    def title(self) -> str:
+    def display_name(self) -> str:
+        """The mode's name for reports, e.g. "PV-on-HVM (virtio)".
+
+        (Not `title`: that would shadow `str.title()`, which an enum of `str` must keep.)
+        """
         return MODE_TITLES[self]
 
 

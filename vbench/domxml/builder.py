@@ -2,23 +2,38 @@
 
 Element order is fixed so that golden files stay stable.  One small function per element, in the
 spirit of virt-manager's virtinst.  The domain is transient, boots a kernel + initramfs directly,
-has exactly one test disk and one NIC in the mode's models, a guest-agent channel and a serial
-console written to a file.
+has at most one test disk and one NIC in the mode's models, the mode's PCI host devices, a
+guest-agent channel and a serial console written to a file.
+
+Pure: no libvirt import, no I/O, no global state (no `ET.register_namespace`).
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 METADATA_NS = "urn:x-vbench:run:1"
+METADATA_PREFIX = "vbench"
+
+DISK_BUSES = ("ide", "sata", "virtio", "scsi")
+NIC_MODELS = ("e1000", "e1000e", "rtl8139", "virtio")
+DOMAIN_TYPES = ("qemu", "kvm")
 
 _TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
+_PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 
 
 def disk_target_dev(bus: str) -> str:
     """The libvirt target name of the first disk on a bus (hda, sda, vda)."""
     return _TARGET_PREFIX[bus] + "a"
+
+
+def is_q35(machine: str) -> bool:
+    """Whether a machine type is a q35 (PCIe, no IDE) machine: `q35`, `pc-q35-7.2`, ..."""
+    return machine == "q35" or machine.startswith("pc-q35")
 
 
 @dataclass(frozen=True)
@@ -27,10 +42,23 @@ class HostdevSpec:
 
     pci_address: str  # DDDD:BB:SS.F
 
+    def __post_init__(self) -> None:
+        if not _PCI_ADDRESS.match(self.pci_address):
+            raise ValueError(
+                f"{self.pci_address!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)"
+            )
+
     def parts(self) -> tuple[str, str, str, str]:
-        domain, bus, slot_fn = self.pci_address.split(":")
-        slot, function = slot_fn.split(".")
+        """(domain, bus, slot, function) as libvirt's hex attributes, lower case."""
+        m = _PCI_ADDRESS.match(self.pci_address)
+        assert m is not None  # checked in __post_init__
+        domain, bus, slot, function = (g.lower() for g in m.groups())
         return f"0x{domain}", f"0x{bus}", f"0x{slot}", f"0x{function}"
+
+    @property
+    def nodedev_name(self) -> str:
+        """libvirt's node device name for this address, e.g. `pci_0000_81_10_0`."""
+        return "pci_" + re.sub(r"[:.]", "_", self.pci_address.lower())
 
 
 @dataclass(frozen=True)
@@ -45,20 +73,35 @@ class DomainSpec:
     initrd: str
     cmdline: str
     console_log: str
-    disk_path: str | None = None
-    disk_bus: str = "virtio"  # ide | sata | virtio | scsi
+    disk_path: str | None = None  # None: no emulated test disk (VFIO/SR-IOV: the hostdev is it)
+    disk_bus: str | None = "virtio"  # ide | sata | virtio | scsi; None only without a disk
     nic_model: str | None = "virtio"  # e1000 | e1000e | rtl8139 | virtio | None (no NIC)
     machine: str = "pc"
     hostdevs: tuple[HostdevSpec, ...] = field(default_factory=tuple)
     emulator: str | None = None
 
     def __post_init__(self) -> None:
-        if self.domain_type not in ("qemu", "kvm"):
+        if not _DOMAIN_NAME.match(self.name):
+            raise ValueError(f"{self.name!r} is not a usable domain name (letters, digits, _.+-)")
+        if self.domain_type not in DOMAIN_TYPES:
             raise ValueError(f"domain_type must be 'qemu' or 'kvm', not {self.domain_type!r}")
-        if self.disk_bus not in _TARGET_PREFIX:
-            raise ValueError(f"unknown disk bus {self.disk_bus!r}")
-        if self.disk_bus == "ide" and "q35" in self.machine:
+        if self.vcpus < 1:
+            raise ValueError(f"vcpus must be >= 1, not {self.vcpus}")
+        if self.memory_mib < 1:
+            raise ValueError(f"memory_mib must be >= 1, not {self.memory_mib}")
+        if self.disk_bus is not None and self.disk_bus not in DISK_BUSES:
+            raise ValueError(f"unknown disk bus {self.disk_bus!r} (one of {', '.join(DISK_BUSES)})")
+        if self.disk_path is not None and self.disk_bus is None:
+            raise ValueError("a disk_path needs a disk_bus")
+        if self.nic_model is not None and self.nic_model not in NIC_MODELS:
+            raise ValueError(
+                f"unknown NIC model {self.nic_model!r} (one of {', '.join(NIC_MODELS)})"
+            )
+        if self.disk_path is not None and self.disk_bus == "ide" and is_q35(self.machine):
             raise ValueError("the q35 machine has no IDE controller: use sata, or machine 'pc'")
+        addresses = [hd.pci_address.lower() for hd in self.hostdevs]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError(f"a host device is listed twice: {addresses}")
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -69,9 +112,16 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def _metadata(root: ET.Element, spec: DomainSpec) -> None:
+    # ElementTree hoists every namespace declaration to the document root.  Write the prefixed
+    # name and its declaration literally instead, so the <vbench:run> fragment is self-contained:
+    # the same shape libvirt itself writes for virDomainSetMetadata, and it survives being cut
+    # out of the document.  (libvirt's parser accepts both; a round trip is tested.)
     meta = _sub(root, "metadata")
-    ET.register_namespace("vbench", METADATA_NS)
-    ET.SubElement(meta, f"{{{METADATA_NS}}}run", {"id": spec.run_id, "case": spec.case})
+    ET.SubElement(
+        meta,
+        f"{METADATA_PREFIX}:run",
+        {f"xmlns:{METADATA_PREFIX}": METADATA_NS, "id": spec.run_id, "case": spec.case},
+    )
 
 
 def _os(root: ET.Element, spec: DomainSpec) -> None:
@@ -83,7 +133,7 @@ def _os(root: ET.Element, spec: DomainSpec) -> None:
 
 
 def _disk(devices: ET.Element, spec: DomainSpec) -> None:
-    if spec.disk_path is None:
+    if spec.disk_path is None or spec.disk_bus is None:
         return
     disk = _sub(devices, "disk", type="file", device="disk")
     # cache='none' (O_DIRECT on the host) so the host page cache does not flatter any mode
