@@ -1,0 +1,655 @@
+"""Host readiness as pure data: check records, per-mode verdicts, the JSON document and JUnit XML.
+
+Pure core: no I/O.  `vbench.host.checks` reads the host and builds `CheckResult`s; this module
+decides what they mean for each mode and renders them.
+
+Gating rules (what makes a mode "not ready"):
+  * a check lists the modes it *gates* and the modes it *degrades*;
+  * FAIL on a check that gates a mode blocks that mode;
+  * under ``strict``, any WARN or FAIL on a check that gates or degrades a mode blocks it;
+  * SKIP never blocks by itself: a check is skipped only when a prerequisite already failed
+    (and blocks), when the fact does not apply to this host, or when it was not asked for (--probe).
+  * VFIO additionally needs an assignable device, SR-IOV a free VF (pseudo-checks ``devices.vfio``
+    and ``devices.sriov`` in the blockers).
+
+A device in use by the host (it, or anything in its IOMMU group, backs a mounted filesystem or
+swap or carries the default route) is never offered for pass-through.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from vbench.inventory import BlockDevice, HostUse, Inventory, NetDevice, PciDevice
+from vbench.model import ModeId
+
+FORMAT_VERSION = 1
+DOCUMENT_KIND = "vbench.check"
+ALL_MODES: tuple[ModeId, ...] = (ModeId.FV, ModeId.PV, ModeId.VFIO, ModeId.SRIOV)
+DEFAULT_REQUESTED: tuple[ModeId, ...] = (ModeId.FV, ModeId.PV)
+DEVICES_VFIO = "devices.vfio"
+DEVICES_SRIOV = "devices.sriov"
+
+
+class Status(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One observation about the host: what was checked, what was seen, and how to fix it."""
+
+    id: str  # "iommu.groups"
+    title: str  # "IOMMU enabled by the kernel (groups exist)"
+    status: Status
+    observed: str  # what was seen, in one line
+    remedy: str | None = None  # required unless PASS/SKIP
+    gates: tuple[ModeId, ...] = ()  # a FAIL blocks these modes
+    degrades: tuple[ModeId, ...] = ()  # a WARN/FAIL blocks these only under --strict
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.id or " " in self.id:
+            raise ValueError(f"check id {self.id!r} must be a non-empty word")
+        if not isinstance(self.status, Status):
+            raise ValueError(f"check {self.id}: status {self.status!r} is not a Status")
+        if self.status in (Status.FAIL, Status.WARN) and not self.remedy:
+            raise ValueError(f"check {self.id}: a {self.status} needs a remedy")
+
+    def blocks(self, mode: ModeId, strict: bool) -> bool:
+        if self.status is Status.FAIL and mode in self.gates:
+            return True
+        return (
+            strict
+            and self.status in (Status.FAIL, Status.WARN)
+            and (mode in self.gates or mode in self.degrades)
+        )
+
+    def concerns(self, mode: ModeId) -> bool:
+        return mode in self.gates or mode in self.degrades
+
+
+@dataclass(frozen=True)
+class OfferedDevice:
+    """A device a guest of this mode can be given."""
+
+    address: str
+    description: str
+    iommu_group: int | None
+    driver: str | None
+    role: str  # "device" (VFIO) or "vf" (SR-IOV)
+    pf: str | None = None
+    group_peers: tuple[str, ...] = ()  # endpoints of the same group that must go along
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ExcludedDevice:
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModeVerdict:
+    mode: ModeId
+    ready: bool
+    summary: str
+    blockers: tuple[str, ...] = ()  # check ids (or devices.vfio / devices.sriov)
+    remedies: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # check ids that concern the mode, are not PASS, don't block
+    offered: tuple[OfferedDevice, ...] = ()
+    excluded: tuple[ExcludedDevice, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return self.mode.display_name
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Everything one `vbench check` saw: host facts, checks and the device inventory."""
+
+    host: Mapping[str, Any]
+    checks: tuple[CheckResult, ...]
+    inventory: Inventory
+
+    def check(self, check_id: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.id == check_id), None)
+
+    @property
+    def os_release(self) -> Mapping[str, str]:
+        value = self.host.get("os_release") or {}
+        return {str(k): str(v) for k, v in dict(value).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Distribution-specific remedies
+
+
+def distro_family(os_release: Mapping[str, str]) -> str:
+    """'suse', 'debian', 'redhat' or 'unknown' from an os-release mapping (ID and ID_LIKE)."""
+    ids = " ".join([os_release.get("ID", ""), os_release.get("ID_LIKE", "")]).lower().split()
+    if any(i in ("suse", "opensuse", "sles", "sled") or i.startswith("opensuse") for i in ids):
+        return "suse"
+    if any(i in ("debian", "ubuntu") for i in ids):
+        return "debian"
+    if any(i in ("rhel", "fedora", "centos", "rocky", "almalinux") for i in ids):
+        return "redhat"
+    return "unknown"
+
+
+def kernel_cmdline_remedy(args: str, os_release: Mapping[str, str]) -> str:
+    """How to add `args` to the kernel command line on this distribution, then reboot."""
+    fam = distro_family(os_release)
+    grub = f'add "{args}" to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub'
+    if fam == "suse":
+        return (
+            f"Add `{args}` to the kernel command line: YaST > System > Boot Loader > Kernel "
+            f"Parameters, or {grub} and run `grub2-mkconfig -o /boot/grub2/grub.cfg`; then reboot"
+        )
+    if fam == "debian":
+        return f"Add `{args}` to the kernel command line: {grub}, run `update-grub`, then reboot"
+    if fam == "redhat":
+        return (
+            f"Add `{args}` to the kernel command line: "
+            f"`grubby --update-kernel=ALL --args='{args}'`, then reboot"
+        )
+    return (
+        f"Add `{args}` to the kernel command line ({grub} and regenerate the boot loader "
+        "configuration: `update-grub` on Debian/Ubuntu, `grub2-mkconfig -o /boot/grub2/grub.cfg` "
+        "on openSUSE/SLES), then reboot"
+    )
+
+
+def module_load_remedy(modules: Sequence[str], os_release: Mapping[str, str]) -> str:
+    """Load kernel modules now and at every boot (modules-load.d)."""
+    names = " ".join(modules)
+    lines = "\\n".join(modules)
+    first = modules[0] if modules else "modules"
+    text = (
+        f"Load now: `modprobe -a {names}`; at every boot: "
+        f"`printf '{lines}\\n' > /etc/modules-load.d/{first}.conf`"
+    )
+    fam = distro_family(os_release)
+    if fam == "debian":
+        text += " (or list them in /etc/modules)"
+    elif fam == "suse":
+        text += " (or YaST > System > Kernel Settings)"
+    return text
+
+
+_PACKAGE_NAMES: dict[str, dict[str, str]] = {
+    # tool -> family -> package
+    "qemu-ga": {
+        "debian": "qemu-guest-agent",
+        "suse": "qemu-guest-agent",
+        "redhat": "qemu-guest-agent",
+    },
+    "busybox": {"debian": "busybox-static", "suse": "busybox-static", "redhat": "busybox"},
+    "virt-host-validate": {
+        "debian": "libvirt-clients",
+        "suse": "libvirt-client",
+        "redhat": "libvirt-client",
+    },
+    "qemu-system-x86_64": {"debian": "qemu-system-x86", "suse": "qemu-x86", "redhat": "qemu-kvm"},
+    "libvirtd": {
+        "debian": "libvirt-daemon-system",
+        "suse": "libvirt-daemon",
+        "redhat": "libvirt-daemon",
+    },
+    "kernel": {"debian": "linux-image-amd64", "suse": "kernel-default", "redhat": "kernel"},
+}
+
+
+def install_remedy(tools: Iterable[str], os_release: Mapping[str, str]) -> str:
+    """The package manager command that installs these tools on this distribution."""
+    fam = distro_family(os_release)
+    pkgs = [_PACKAGE_NAMES.get(t, {}).get(fam, t) for t in tools]
+    joined = " ".join(dict.fromkeys(pkgs))
+    if fam == "debian":
+        return f"`apt-get install {joined}`"
+    if fam == "suse":
+        return f"`zypper install {joined}`"
+    if fam == "redhat":
+        return f"`dnf install {joined}`"
+    return f"install {joined} (apt-get on Debian/Ubuntu, zypper on openSUSE/SLES)"
+
+
+# --------------------------------------------------------------------------------------------
+# Devices
+
+
+def is_bridge_like(dev: PciDevice) -> bool:
+    """Bridges (class 06xx) stay with the host; vfio tolerates them in a group."""
+    return dev.is_bridge or dev.class_code.startswith("06")
+
+
+def describe(dev: PciDevice) -> str:
+    name = dev.device_name or dev.class_name or f"[{dev.vendor_id}:{dev.device_id}]"
+    vendor = f"{dev.vendor_name} " if dev.vendor_name else ""
+    return f"{vendor}{name}".strip()
+
+
+def host_use_reasons(inventory: Inventory, dev: PciDevice) -> list[str]:
+    """Why the host needs this device: its own uses, then those of its IOMMU group peers."""
+    reasons = list(inventory.in_use_reasons(dev.address))
+    if dev.iommu_group is not None:
+        for peer in inventory.group_members(dev.iommu_group):
+            if peer.address == dev.address:
+                continue
+            for r in inventory.in_use_reasons(peer.address):
+                reasons.append(f"in IOMMU group {dev.iommu_group} with {peer.address}, which {r}")
+    return list(dict.fromkeys(reasons))
+
+
+def _group_peers(inventory: Inventory, dev: PciDevice) -> tuple[str, ...]:
+    if dev.iommu_group is None:
+        return ()
+    return tuple(
+        p.address
+        for p in inventory.group_members(dev.iommu_group)
+        if p.address != dev.address and not is_bridge_like(p)
+    )
+
+
+def _driver_note(dev: PciDevice) -> str:
+    if dev.driver == "vfio-pci":
+        return "bound to vfio-pci (ready now)"
+    if dev.driver:
+        return f"bound to {dev.driver}; libvirt (managed='yes') rebinds it to vfio-pci"
+    return "no driver bound; libvirt binds it to vfio-pci"
+
+
+def assignable_devices(
+    inventory: Inventory,
+) -> tuple[list[OfferedDevice], list[ExcludedDevice]]:
+    """Endpoints that VFIO can take (own group, or whole group free of host use)."""
+    offered: list[OfferedDevice] = []
+    excluded: list[ExcludedDevice] = []
+    for dev in inventory.pci:
+        if is_bridge_like(dev):
+            continue
+        reasons = host_use_reasons(inventory, dev)
+        if reasons:
+            excluded.append(
+                ExcludedDevice(dev.address, "in use by the host: " + "; ".join(reasons))
+            )
+            continue
+        if dev.iommu_group is None:
+            excluded.append(ExcludedDevice(dev.address, "no IOMMU group (IOMMU off)"))
+            continue
+        peers = _group_peers(inventory, dev)
+        note = _driver_note(dev)
+        if peers:
+            note += f"; shares IOMMU group {dev.iommu_group}: assign it together with " + ", ".join(
+                peers
+            )
+        offered.append(
+            OfferedDevice(
+                address=dev.address,
+                description=describe(dev),
+                iommu_group=dev.iommu_group,
+                driver=dev.driver,
+                role="vf" if dev.physfn else "device",
+                pf=dev.physfn,
+                group_peers=peers,
+                note=note,
+            )
+        )
+    # vfio-bound devices first: they are usable without touching the host
+    offered.sort(key=lambda o: (o.driver != "vfio-pci", o.address))
+    return offered, excluded
+
+
+def _vfs_of(inventory: Inventory, pf: PciDevice) -> list[PciDevice]:
+    by_addr = inventory.by_address()
+    vfs = [by_addr[a] for a in pf.vfs if a in by_addr]
+    vfs += [d for d in inventory.pci if d.physfn == pf.address and d.address not in pf.vfs]
+    return vfs
+
+
+def sriov_devices(
+    inventory: Inventory,
+) -> tuple[list[OfferedDevice], list[ExcludedDevice], list[PciDevice]]:
+    """Free VFs, excluded VFs with why, and PFs that could enable (more) VFs."""
+    offered: list[OfferedDevice] = []
+    excluded: list[ExcludedDevice] = []
+    enableable: list[PciDevice] = []
+    for pf in inventory.pci:
+        if not pf.sriov_totalvfs:
+            continue
+        vfs = _vfs_of(inventory, pf)
+        if not vfs and not pf.sriov_numvfs:
+            enableable.append(pf)
+        for vf in vfs:
+            reasons = host_use_reasons(inventory, vf)
+            if reasons:
+                excluded.append(
+                    ExcludedDevice(vf.address, "in use by the host: " + "; ".join(reasons))
+                )
+                continue
+            if vf.iommu_group is None:
+                excluded.append(ExcludedDevice(vf.address, "no IOMMU group (IOMMU off)"))
+                continue
+            peers = _group_peers(inventory, vf)
+            note = f"VF of {pf.address}; " + _driver_note(vf)
+            if peers:
+                note += f"; shares IOMMU group {vf.iommu_group} with " + ", ".join(peers)
+            offered.append(
+                OfferedDevice(
+                    address=vf.address,
+                    description=describe(vf),
+                    iommu_group=vf.iommu_group,
+                    driver=vf.driver,
+                    role="vf",
+                    pf=pf.address,
+                    group_peers=peers,
+                    note=note,
+                )
+            )
+    offered.sort(key=lambda o: (o.driver != "vfio-pci", o.address))
+    return offered, excluded, enableable
+
+
+# --------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def _names(items: Sequence[OfferedDevice], limit: int = 4) -> str:
+    shown = [
+        f"{o.address} (group {o.iommu_group}{', vfio-pci' if o.driver == 'vfio-pci' else ''})"
+        for o in items[:limit]
+    ]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(shown) + more
+
+
+def mode_verdicts(
+    checks: Sequence[CheckResult],
+    inventory: Inventory,
+    strict: bool = False,
+    os_release: Mapping[str, str] | None = None,
+) -> list[ModeVerdict]:
+    """A verdict for each of the four modes, naming blocking checks and their fixes.
+
+    Distribution-specific text is already in the checks' remedies (`os_release` is accepted so
+    callers need not care, and for future device hints).
+    """
+    verdicts: list[ModeVerdict] = []
+    for mode in ALL_MODES:
+        blockers: list[str] = []
+        remedies: list[str] = []
+        warnings: list[str] = []
+        for c in checks:
+            if c.blocks(mode, strict):
+                blockers.append(c.id)
+                if c.remedy:
+                    remedies.append(f"{c.id}: {c.remedy}")
+            elif c.concerns(mode) and c.status in (Status.WARN, Status.FAIL):
+                warnings.append(c.id)
+        offered: list[OfferedDevice] = []
+        excluded: list[ExcludedDevice] = []
+        extra = ""
+        if mode is ModeId.VFIO:
+            offered, excluded = assignable_devices(inventory)
+            if not offered:
+                blockers.append(DEVICES_VFIO)
+                why = (
+                    "no PCI endpoint has an IOMMU group"
+                    if all(d.iommu_group is None for d in inventory.pci)
+                    else "every endpoint is used by the host or shares an IOMMU group with one"
+                )
+                remedies.append(
+                    f"{DEVICES_VFIO}: no device can be assigned ({why}); add a device for the "
+                    "guest in a slot with its own IOMMU group (ACS), away from the host's "
+                    "root disk and default-route NIC"
+                )
+            else:
+                extra = "assignable: " + _names(offered)
+        elif mode is ModeId.SRIOV:
+            offered, excluded, enableable = sriov_devices(inventory)
+            if not offered:
+                blockers.append(DEVICES_SRIOV)
+                if enableable:
+                    pf = enableable[0]
+                    n = pf.sriov_totalvfs or 1
+                    remedies.append(
+                        f"{DEVICES_SRIOV}: enable VFs on {pf.address} (up to {n}): "
+                        f"`echo {n} > /sys/bus/pci/devices/{pf.address}/sriov_numvfs`; at every "
+                        f'boot with a udev rule ACTION=="add", SUBSYSTEM=="pci", '
+                        f'KERNEL=="{pf.address}", ATTR{{sriov_numvfs}}="{n}"'
+                    )
+                elif any(d.sriov_totalvfs for d in inventory.pci):
+                    remedies.append(
+                        f"{DEVICES_SRIOV}: every VF is used by the host or lacks an IOMMU group of "
+                        "its own; see the excluded devices"
+                    )
+                else:
+                    remedies.append(
+                        f"{DEVICES_SRIOV}: no SR-IOV capable device (PF) found: add an SR-IOV "
+                        "NIC or NVMe controller and enable SR-IOV in the firmware setup"
+                    )
+            else:
+                extra = "free VFs: " + _names(offered)
+        ready = not blockers
+        if ready:
+            summary = "ready" + (f"; {extra}" if extra else "")
+            if warnings:
+                summary += f" (warnings: {', '.join(warnings)})"
+        else:
+            summary = "not ready: blocked by " + ", ".join(blockers)
+        verdicts.append(
+            ModeVerdict(
+                mode=mode,
+                ready=ready,
+                summary=summary,
+                blockers=tuple(blockers),
+                remedies=tuple(dict.fromkeys(remedies)),
+                warnings=tuple(warnings),
+                offered=tuple(offered),
+                excluded=tuple(excluded),
+            )
+        )
+    return verdicts
+
+
+def parse_modes(values: Iterable[str]) -> tuple[ModeId, ...]:
+    """Mode ids from the command line ('fv', 'pv', 'vfio', 'sriov'); ValueError on others."""
+    out: list[ModeId] = []
+    for v in values:
+        try:
+            out.append(ModeId(v.strip().lower()))
+        except ValueError:
+            valid = ", ".join(m.value for m in ALL_MODES)
+            raise ValueError(f"unknown mode {v!r}; choose from {valid}") from None
+    return tuple(dict.fromkeys(out))
+
+
+def all_ready(verdicts: Sequence[ModeVerdict], requested: Iterable[ModeId]) -> bool:
+    wanted = set(requested)
+    return all(v.ready for v in verdicts if v.mode in wanted)
+
+
+def exit_code(verdicts: Sequence[ModeVerdict], requested: Iterable[ModeId]) -> int:
+    """0 when every requested mode is ready, 2 when one is not."""
+    return 0 if all_ready(verdicts, requested) else 2
+
+
+# --------------------------------------------------------------------------------------------
+# The JSON document
+
+
+def _check_to_json(c: CheckResult) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "title": c.title,
+        "status": c.status.value,
+        "observed": c.observed,
+        "remedy": c.remedy,
+        "gates": [m.value for m in c.gates],
+        "degrades": [m.value for m in c.degrades],
+        "data": dict(c.data),
+    }
+
+
+def _check_from_json(d: Mapping[str, Any]) -> CheckResult:
+    return CheckResult(
+        id=str(d["id"]),
+        title=str(d["title"]),
+        status=Status(d["status"]),
+        observed=str(d["observed"]),
+        remedy=d.get("remedy"),
+        gates=tuple(ModeId(m) for m in d.get("gates", ())),
+        degrades=tuple(ModeId(m) for m in d.get("degrades", ())),
+        data=dict(d.get("data") or {}),
+    )
+
+
+def inventory_to_json(inv: Inventory) -> dict[str, Any]:
+    return {
+        "pci": [asdict(d) for d in inv.pci],
+        "block": [asdict(d) for d in inv.block],
+        "net": [asdict(d) for d in inv.net],
+        "host_use": [asdict(d) for d in inv.host_use],
+        "notes": list(inv.notes),
+    }
+
+
+def _tuplify(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def inventory_from_json(d: Mapping[str, Any]) -> Inventory:
+    return Inventory(
+        pci=tuple(PciDevice(**_tuplify(x)) for x in d.get("pci", ())),
+        block=tuple(BlockDevice(**_tuplify(x)) for x in d.get("block", ())),
+        net=tuple(NetDevice(**_tuplify(x)) for x in d.get("net", ())),
+        host_use=tuple(HostUse(**x) for x in d.get("host_use", ())),
+        notes=tuple(d.get("notes", ())),
+    )
+
+
+def _verdict_to_json(v: ModeVerdict, requested: set[ModeId]) -> dict[str, Any]:
+    return {
+        "mode": v.mode.value,
+        "title": v.title,
+        "requested": v.mode in requested,
+        "ready": v.ready,
+        "summary": v.summary,
+        "blockers": list(v.blockers),
+        "remedies": list(v.remedies),
+        "warnings": list(v.warnings),
+        "offered": [asdict(o) for o in v.offered],
+        "excluded": [asdict(e) for e in v.excluded],
+    }
+
+
+def build_document(
+    report: CheckReport,
+    strict: bool = False,
+    requested: Iterable[ModeId] = DEFAULT_REQUESTED,
+) -> dict[str, Any]:
+    """The versioned JSON document: host facts, checks, inventory and verdicts."""
+    wanted = tuple(requested)
+    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
+    counts = {s.value: sum(1 for c in report.checks if c.status is s) for s in Status}
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": DOCUMENT_KIND,
+        "host": dict(report.host),
+        "strict": strict,
+        "requested_modes": [m.value for m in wanted],
+        "ready": all_ready(verdicts, wanted),
+        "exit_code": exit_code(verdicts, wanted),
+        "counts": counts,
+        "checks": [_check_to_json(c) for c in report.checks],
+        "inventory": inventory_to_json(report.inventory),
+        "verdicts": [_verdict_to_json(v, set(wanted)) for v in verdicts],
+    }
+
+
+def report_from_document(doc: Mapping[str, Any]) -> CheckReport:
+    """Read a check document back (e.g. from a run manifest); verdicts are recomputed from it."""
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"check document format_version {version!r} is not supported "
+            f"(expected {FORMAT_VERSION})"
+        )
+    return CheckReport(
+        host=dict(doc.get("host") or {}),
+        checks=tuple(_check_from_json(c) for c in doc.get("checks", ())),
+        inventory=inventory_from_json(doc.get("inventory") or {}),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# JUnit XML
+
+
+def junit_xml(
+    report: CheckReport, strict: bool = False, requested: Iterable[ModeId] = DEFAULT_REQUESTED
+) -> str:
+    """JUnit XML with one testcase per check.
+
+    FAIL -> <failure>; WARN -> <failure type="warning"> under strict, else <system-out>;
+    SKIP -> <skipped>; the per-mode verdicts are testsuite properties.
+    """
+    wanted = tuple(requested)
+    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
+    failures = sum(
+        1 for c in report.checks if c.status is Status.FAIL or (strict and c.status is Status.WARN)
+    )
+    skipped = sum(1 for c in report.checks if c.status is Status.SKIP)
+    suites = ET.Element("testsuites", name="vbench check")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name="vbench.check",
+        tests=str(len(report.checks)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+    )
+    host = str(report.host.get("hostname") or "")
+    if host:
+        suite.set("hostname", host)
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="format_version", value=str(FORMAT_VERSION))
+    ET.SubElement(props, "property", name="strict", value=str(strict).lower())
+    ET.SubElement(
+        props, "property", name="requested_modes", value=",".join(m.value for m in wanted)
+    )
+    for v in verdicts:
+        ET.SubElement(
+            props, "property", name=f"mode.{v.mode.value}.ready", value=str(v.ready).lower()
+        )
+        ET.SubElement(props, "property", name=f"mode.{v.mode.value}.summary", value=v.summary)
+    for c in report.checks:
+        group = c.id.split(".", 1)[0]
+        case = ET.SubElement(
+            suite, "testcase", classname=f"vbench.check.{group}", name=f"{c.id}: {c.title}"
+        )
+        body = c.observed + (f"\nremedy: {c.remedy}" if c.remedy else "")
+        if c.status is Status.FAIL:
+            el = ET.SubElement(case, "failure", message=c.observed, type="fail")
+            el.text = body
+        elif c.status is Status.WARN and strict:
+            el = ET.SubElement(case, "failure", message=c.observed, type="warning")
+            el.text = body
+        elif c.status is Status.SKIP:
+            ET.SubElement(case, "skipped", message=c.observed)
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = f"{c.status.value}: {body}"
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
