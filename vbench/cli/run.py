@@ -1,5 +1,132 @@
-"""`vbench run` (to be written)."""
+"""`vbench run SCENARIO` and `vbench cleanup`."""
 
 from __future__ import annotations
 
-from vbench.cli import app  # noqa: F401
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vbench.cli import app
+from vbench.runner import Runner
+from vbench.scenario import load_scenario
+from vbench.virt.connection import connection
+from vbench.virt.guests import destroy_guest, find_leftovers, live_run_ids, stale_scratch_dirs
+
+console = Console(stderr=True, highlight=False)
+
+EXIT_CASES_FAILED = 3
+
+URI_HELP = "libvirt URI (like virsh -c); default: $LIBVIRT_DEFAULT_URI, else qemu:///system."
+
+
+class _TerminalEvents:
+    """Progress on the terminal: which case runs now, how many are done, and the ETA."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: int | None = None
+
+    def phase(self, text: str) -> None:
+        console.print(f"[dim]·[/dim] {text}", markup=True)
+
+    def begin(self, total_cases: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=total_cases)
+
+    def case(self, label: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=label)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def warn(self, text: str) -> None:
+        console.print(f"[yellow]warning:[/yellow] {text}", markup=True, soft_wrap=True)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.command("run")
+def run_command(
+    scenario: Path = typer.Argument(..., help="Scenario file (TOML), e.g. scenarios/quick.toml."),
+    output: Path = typer.Option(
+        Path("reports"), "--output", "-o", help="Directory that receives <run-id>/."
+    ),
+    connect: str | None = typer.Option(None, "--connect", "-c", help=URI_HELP),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Write report.html and report.pdf when the run ends."
+    ),
+) -> None:
+    """Run a scenario: boot a guest per mode and repetition, run its workloads, keep every output.
+
+    Writes OUTPUT/<run-id>/ with manifest.json, samples.csv and raw/ (fio JSON, domain XML,
+    console log per case).  Exit codes: 0 all cases ran, 1 error before or during the run,
+    3 the run finished but some cases failed (see the manifest), 130 interrupted.
+    """
+    loaded = load_scenario(scenario)  # a bad file stops here: nothing started
+    events = _TerminalEvents()
+    try:
+        result = Runner(loaded, output=output, uri=connect, events=events).run()
+    finally:
+        events.stop()
+    console.print(
+        f"run {result.status}: {result.ok_cases} case(s) ok, {result.failed_cases} failed -> "
+        f"{result.path}"
+    )
+    if report:
+        from vbench.report import build_report
+
+        files = build_report(result.path)
+        console.print(f"report: {files.html}" + (f" and {files.pdf}" if files.pdf else ""))
+    if result.failed_cases:
+        raise typer.Exit(EXIT_CASES_FAILED)
+
+
+@app.command("cleanup")
+def cleanup_command(
+    connect: str | None = typer.Option(None, "--connect", "-c", help=URI_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would go."),
+) -> None:
+    """Destroy guests and scratch files left by earlier, killed runs.
+
+    Only guests whose name starts with `vbench-` AND that carry vbench's run metadata are touched,
+    and never those of a run that is still going; scratch directories are removed only when no
+    live run holds their lock.
+    """
+    with connection(connect) as conn:
+        live = live_run_ids()
+        leftovers = [(d, i) for d, i in find_leftovers(conn) if i.run_id not in live]
+        for dom, info in leftovers:
+            console.print(
+                f"{'would destroy' if dry_run else 'destroying'} {info.name} (run {info.run_id})"
+            )
+            if not dry_run:
+                destroy_guest(dom)
+    stale = stale_scratch_dirs()
+    for d in stale:
+        console.print(f"{'would remove' if dry_run else 'removing'} {d}")
+        if not dry_run:
+            shutil.rmtree(d, ignore_errors=True)
+    if not leftovers and not stale:
+        console.print("nothing to clean up")

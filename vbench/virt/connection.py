@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import libvirt
 
@@ -31,7 +31,10 @@ def open_connection(uri: str | None = None) -> libvirt.virConnect:
         conn = libvirt.open(target)
     except libvirt.libvirtError as exc:
         msg = (exc.get_error_message() or str(exc)).strip()
-        hint = "start it with `systemctl start libvirtd` (or `virtlogd -d && libvirtd -d` without systemd)"
+        hint = (
+            "start it with `systemctl start libvirtd` "
+            "(without systemd: `virtlogd -d && libvirtd -d`)"
+        )
         if target.startswith("test://"):
             hint = "check the test driver file path"
         raise LibvirtUnavailable(f"cannot connect to libvirt at {target}: {msg}; {hint}") from None
@@ -46,7 +49,5 @@ def connection(uri: str | None = None) -> Iterator[libvirt.virConnect]:
     try:
         yield conn
     finally:
-        try:
+        with suppress(libvirt.libvirtError):
             conn.close()
-        except libvirt.libvirtError:
-            pass

@@ -1,0 +1,5 @@
+"""`python -m vbench` runs the command line."""
+
+from vbench.cli import main
+
+main()

@@ -1,0 +1,467 @@
+"""Run a scenario: plan -> provision each trial's guest -> run its workloads -> store.
+
+One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
+A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
+Every guest and scratch file is removed on every way out: success, error, Ctrl-C, SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+import libvirt
+
+from vbench import __version__
+from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.errors import AgentTimeout, GuestError, VbenchError
+from vbench.guest.agent import GuestAgent
+from vbench.guest.microguest import Microguest, build_microguest
+from vbench.model import Accelerator, ModeId, Sample, Trial, WorkloadCase, canonical_parameters
+from vbench.results import (
+    Accel,
+    CaseRecord,
+    Manifest,
+    RunDir,
+    ScenarioRecord,
+    SkippedMode,
+    TrialRecord,
+    utc_now,
+)
+from vbench.scenario import LoadedScenario, ModeSpec
+from vbench.virt.accel import AccelVerdict, choose_accelerator
+from vbench.virt.connection import open_connection, resolve_uri
+from vbench.virt.guests import RunScratch, running_guest
+from vbench.workloads.fio import SampleLabels, fio_argv, parse_fio_json
+
+# Modes this version can provision; the others are skipped with a reason, never dropped silently.
+PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
+FIO_TIMEOUT_MARGIN_S = 60.0  # guest-side start-up and JSON output under TCG
+CONSOLE_TAIL_LINES = 30
+
+
+class RunEvents(Protocol):
+    """What the runner tells the terminal (or a test) as it goes."""
+
+    def phase(self, text: str) -> None: ...
+    def begin(self, total_cases: int) -> None: ...
+    def case(self, label: str) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def warn(self, text: str) -> None: ...
+
+
+class QuietEvents:
+    def phase(self, text: str) -> None:
+        pass
+
+    def begin(self, total_cases: int) -> None:
+        pass
+
+    def case(self, label: str) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    path: Path
+    status: str
+    failed_cases: int
+    ok_cases: int
+
+
+@dataclass
+class _State:
+    manifest: Manifest
+    rundir: RunDir
+    samples: list[Sample] = field(default_factory=list)
+
+    def save(self) -> None:
+        self.rundir.write_manifest(self.manifest)
+
+    def add_samples(self, samples: list[Sample]) -> None:
+        self.samples.extend(samples)
+        self.rundir.write_samples(self.samples)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so every cleanup path runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def new_run_id(scenario_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{scenario_name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _tool_version(argv: list[str]) -> str:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        return "not installed"
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (
+        (out.stdout or out.stderr).strip().splitlines()[0]
+        if (out.stdout or out.stderr)
+        else "unknown"
+    )
+
+
+def _libvirt_version(n: int) -> str:
+    return f"{n // 1000000}.{(n // 1000) % 1000}.{n % 1000}"
+
+
+def _host_facts() -> dict[str, object]:
+    facts: dict[str, object] = {
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                facts["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                facts["memory_mib"] = int(line.split()[1]) // 1024
+                break
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                facts["os"] = line.split("=", 1)[1].strip().strip('"')
+    return facts
+
+
+def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
+    return {
+        "vbench": __version__,
+        "python": platform.python_version(),
+        "libvirt": _libvirt_version(conn.getLibVersion()),
+        "qemu": _libvirt_version(conn.getVersion()),
+        "host_kernel": platform.release(),
+        "guest_kernel": guest.kernel_release,
+        "fio": _tool_version(["fio", "--version"]),
+    }
+
+
+def _console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def trial_id(trial: Trial) -> str:
+    return f"r{trial.repetition}-{trial.mode}"
+
+
+class Runner:
+    def __init__(
+        self,
+        loaded: LoadedScenario,
+        *,
+        output: Path,
+        uri: str | None = None,
+        events: RunEvents | None = None,
+        checks: dict[str, object] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        self.output = output
+        self.uri = resolve_uri(uri)
+        self.events: RunEvents = events or QuietEvents()
+        self.checks = checks
+
+    # -- the whole run ---------------------------------------------------------------------
+    def run(self) -> RunResult:
+        conn = open_connection(self.uri)  # fails before anything is created
+        try:
+            self.events.phase("building the microguest (cached after the first time)")
+            guest = build_microguest(progress=self.events.phase)
+            self.events.phase("choosing the accelerator (functional KVM probe, cached)")
+            accel = choose_accelerator(conn, guest)
+            if accel.accelerator is Accelerator.TCG:
+                self.events.warn(
+                    f"TCG: {accel.reason}. Figures compare modes on this machine only; "
+                    "they are not hardware figures."
+                )
+            return self._run_trials(conn, guest, accel)
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    def _run_trials(
+        self, conn: libvirt.virConnect, guest: Microguest, accel: AccelVerdict
+    ) -> RunResult:
+        run_id = new_run_id(self.scenario.name)
+        rundir = RunDir.create(self.output, run_id)
+        manifest = Manifest(
+            run_id=run_id,
+            libvirt_uri=self.uri,
+            scenario=ScenarioRecord(
+                path=self.loaded.path,
+                name=self.scenario.name,
+                sha256=self.loaded.sha256,
+                text=self.loaded.text,
+            ),
+            host=_host_facts(),
+            versions=_versions(conn, guest),
+            accelerator=Accel(name=accel.accelerator.value, reason=accel.reason),
+            checks=self.checks,
+        )
+        state = _State(manifest=manifest, rundir=rundir)
+        state.save()
+        trials = self.scenario.trials()
+        self._record_skips(state)
+        runnable = [t for t in trials if self._mode(t).id in PROVISIONED_MODES]
+        self.events.begin(sum(len(t.workloads) for t in runnable))
+        try:
+            with _sigterm_as_interrupt(), RunScratch(run_id) as scratch:
+                for trial in trials:
+                    mode = self._mode(trial)
+                    if mode.id not in PROVISIONED_MODES:
+                        self._record_trial_skipped(state, trial, mode)
+                        continue
+                    self._run_trial(conn, guest, accel, state, scratch, trial, mode)
+        except KeyboardInterrupt as exc:
+            manifest.status = "interrupted"
+            manifest.ended_at = utc_now()
+            how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
+            manifest.error = f"interrupted ({how}); the cases before it are intact"
+            state.save()
+            raise
+        except BaseException as exc:
+            manifest.status = "failed"
+            manifest.ended_at = utc_now()
+            manifest.error = str(exc) or type(exc).__name__
+            state.save()
+            raise
+        failed = sum(1 for c in manifest.cases if c.status == "failed")
+        ok = sum(1 for c in manifest.cases if c.status == "ok")
+        manifest.status = "failed" if failed else "complete"
+        manifest.ended_at = utc_now()
+        state.save()
+        return RunResult(path=rundir.path, status=manifest.status, failed_cases=failed, ok_cases=ok)
+
+    def _mode(self, trial: Trial) -> ModeSpec:
+        return self.scenario.modes[trial.mode_index]
+
+    def _record_skips(self, state: _State) -> None:
+        for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
+            if mode.id not in PROVISIONED_MODES:
+                reason = (
+                    f"{mode.id.title}: provisioning this mode is not implemented in vbench "
+                    f"{__version__} yet (see `vbench check` for the host's readiness)"
+                )
+                state.manifest.skipped_modes.append(
+                    SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
+                )
+                self.events.warn(f"skipping mode {label}: {reason}")
+
+    def _case_record(
+        self, trial: Trial, mode: ModeSpec, wl: WorkloadCase, status: str, error: str | None = None
+    ) -> CaseRecord:
+        return CaseRecord(
+            case_id=trial.case_id(wl),
+            mode=trial.mode,
+            mode_id=mode.id.value,
+            workload=wl.kind,
+            parameters=canonical_parameters(wl.params),
+            repetition=trial.repetition,
+            status=status,  # type: ignore[arg-type]
+            error=error,
+        )
+
+    def _record_trial_skipped(self, state: _State, trial: Trial, mode: ModeSpec) -> None:
+        state.manifest.trials.append(
+            TrialRecord(
+                mode=trial.mode,
+                mode_id=mode.id.value,
+                repetition=trial.repetition,
+                status="skipped",
+            )
+        )
+        for wl in trial.workloads:
+            state.manifest.cases.append(self._case_record(trial, mode, wl, "skipped"))
+        state.save()
+
+    # -- one guest boot --------------------------------------------------------------------
+    def _domain_spec(
+        self,
+        run_id: str,
+        trial: Trial,
+        mode: ModeSpec,
+        guest: Microguest,
+        accel: AccelVerdict,
+        disk: Path,
+        console: Path,
+    ) -> DomainSpec:
+        tid = trial_id(trial)
+        return DomainSpec(
+            name=f"vbench-{run_id}-{tid}",
+            run_id=run_id,
+            case=tid,
+            domain_type=accel.accelerator.libvirt_domain_type,
+            vcpus=self.scenario.guest.vcpus,
+            memory_mib=self.scenario.guest.memory_mib,
+            kernel=str(guest.kernel),
+            initrd=str(guest.initrd),
+            cmdline=guest.cmdline,
+            console_log=str(console),
+            disk_path=str(disk),
+            disk_bus=mode.effective_disk_bus,
+            nic_model=mode.effective_nic_model,
+            machine="pc",
+        )
+
+    def _run_trial(
+        self,
+        conn: libvirt.virConnect,
+        guest: Microguest,
+        accel: AccelVerdict,
+        state: _State,
+        scratch: RunScratch,
+        trial: Trial,
+        mode: ModeSpec,
+    ) -> None:
+        run_id = state.manifest.run_id
+        tid = trial_id(trial)
+        record = TrialRecord(
+            mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
+        )
+        state.manifest.trials.append(record)
+        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+        console = scratch.file(f"{tid}.console.log")
+        xml = build_domain_xml(self._domain_spec(run_id, trial, mode, guest, accel, disk, console))
+        state.rundir.write_raw(tid, "domain.xml", xml)
+        done: set[str] = set()
+        self.events.case(f"{tid}: booting the guest ({mode.id.title})")
+        try:
+            with running_guest(conn, xml) as dom:
+                agent = GuestAgent(dom)
+                record.boot_to_agent_s = round(
+                    agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
+                )
+                state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
+                device = agent.test_disk()
+                for wl in trial.workloads:
+                    self.events.case(f"{tid}: {wl.slug}")
+                    state.manifest.cases.append(
+                        self._run_case(agent, state, trial, mode, wl, device)
+                    )
+                    done.add(wl.slug)
+                    state.save()
+                    self.events.advance()
+        except GuestError as exc:
+            record.status = "failed"
+            record.error = str(exc)
+            record.console_tail = _console_tail(console)
+            for wl in trial.workloads:
+                if wl.slug not in done:
+                    state.manifest.cases.append(
+                        self._case_record(trial, mode, wl, "failed", str(exc))
+                    )
+                    self.events.advance()
+            self.events.warn(f"{tid} failed: {exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                state.rundir.write_raw(tid, "console.log", console.read_bytes())
+            disk.unlink(missing_ok=True)
+            state.save()
+
+    def _boot_sample(self, run_id: str, trial: Trial, mode: ModeSpec, seconds: float) -> Sample:
+        return Sample(
+            run_id=run_id,
+            case_id=f"{trial_id(trial)}-boot",
+            mode=trial.mode,
+            workload="boot",
+            parameters="",
+            repetition=trial.repetition,
+            metric="boot_to_agent",
+            value=seconds,
+            unit="s",
+            timestamp=time.time(),
+        )
+
+    def _run_case(
+        self,
+        agent: GuestAgent,
+        state: _State,
+        trial: Trial,
+        mode: ModeSpec,
+        wl: WorkloadCase,
+        device: str,
+    ) -> CaseRecord:
+        case_id = trial.case_id(wl)
+        started = utc_now()
+        argv = fio_argv(wl.params, filename=device, job_name=wl.slug)
+        runtime = float(wl.params["runtime_s"]) + float(wl.params["ramp_s"])
+        timeout = min(runtime + FIO_TIMEOUT_MARGIN_S, self.scenario.run.command_timeout_s)
+        record = self._case_record(trial, mode, wl, "ok")
+        record.started_at = started
+        try:
+            result = agent.exec(argv, timeout_s=timeout)
+        except AgentTimeout:
+            raise  # a silent agent or a hung command: the guest is not trustworthy, end the trial
+        except GuestError as exc:
+            return self._case_failed(record, exc)
+        state.rundir.write_raw(case_id, "fio.json", result.stdout)
+        if result.stderr:
+            state.rundir.write_raw(case_id, "fio.stderr", result.stderr)
+        labels = SampleLabels(
+            run_id=state.manifest.run_id,
+            case_id=case_id,
+            mode=trial.mode,
+            workload=wl.kind,
+            parameters=canonical_parameters(wl.params),
+            repetition=trial.repetition,
+            timestamp=time.time(),
+        )
+        try:
+            samples = parse_fio_json(result.stdout.decode(errors="replace"), labels)
+        except VbenchError as exc:
+            return self._case_failed(record, exc)
+        state.add_samples(samples)
+        record.ended_at = utc_now()
+        return record
+
+    def _case_failed(self, record: CaseRecord, exc: VbenchError) -> CaseRecord:
+        record.status = "failed"
+        record.error = str(exc)
+        record.ended_at = utc_now()
+        self.events.warn(f"{record.case_id} failed: {exc}")
+        return record

@@ -1,0 +1,149 @@
+"""Choose the accelerator by a functional probe, never by the mere presence of /dev/kvm.
+
+On some hosts /dev/kvm exists but guests hang under it (e.g. a kvm_pvm-backed /dev/kvm on a CPU
+without vmx/svm).  So: start the microguest under KVM and wait, for a bounded time, for its guest
+agent.  It answers -> KVM; otherwise TCG, with the reason.  The verdict is cached per host, kernel,
+CPU flags and QEMU/libvirt version, so the seconds are paid once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import libvirt
+
+from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.errors import GuestError
+from vbench.guest.agent import GuestAgent
+from vbench.guest.microguest import Microguest, default_cache_root
+from vbench.model import Accelerator
+from vbench.virt.guests import RunScratch, running_guest
+
+PROBE_TIMEOUT_S = 20.0
+KVM_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_arm")
+
+
+@dataclass(frozen=True)
+class AccelVerdict:
+    accelerator: Accelerator
+    reason: str
+    probed: bool = False
+    cached: bool = False
+
+    def as_dict(self) -> dict[str, str | bool]:
+        d = asdict(self)
+        d["accelerator"] = self.accelerator.value
+        return d
+
+
+def kvm_backing_modules(sys_root: Path = Path("/sys")) -> list[str]:
+    return [m for m in KVM_MODULES if (sys_root / "module" / m).is_dir()]
+
+
+def cpu_virt_flags(proc_root: Path = Path("/proc")) -> list[str]:
+    try:
+        text = (proc_root / "cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return sorted(flags & {"vmx", "svm"})
+    return []
+
+
+def _host_key(conn: libvirt.virConnect) -> str:
+    parts = [
+        platform.node(),
+        platform.release(),
+        ",".join(cpu_virt_flags()),
+        ",".join(kvm_backing_modules()),
+        str(conn.getVersion()),
+        str(conn.getLibVersion()),
+        conn.getURI(),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _kvm_context() -> str:
+    mods = kvm_backing_modules()
+    flags = cpu_virt_flags()
+    backing = f"/dev/kvm is backed by {', '.join(mods)}" if mods else "/dev/kvm's module is unknown"
+    cpu = f"the CPU shows {', '.join(flags)}" if flags else "the CPU shows no vmx/svm"
+    return f"{backing}; {cpu}"
+
+
+def _probe(conn: libvirt.virConnect, guest: Microguest, timeout_s: float) -> AccelVerdict:
+    run_id = f"accel-probe-{os.getpid()}"
+    with RunScratch(run_id) as scratch:
+        spec = DomainSpec(
+            name=f"vbench-{run_id}",
+            run_id=run_id,
+            case="accel-probe",
+            domain_type="kvm",
+            vcpus=1,
+            memory_mib=256,
+            kernel=str(guest.kernel),
+            initrd=str(guest.initrd),
+            cmdline=guest.cmdline,
+            console_log=str(scratch.file("console.log")),
+            disk_path=None,
+            nic_model=None,
+        )
+        try:
+            with running_guest(conn, build_domain_xml(spec)) as dom:
+                waited = GuestAgent(dom).wait_ready(timeout_s)
+        except GuestError as exc:
+            return AccelVerdict(
+                Accelerator.TCG,
+                f"KVM probe failed ({exc}); {_kvm_context()}: using TCG",
+                probed=True,
+            )
+        return AccelVerdict(
+            Accelerator.KVM,
+            f"a probe guest reached its agent under KVM in {waited:.1f} s",
+            probed=True,
+        )
+
+
+def choose_accelerator(
+    conn: libvirt.virConnect,
+    guest: Microguest,
+    *,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> AccelVerdict:
+    """KVM when a guest really boots under it here, else TCG; always with the reason."""
+    forced = os.environ.get("VBENCH_ACCEL", "").lower()
+    if forced in ("tcg", "kvm"):
+        return AccelVerdict(Accelerator(forced), f"forced by VBENCH_ACCEL={forced}")
+    if not os.path.exists("/dev/kvm"):
+        return AccelVerdict(Accelerator.TCG, "no /dev/kvm on this host: using TCG")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return AccelVerdict(Accelerator.TCG, "/dev/kvm is not readable and writable: using TCG")
+    try:
+        conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
+    except libvirt.libvirtError as exc:
+        msg = (exc.get_error_message() or str(exc)).strip()
+        return AccelVerdict(Accelerator.TCG, f"libvirt offers no KVM domains ({msg}): using TCG")
+
+    cache = (cache_dir or default_cache_root()) / f"accel-{_host_key(conn)}.json"
+    if use_cache and cache.is_file():
+        try:
+            data = json.loads(cache.read_text())
+            return AccelVerdict(Accelerator(data["accelerator"]), data["reason"], True, True)
+        except (OSError, ValueError, KeyError):
+            pass
+    verdict = _probe(conn, guest, timeout_s)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(verdict.as_dict()))
+    except OSError:
+        pass  # a cache we cannot write only costs the probe next time
+    return verdict

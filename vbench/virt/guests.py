@@ -1,0 +1,195 @@
+"""Transient benchmark guests: scratch files, start, destroy, and cleanup of leftovers.
+
+Every guest is transient (`createXML`), named `vbench-<run-id>-...`, and carries a `<metadata>`
+element in vbench's namespace naming its run.  Its disk image and console log live in a per-run
+scratch directory that QEMU can reach (QEMU runs as an unprivileged user under qemu:///system and
+cannot traverse /root), guarded by a lock file so `vbench cleanup` never touches a live run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+from vbench.domxml import METADATA_NS
+from vbench.errors import GuestError, HostError
+
+NAME_PREFIX = "vbench-"
+LOCK = ".lock"
+
+
+def scratch_root() -> Path:
+    """Where guests' disk images and console logs live while a run goes on."""
+    env = os.environ.get("VBENCH_SCRATCH")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/vbench/scratch")
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "vbench" / "scratch"
+
+
+class RunScratch:
+    """The scratch directory of one run, locked while the run lives."""
+
+    def __init__(self, run_id: str, root: Path | None = None) -> None:
+        self.path = (root or scratch_root()) / run_id
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> RunScratch:
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+            # QEMU runs as an unprivileged user: it must traverse to the files libvirt labels for it
+            for p in (self.path, self.path.parent, self.path.parent.parent):
+                st = p.stat()
+                if st.st_uid == os.geteuid() and st.st_mode & 0o005 != 0o005:
+                    p.chmod(st.st_mode | 0o005)
+            self._lock_fd = os.open(self.path / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise HostError(
+                f"cannot create the scratch directory {self.path}: {exc.strerror}"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def make_disk(self, name: str, size_mib: int) -> Path:
+        """A raw disk image, fully allocated so the guest never reads sparse holes."""
+        path = self.path / name
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, size_mib << 20)
+        except OSError as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise HostError(
+                f"cannot allocate a {size_mib} MiB disk image in {self.path}: {exc.strerror}; "
+                "free some space or set VBENCH_SCRATCH to a larger file system"
+            ) from None
+        os.close(fd)
+        return path
+
+    def file(self, name: str) -> Path:
+        """An empty file QEMU can write (e.g. the console log)."""
+        path = self.path / name
+        path.touch(mode=0o644)
+        return path
+
+
+def _libvirt_message(exc: libvirt.libvirtError) -> str:
+    return (exc.get_error_message() or str(exc)).strip()
+
+
+def start_guest(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
+    """Start a transient domain; a libvirt refusal becomes a one-line GuestError."""
+    try:
+        dom = conn.createXML(xml, 0)
+    except libvirt.libvirtError as exc:
+        raise GuestError(f"libvirt refused to start the guest: {_libvirt_message(exc)}") from None
+    if dom is None:  # pragma: no cover - old bindings
+        raise GuestError("libvirt refused to start the guest")
+    return dom
+
+
+def destroy_guest(dom: libvirt.virDomain) -> None:
+    """Destroy a guest; already gone is fine."""
+    try:
+        dom.destroy()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (
+            libvirt.VIR_ERR_NO_DOMAIN,
+            libvirt.VIR_ERR_OPERATION_INVALID,
+        ):
+            raise
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isPersistent():
+            dom.undefine()
+
+
+@contextlib.contextmanager
+def running_guest(conn: libvirt.virConnect, xml: str) -> Iterator[libvirt.virDomain]:
+    """A started guest that is destroyed on every way out (return, exception, Ctrl-C)."""
+    dom = start_guest(conn, xml)
+    try:
+        yield dom
+    finally:
+        destroy_guest(dom)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    name: str
+    run_id: str | None
+
+
+def vbench_run_of(dom: libvirt.virDomain) -> str | None:
+    """The run id in a domain's vbench metadata, or None when it has none (not ours)."""
+    try:
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
+    except libvirt.libvirtError:
+        return None
+    try:
+        return ET.fromstring(text).get("id")
+    except ET.ParseError:
+        return None
+
+
+def find_leftovers(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, Leftover]]:
+    """vbench guests: the name prefix AND our metadata element (never anything else)."""
+    found = []
+    for dom in conn.listAllDomains(0):
+        name = dom.name()
+        if not name.startswith(NAME_PREFIX):
+            continue
+        run_id = vbench_run_of(dom)
+        if run_id is None:
+            continue
+        found.append((dom, Leftover(name=name, run_id=run_id)))
+    return found
+
+
+def _lock_held(run_dir: Path) -> bool:
+    """True when a live run holds this scratch directory's lock."""
+    lock = run_dir / LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def live_run_ids(root: Path | None = None) -> set[str]:
+    base = root or scratch_root()
+    if not base.is_dir():
+        return set()
+    return {d.name for d in base.iterdir() if d.is_dir() and _lock_held(d)}
+
+
+def stale_scratch_dirs(root: Path | None = None) -> list[Path]:
+    """Scratch directories whose run no longer holds its lock (the run died)."""
+    base = root or scratch_root()
+    if not base.is_dir():
+        return []
+    return [d for d in sorted(base.iterdir()) if d.is_dir() and not _lock_held(d)]
