@@ -289,6 +289,8 @@ def test_hostdev_rejects_a_bad_address(addr: str) -> None:
         ({"vcpus": 0}, "vcpus"),
         ({"memory_mib": 0}, "memory_mib"),
         ({"name": "a/b"}, "domain name"),
+        ({"name": ""}, "domain name"),
+        ({"name": "a\nb"}, "domain name"),
         ({"hostdevs": (HostdevSpec(SRIOV_VF), HostdevSpec(SRIOV_VF))}, "listed twice"),
     ],
 )

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from vbench.errors import ScenarioError
 from vbench.model import ModeId, Trial, WorkloadCase
@@ -23,10 +30,13 @@ FORMAT_VERSION = 1
 PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 BLOCK_SIZE = re.compile(r"^\d+[kKmM]?$")
 FIO_RW = ("read", "write", "randread", "randwrite", "rw", "randrw", "readwrite")
+FioRw = Literal["read", "write", "randread", "randwrite", "rw", "randrw", "readwrite"]
+WORKLOAD_KINDS = ("fio",)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so "2" is not an int and "yes" is not a bool
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class GuestSpec(_Strict):
@@ -41,38 +51,58 @@ class DiskSpec(_Strict):
 
 
 class ModeSpec(_Strict):
-    id: ModeId
-    label: str | None = None
+    # each check names its own key (modes[0].disk_bus, ...), so they are field validators that
+    # read the already validated `id` from `info.data` (fields are validated in order)
+    id: Annotated[ModeId, Field(strict=False)]  # TOML gives a string; strict would want a ModeId
+    # a label names the mode in case ids, file names and domain names: keep it a slug
+    label: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")] | None = None
     disk_bus: Literal["ide", "sata", "virtio", "scsi"] | None = None
     nic_model: Literal["e1000", "e1000e", "rtl8139", "virtio"] | None = None
-    pci: str | None = None  # vfio: the host device to pass through
-    pf: str | None = None  # sriov: the physical function whose VF to use
+    pci: Annotated[str | None, Field(validate_default=True)] = None  # vfio: the host device
+    pf: Annotated[str | None, Field(validate_default=True)] = None  # sriov: the physical function
+
+    @field_validator("disk_bus")
+    @classmethod
+    def _disk_bus_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("id")
+        if mode is ModeId.FV and value in ("virtio", "scsi"):
+            raise ValueError(f"fv takes an emulated disk bus (ide or sata), not {value!r}")
+        if mode is ModeId.PV and value in ("ide", "sata"):
+            raise ValueError(f"pv takes a paravirtual disk bus (virtio or scsi), not {value!r}")
+        if mode in (ModeId.VFIO, ModeId.SRIOV) and value == "ide":
+            raise ValueError(f"{mode.value} runs on the q35 machine, which has no IDE: use sata")
+        return value
+
+    @field_validator("nic_model")
+    @classmethod
+    def _nic_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("id")
+        if mode is ModeId.FV and value == "virtio":
+            raise ValueError("fv takes an emulated NIC (e1000, e1000e, rtl8139), not 'virtio'")
+        if mode is ModeId.PV and value not in (None, "virtio"):
+            raise ValueError(f"pv takes the virtio NIC, not {value!r}")
+        return value
 
     @field_validator("pci", "pf")
     @classmethod
-    def _pci_address(cls, value: str | None) -> str | None:
-        if value is not None and not PCI_ADDRESS.match(value):
-            raise ValueError(f"{value!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)")
+    def _pci_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("id")
+        key = info.field_name
+        wanted = {ModeId.VFIO: "pci", ModeId.SRIOV: "pf"}.get(mode) if mode else None
+        if value is None:
+            if key == wanted and mode is ModeId.VFIO:
+                raise ValueError("vfio needs `pci`, the address of the host device to pass through")
+            if key == wanted and mode is ModeId.SRIOV:
+                raise ValueError("sriov needs `pf`, the address of the SR-IOV physical function")
+            return value
+        if not PCI_ADDRESS.match(value):
+            raise ValueError(
+                f"{value!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)"
+            )
+        if mode is not None and key != wanted:
+            hint = f"; {mode.value} takes `{wanted}`" if wanted else ""
+            raise ValueError(f"`{key}` does not apply to mode {mode.value}{hint}")
         return value
-
-    @model_validator(mode="after")
-    def _fits_mode(self) -> ModeSpec:
-        emulated = {"ide", "sata"}
-        if self.id is ModeId.FV:
-            if self.disk_bus in ("virtio", "scsi"):
-                raise ValueError(f"fv takes an emulated disk bus (ide or sata), not {self.disk_bus!r}")
-            if self.nic_model == "virtio":
-                raise ValueError("fv takes an emulated NIC (e1000, e1000e, rtl8139), not 'virtio'")
-        if self.id is ModeId.PV:
-            if self.disk_bus in emulated:
-                raise ValueError(f"pv takes a paravirtual disk bus (virtio or scsi), not {self.disk_bus!r}")
-            if self.nic_model not in (None, "virtio"):
-                raise ValueError(f"pv takes the virtio NIC, not {self.nic_model!r}")
-        if self.id is ModeId.VFIO and self.pci is None:
-            raise ValueError("vfio needs `pci`, the address of the host device to pass through")
-        if self.id is ModeId.SRIOV and self.pf is None:
-            raise ValueError("sriov needs `pf`, the address of the SR-IOV physical function")
-        return self
 
     @property
     def effective_disk_bus(self) -> str:
@@ -89,12 +119,14 @@ class ModeSpec(_Strict):
 
 class FioSpec(_Strict):
     kind: Literal["fio"]
-    rw: list[Literal["read", "write", "randread", "randwrite", "rw", "randrw", "readwrite"]] = Field(
-        default_factory=lambda: ["randread"], min_length=1
-    )
+    rw: list[FioRw] = Field(default_factory=lambda: list[FioRw](["randread"]), min_length=1)
     bs: list[str] = Field(default_factory=lambda: ["4k"], min_length=1)
-    iodepth: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [16], min_length=1)
-    numjobs: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1], min_length=1)
+    iodepth: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [16], min_length=1
+    )
+    numjobs: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=lambda: [1], min_length=1
+    )
     runtime_s: Annotated[int, Field(ge=1, le=86400)] = 5
     ramp_s: Annotated[int, Field(ge=0, le=3600)] = 0
     ioengine: Literal["libaio", "io_uring", "psync", "sync"] = "libaio"
@@ -143,13 +175,14 @@ class Scenario(_Strict):
     workloads: list[WorkloadSpec] = Field(min_length=1)
     run: RunSpec = Field(default_factory=RunSpec)
 
-    @model_validator(mode="after")
-    def _unique_labels(self) -> Scenario:
-        labels = self.mode_labels()
+    @field_validator("modes")
+    @classmethod
+    def _unique_labels(cls, modes: list[ModeSpec]) -> list[ModeSpec]:
+        labels = [m.label or m.id.value for m in modes]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"modes repeat the label(s) {dupes}; give each a distinct `label`")
-        return self
+        return modes
 
     def mode_labels(self) -> list[str]:
         return [m.label or m.id.value for m in self.modes]
@@ -160,7 +193,8 @@ class Scenario(_Strict):
     def trials(self) -> list[Trial]:
         """Every guest boot of the run, modes interleaved within each repetition.
 
-        Interleaving (FV PV, FV PV, ...) keeps slow drift of the host from looking like a mode effect.
+        Interleaving (FV PV, FV PV, ...) keeps slow drift of the host from looking like a mode
+        effect.
         """
         cases = tuple(self.workload_cases())
         labels = self.mode_labels()
@@ -191,15 +225,23 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    # drop the discriminator tag pydantic inserts for tagged unions (workloads[0].fio.rw -> workloads[0].rw)
+    # drop the discriminator tag pydantic inserts for tagged unions
+    # (workloads[0].fio.rw -> workloads[0].rw)
     loc = tuple(p for p in err["loc"] if p not in ("fio",))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check its spelling)"
     elif err["type"] == "missing":
         msg = "required key is missing"
-    elif err["type"] == "literal_error" and "input" in err:
+    elif err["type"].endswith("_type") and isinstance(err.get("input"), str | int | float | bool):
+        msg = f"{msg}, not {err['input']!r}"
+    elif err["type"] in ("literal_error", "enum") and "input" in err:
         msg = f"{err['input']!r}: {msg}"
+    elif err["type"] == "union_tag_not_found":
+        loc, msg = (*loc, "kind"), f"required key is missing (one of {', '.join(WORKLOAD_KINDS)})"
+    elif err["type"] == "union_tag_invalid":
+        kinds = ", ".join(WORKLOAD_KINDS)
+        loc, msg = (*loc, "kind"), f"{err['ctx']['tag']!r} is not a workload kind (one of {kinds})"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
     return f"{_key_path(loc)}: {msg}{suffix}"

@@ -23,7 +23,7 @@ DOMAIN_TYPES = ("qemu", "kvm")
 
 _TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
-_DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+_DOMAIN_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,200}$")  # libvirt refuses '/' in a name
 
 
 def disk_target_dev(bus: str) -> str:
@@ -82,7 +82,7 @@ class DomainSpec:
 
     def __post_init__(self) -> None:
         if not _DOMAIN_NAME.match(self.name):
-            raise ValueError(f"{self.name!r} is not a usable domain name (letters, digits, _.+-)")
+            raise ValueError(f"{self.name!r} is not a usable domain name (no '/', 1-200 chars)")
         if self.domain_type not in DOMAIN_TYPES:
             raise ValueError(f"domain_type must be 'qemu' or 'kvm', not {self.domain_type!r}")
         if self.vcpus < 1:
