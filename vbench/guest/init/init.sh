@@ -1,0 +1,46 @@
+#!/bin/sh
+# vbench microguest /init: PID 1 of a throw-away benchmark guest.  Keep it short: every line
+# costs boot time under TCG.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /run /tmp /var/run/qemu-ga
+mount -t devpts devpts /dev/pts
+
+# The agent's path first (virtio_pci + virtio_console) so it can answer as early as possible;
+# the disk and NIC drivers follow, listed in dependency order by the builder.
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.agent
+
+start_agent() {
+    mkdir -p /dev/virtio-ports
+    for p in /sys/class/virtio-ports/*; do
+        [ -r "$p/name" ] || continue
+        n=$(cat "$p/name")
+        [ -n "$n" ] && ln -sf "../${p##*/}" "/dev/virtio-ports/$n"
+    done
+    port=/dev/virtio-ports/org.qemu.guest_agent.0
+    [ -e "$port" ] || { echo "vbench: no guest agent port" >/dev/console; return; }
+    # Respawn: a crashed agent would leave the host waiting for nothing.
+    while :; do
+        qemu-ga -m virtio-serial -p "$port" -f /run/qemu-ga.pid -t /var/run/qemu-ga
+        sleep 0.2
+    done
+}
+start_agent </dev/null >/dev/console 2>&1 &
+
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.devices
+
+ip link set lo up
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        vbench.ip=*) ip addr add "${arg#vbench.ip=}" dev eth0 && ip link set eth0 up ;;
+        vbench.gw=*) ip route add default via "${arg#vbench.gw=}" ;;
+    esac
+done
+# Let the host know the devices are probed (GuestAgent.test_disk waits for this file).
+: >/run/vbench-ready
+echo "vbench: microguest ready" >/dev/console
+
+# PID 1 must never exit; reap orphans while waiting.
+while :; do wait; sleep 3600; done
