@@ -190,10 +190,12 @@ def _block_devices(index: _BlockIndex) -> list[BlockDevice]:
     for d in disks:
         name = str(d.sys_name)
         sectors = _int_attr(d, "size")
+        behind = {addr for addr, _ in index.pci_backing(name)}
         out.append(
             BlockDevice(
                 name=name,
-                pci_address=_pci_address_of(d),
+                # a stacked device (dm, md) names its PCI device when all its slaves share one
+                pci_address=_pci_address_of(d) or (behind.pop() if len(behind) == 1 else None),
                 size_bytes=sectors * 512 if sectors is not None else None,
                 partitions=tuple(sorted(parts.get(name, []))),
             )
@@ -309,15 +311,21 @@ def find_host_use(
         if d.iommu_group is not None:
             groups.setdefault(d.iommu_group, []).append(d.address)
     by_addr = {d.address: d for d in pci}
-    shared: list[HostUse] = []
+    # one reason per (group mate, used device), naming everything the used device does for the host
+    why: dict[str, list[str]] = {}
     for use in direct:
-        dev = by_addr.get(use.pci_address)
+        why.setdefault(use.pci_address, []).append(use.reason)
+    shared: list[HostUse] = []
+    for addr, reasons in why.items():
+        dev = by_addr.get(addr)
         if dev is None or dev.iommu_group is None:
             continue
         for mate in groups[dev.iommu_group]:
-            if mate != use.pci_address:
-                reason = f"shares IOMMU group {dev.iommu_group} with {use.pci_address} which {use.reason}"
-                shared.append(HostUse(mate, reason))
+            if mate != addr:
+                text = ", ".join(reasons)
+                shared.append(
+                    HostUse(mate, f"shares IOMMU group {dev.iommu_group} with {addr} which {text}")
+                )
     return _unique(direct + shared), finder.notes
 
 
