@@ -1,5 +1,225 @@
-"""`vbench check` (to be written)."""
+"""`vbench check`: can this host do FV, PV-on-HVM, VFIO and SR-IOV, and if not, what to change."""
 
 from __future__ import annotations
 
-from vbench.cli import app  # noqa: F401
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vbench.cli import app
+from vbench.errors import VbenchError
+from vbench.host.checks import run_checks
+from vbench.host.paths import HostPaths
+from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
+from vbench.inventory import Inventory
+from vbench.model import ModeId
+from vbench.readiness import (
+    DEFAULT_REQUESTED,
+    CheckReport,
+    ModeVerdict,
+    Status,
+    build_document,
+    junit_xml,
+    mode_verdicts,
+    parse_modes,
+)
+
+STATUS_STYLE = {
+    Status.PASS: "bold green",
+    Status.WARN: "bold yellow",
+    Status.FAIL: "bold red",
+    Status.SKIP: "dim",
+}
+
+
+class UsageError(VbenchError):
+    """A bad option value (exit 1, like every other error; 2 means 'a requested mode not ready')."""
+
+
+def _checks_table(report: CheckReport) -> Table:
+    table = Table(title="Host checks", title_justify="left", expand=False, show_lines=False)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Observed (→ remedy)", overflow="fold")
+    for c in report.checks:
+        cell = Text(c.observed)
+        if c.remedy and c.status is not Status.PASS:
+            cell.append(f"\n→ {c.remedy}", style="cyan")
+        table.add_row(
+            Text(c.status.value, style=STATUS_STYLE[c.status]),
+            Text(f"{c.id}\n", style="bold").append(c.title, style="dim"),
+            cell,
+        )
+    return table
+
+
+def _devices_table(inv: Inventory) -> Table:
+    table = Table(title="PCI devices", title_justify="left")
+    for col in ("Address", "Device", "Driver", "IOMMU group", "SR-IOV", "Host use"):
+        table.add_column(col, overflow="fold")
+    for d in inv.pci:
+        if d.sriov_totalvfs:
+            sriov = f"PF {d.sriov_numvfs or 0}/{d.sriov_totalvfs} VFs"
+        elif d.physfn:
+            sriov = f"VF of {d.physfn}"
+        else:
+            sriov = ""
+        uses = inv.in_use_reasons(d.address)
+        name = (
+            d.device_name or d.class_name or f"[{d.vendor_id}:{d.device_id}] class {d.class_code}"
+        )
+        table.add_row(
+            d.address,
+            name,
+            d.driver or "-",
+            "-" if d.iommu_group is None else str(d.iommu_group),
+            sriov,
+            Text("; ".join(uses), style="red") if uses else Text(""),
+        )
+    return table
+
+
+def _verdicts_table(verdicts: list[ModeVerdict], requested: tuple[ModeId, ...]) -> Table:
+    table = Table(title="Readiness per mode (* = requested)", title_justify="left")
+    table.add_column("Mode", no_wrap=True)
+    table.add_column("Verdict", no_wrap=True)
+    table.add_column("Details", overflow="fold")
+    for v in verdicts:
+        mark = "*" if v.mode in requested else " "
+        verdict = (
+            Text("READY", style="bold green") if v.ready else Text("NOT READY", style="bold red")
+        )
+        details = Text(v.summary)
+        for o in v.offered:
+            details.append(f"\n  + {o.address} {o.description} (group {o.iommu_group}): {o.note}")
+        for e in v.excluded:
+            details.append(f"\n  - {e.address}: {e.reason}", style="dim")
+        for r in v.remedies:
+            details.append(f"\n→ {r}", style="cyan")
+        table.add_row(f"{mark} {v.mode.display_name}", verdict, details)
+    return table
+
+
+def render(
+    report: CheckReport, strict: bool, requested: tuple[ModeId, ...], console: Console
+) -> None:
+    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
+    h = report.host
+    where = f"testbed {h.get('testbed')}" if h.get("testbed") else str(h.get("hostname"))
+    osr = report.os_release.get("PRETTY_NAME", "unknown OS")
+    console.print(
+        f"[bold]vbench check[/bold] on {where}: {osr}, kernel {h.get('kernel_release') or '?'}, "
+        f"libvirt {h.get('libvirt_version') or '-'} at {h.get('libvirt_uri')}"
+        + (" [yellow](strict)[/yellow]" if strict else "")
+    )
+    console.print(_checks_table(report))
+    if report.inventory.pci:
+        console.print(_devices_table(report.inventory))
+    for note in report.inventory.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    console.print(_verdicts_table(verdicts, requested))
+    wanted = [v for v in verdicts if v.mode in requested]
+    not_ready = [v.mode.value for v in wanted if not v.ready]
+    if not_ready:
+        console.print(f"[bold red]Not ready:[/bold red] {', '.join(not_ready)} (exit 2)")
+    else:
+        names = ", ".join(m.value for m in requested)
+        console.print(f"[bold green]Ready:[/bold green] {names}")
+
+
+def _reexec_argv(
+    testbed: Path,
+    json_out: bool,
+    junit: Path | None,
+    modes: list[str],
+    strict: bool,
+    probe: bool,
+    connect: str | None,
+) -> list[str]:
+    args = ["check", "--testbed", str(testbed)]
+    if json_out:
+        args.append("--json")
+    if junit is not None:
+        args += ["--junit", str(junit.resolve())]
+    for m in modes:
+        args += ["--mode", m]
+    if strict:
+        args.append("--strict")
+    if probe:
+        args.append("--probe")
+    if connect:
+        args += ["--connect", connect]
+    return [sys.executable, "-c", "from vbench.cli import main; main()", *args]
+
+
+@app.command("check")
+def check(
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one versioned JSON document (checks, devices, verdicts)."
+    ),
+    junit: Path | None = typer.Option(
+        None, "--junit", metavar="FILE", help="Also write JUnit XML: one testcase per check."
+    ),
+    modes: list[str] = typer.Option(
+        [],
+        "--mode",
+        metavar="fv|pv|vfio|sriov",
+        help="A mode that must be ready (repeatable). Default: fv and pv. "
+        "All four modes are always evaluated and shown.",
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Count WARN as not ready."),
+    probe: bool = typer.Option(
+        False, "--probe", help="Boot a probe guest to see whether KVM really works (seconds)."
+    ),
+    connect: str | None = typer.Option(
+        None,
+        "-c",
+        "--connect",
+        metavar="URI",
+        help="libvirt URI (default: $LIBVIRT_DEFAULT_URI or qemu:///system).",
+    ),
+    testbed: Path | None = typer.Option(
+        None, "--testbed", hidden=True, help="Read a recorded testbed directory (tests, demos)."
+    ),
+) -> None:
+    """Can this host do FV, PV-on-HVM, VFIO and SR-IOV?  And if not, what exactly to change.
+
+    Checks everything `virt-host-validate qemu` does and more (KVM backend, IOMMU on the kernel
+    command line, interrupt remapping, vfio, hugepages, NUMA, libvirt domain capabilities, tools),
+    lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
+    the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
+
+    Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready (an unreachable
+    libvirtd is a FAIL line, so 2); 1 an error (bad option, unreadable testbed).  Requested modes:
+    --mode (repeatable), default fv and pv.
+    """
+    try:
+        requested = parse_modes(modes) if modes else DEFAULT_REQUESTED
+    except ValueError as exc:
+        raise UsageError(f"--mode: {exc}") from None
+    paths = HostPaths()
+    if testbed is not None:
+        testbed = testbed.resolve()
+        devices_file(testbed)  # HostError (exit 1) when it is not a testbed
+        if not in_testbed():
+            reexec_under_umockdev(
+                testbed, _reexec_argv(testbed, json_out, junit, modes, strict, probe, connect)
+            )
+        paths = HostPaths.for_testbed(testbed)
+    report = run_checks(paths, connect, probe)
+    doc = build_document(report, strict, requested)
+    if junit is not None:
+        try:
+            junit.write_text(junit_xml(report, strict, requested))
+        except OSError as exc:
+            raise UsageError(f"--junit: cannot write {junit}: {exc.strerror}") from None
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        render(report, strict, requested, Console(highlight=False))
+    raise typer.Exit(int(doc["exit_code"]))
