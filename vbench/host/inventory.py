@@ -1,8 +1,8 @@
 """Collect the host's device inventory (PCI, block, net) and what the host itself uses.
 
-Adapter: device trees are read through pyudev (which umockdev fakes in tests), the device's own sysfs
-links (`iommu_group`, `virtfn*`, `physfn`, `driver`) with os.readlink, and /proc files below an
-injectable `HostPaths` root.  Read only: nothing is written, no module is loaded.
+Adapter: device trees are read through pyudev (which umockdev fakes in tests), the device's own
+sysfs links (`iommu_group`, `virtfn*`, `physfn`, `driver`) with os.readlink, and /proc files
+below an injectable `HostPaths` root.  Read only: nothing is written, no module is loaded.
 
     python -m vbench.host.inventory [--testbed DIR]
 
@@ -103,9 +103,7 @@ def pci_device_from_udev(device: pyudev.Device) -> PciDevice:
     sys_path = str(device.sys_path)
     numa = _int_attr(device, "numa_node")
     group = _link_name(sys_path, "iommu_group")
-    vf_links = sorted(
-        (n for n in _listdir(sys_path) if _virtfn_index(n) >= 0), key=_virtfn_index
-    )
+    vf_links = sorted((n for n in _listdir(sys_path) if _virtfn_index(n) >= 0), key=_virtfn_index)
     vfs = tuple(v for v in (_link_name(sys_path, n) for n in vf_links) if v)
     class_code = _hex_id(_read_attr(device, "class")).rjust(6, "0")
     driver = _link_name(sys_path, "driver") or (str(device.driver) if device.driver else None)
@@ -166,7 +164,7 @@ class _BlockIndex:
         return [s for s in _listdir(os.path.join(str(dev.sys_path), "slaves")) if s]
 
     def pci_backing(self, name: str, depth: int = 0) -> list[tuple[str, str]]:
-        """(PCI address, leaf block name) pairs behind block device `name`, following dm/md slaves."""
+        """(PCI address, leaf block name) pairs behind block device `name`, via dm/md slaves."""
         dev = self.by_name.get(name)
         if dev is None or depth > _MAX_DEPTH:
             return []
@@ -238,9 +236,9 @@ def _mount_for_path(mounts: list[procfs.Mount], path: str) -> procfs.Mount | Non
     best: procfs.Mount | None = None
     for m in mounts:
         target = m.target.rstrip("/") or "/"
-        if (
-            path == target or path.startswith(target + "/") or target == "/"
-        ) and (best is None or len(target) >= len(best.target.rstrip("/") or "/")):
+        if (path == target or path.startswith(target + "/") or target == "/") and (
+            best is None or len(target) >= len(best.target.rstrip("/") or "/")
+        ):
             best = m
     return best
 
@@ -267,7 +265,10 @@ class _HostUseFinder:
             m = _mount_for_path(self.mounts, backing)
             if m is None or not m.source.startswith("/dev/"):
                 return []
-            return [(a, f"{name} via {backing} on {w}") for a, w in self.block_source(m.source, depth + 1)]
+            return [
+                (a, f"{name} via {backing} on {w}")
+                for a, w in self.block_source(m.source, depth + 1)
+            ]
         return [(addr, _via(leaf, name)) for addr, leaf in self.index.pci_backing(name)]
 
 
@@ -289,10 +290,10 @@ def find_host_use(
 
     for s in procfs.read_swaps(paths):
         if s.kind == "file" or not s.filename.startswith("/dev/"):
-            m = _mount_for_path(mounts, s.filename)
-            if m is None or not m.source.startswith("/dev/"):
+            holder = _mount_for_path(mounts, s.filename)
+            if holder is None or not holder.source.startswith("/dev/"):
                 continue
-            for addr, what in finder.block_source(m.source):
+            for addr, what in finder.block_source(holder.source):
                 direct.append(HostUse(addr, f"backs swap ({s.filename} on {what})"))
         else:
             for addr, what in finder.block_source(s.filename):
@@ -340,7 +341,8 @@ def _unique(uses: Iterable[HostUse]) -> list[HostUse]:
 
 
 def collect_inventory(
-    paths: HostPaths = HostPaths(), context: pyudev.Context | None = None
+    paths: HostPaths = HostPaths(),  # noqa: B008 (frozen dataclass: a safe default)
+    context: pyudev.Context | None = None,
 ) -> Inventory:
     """Read the host's PCI, block and network devices and what the host itself uses."""
     ctx = context if context is not None else pyudev.Context()

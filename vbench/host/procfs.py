@@ -1,7 +1,7 @@
 """Parsers for the /proc files the inventory needs: mounts, swaps, net/route.
 
-The parsers take the file's text (pure, tested on small strings); the `read_*` helpers read it below an
-injectable `HostPaths` root and treat a missing file as empty.
+The parsers take the file's text (pure, tested on small strings); the `read_*` helpers read it
+below an injectable `HostPaths` root and treat a missing file as empty.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 def unescape_octal(field: str) -> str:
-    r"""Undo the kernel's octal escapes in /proc/mounts and /proc/swaps fields (`\040` is a space)."""
+    r"""Undo the kernel's octal escapes in /proc/mounts and /proc/swaps (`\040` is a space)."""
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -73,7 +73,7 @@ def parse_mounts(text: str) -> list[Mount]:
 
 
 def parse_swaps(text: str) -> list[Swap]:
-    """Parse /proc/swaps: a header line ("Filename Type Size Used Priority") then one line per area."""
+    """Parse /proc/swaps: a header ("Filename Type Size Used Priority"), then one line per area."""
     swaps: list[Swap] = []
     for line in text.splitlines():
         fields = line.split()

@@ -1,8 +1,8 @@
 """Run a command against a recorded testbed (tests/data/testbeds/<name>/) under umockdev.
 
-umockdev-run preloads a library that makes /sys device trees (and libudev) show the recording in
-`devices.umockdev`; it sets UMOCKDEV_DIR in the environment.  The testbed's `proc/`, `sys/` and `dev/`
-snapshots are read through `HostPaths.for_testbed()` instead.
+umockdev-run preloads a library that makes /sys device trees (and libudev) show the recording
+in `devices.umockdev`; it sets UMOCKDEV_DIR in the environment.  The testbed's `proc/`, `sys/` and
+`dev/` snapshots are read through `HostPaths.for_testbed()` instead.
 """
 
 from __future__ import annotations
