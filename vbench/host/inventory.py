@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyudev
 
+from vbench.errors import HostError
 from vbench.host import procfs
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import in_testbed, reexec_under_umockdev
@@ -390,9 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.testbed is not None:
         testbed: Path = args.testbed.resolve()
         if not in_testbed():
-            reexec_under_umockdev(
-                testbed, [sys.executable, "-m", "vbench.host.inventory", "--testbed", str(testbed)]
-            )
+            try:
+                reexec_under_umockdev(
+                    testbed,
+                    [sys.executable, "-m", "vbench.host.inventory", "--testbed", str(testbed)],
+                )
+            except HostError as e:  # this debugging entry point is its own little surface
+                print(f"error: {e}", file=sys.stderr)
+                return e.exit_code
         paths = HostPaths.for_testbed(testbed)
     print(inventory_json(collect_inventory(paths)))
     return 0
