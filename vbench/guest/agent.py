@@ -62,6 +62,11 @@ class GuestAgent:
         self._domain = domain
         self.name: str = domain.name()
 
+    @property
+    def domain(self) -> libvirt.virDomain:
+        """The libvirt domain this agent belongs to."""
+        return self._domain
+
     # --- the wire -------------------------------------------------------------------------------
 
     def command(
