@@ -238,15 +238,19 @@ def describe(dev: PciDevice) -> str:
 
 
 def host_use_reasons(inventory: Inventory, dev: PciDevice) -> list[str]:
-    """Why the host needs this device: its own uses, then those of its IOMMU group peers."""
-    reasons = list(inventory.in_use_reasons(dev.address))
-    if dev.iommu_group is not None:
-        for peer in inventory.group_members(dev.iommu_group):
-            if peer.address == dev.address:
-                continue
-            for r in inventory.in_use_reasons(peer.address):
-                reasons.append(f"in IOMMU group {dev.iommu_group} with {peer.address}, which {r}")
-    return list(dict.fromkeys(reasons))
+    """Why the host needs this device: its own uses, else the IOMMU group peers the host uses.
+
+    (The inventory collector already records group propagation; a hand-built inventory may not.)
+    """
+    own = list(dict.fromkeys(inventory.in_use_reasons(dev.address)))
+    if own or dev.iommu_group is None:
+        return own
+    out: list[str] = []
+    for peer in inventory.group_members(dev.iommu_group):
+        reasons = inventory.in_use_reasons(peer.address)
+        if peer.address != dev.address and reasons:
+            out.append(f"in IOMMU group {dev.iommu_group} with {peer.address}, which {reasons[0]}")
+    return out
 
 
 def _group_peers(inventory: Inventory, dev: PciDevice) -> tuple[str, ...]:
@@ -385,15 +389,16 @@ def mode_verdicts(
     verdicts: list[ModeVerdict] = []
     for mode in ALL_MODES:
         blockers: list[str] = []
-        remedies: list[str] = []
+        by_text: dict[str, list[str]] = {}  # one line per distinct fix, naming every check it fixes
         warnings: list[str] = []
         for c in checks:
             if c.blocks(mode, strict):
                 blockers.append(c.id)
                 if c.remedy:
-                    remedies.append(f"{c.id}: {c.remedy}")
+                    by_text.setdefault(c.remedy, []).append(c.id)
             elif c.concerns(mode) and c.status in (Status.WARN, Status.FAIL):
                 warnings.append(c.id)
+        remedies = [f"{', '.join(ids)}: {text}" for text, ids in by_text.items()]
         offered: list[OfferedDevice] = []
         excluded: list[ExcludedDevice] = []
         extra = ""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+import pyudev
 
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
@@ -68,8 +69,9 @@ def read_first_line(path: Path) -> str | None:
 
 
 def _listdir(path: Path) -> list[str]:
+    """Entries of a directory, without dot files (testbed snapshots carry `.keep` files)."""
     try:
-        return sorted(os.listdir(path))
+        return sorted(n for n in os.listdir(path) if not n.startswith("."))
     except OSError:
         return []
 
@@ -593,6 +595,10 @@ def check_iommu_acpi(f: HostFacts) -> CheckResult:
     )
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def check_iommu_groups(f: HostFacts, inventory: Inventory) -> CheckResult:
     title = "IOMMU enabled by the kernel (groups exist)"
     n, where = iommu_groups(f, inventory)
@@ -606,8 +612,9 @@ def check_iommu_groups(f: HostFacts, inventory: Inventory) -> CheckResult:
         Status.FAIL,
         f"no IOMMU groups in {where}: the kernel has no IOMMU enabled",
         remedy=(
-            "Enable VT-d/AMD-Vi in the firmware setup, then "
-            + kernel_cmdline_remedy(iommu_cmdline_args(f), f.os_release)
+            "Enable VT-d (Intel) or AMD-Vi (AMD) in the firmware setup and turn the IOMMU on in "
+            "the kernel: "
+            + _lower_first(kernel_cmdline_remedy(iommu_cmdline_args(f), f.os_release))
         ),
         gates=PASSTHROUGH,
         data={"groups": 0},
@@ -664,16 +671,33 @@ def check_iommu_cmdline(f: HostFacts, inventory: Inventory) -> CheckResult:
     )
 
 
+def _ecaps(f: HostFacts) -> list[str]:
+    """VT-d extended capability registers: from the device tree (pyudev, faked by umockdev in a
+    testbed), else from sysfs below the injectable root."""
+    values: list[str] = []
+    try:
+        for dev in pyudev.Context().list_devices(subsystem="iommu"):
+            raw = dev.attributes.get("intel-iommu/ecap")
+            if raw:
+                values.append(bytes(raw).decode(errors="replace").strip())
+    except (OSError, pyudev.DeviceNotFoundError):
+        values = []
+    if not values:
+        for unit in _listdir(f.paths.sys("class/iommu")):
+            ecap = read_first_line(f.paths.sys(f"class/iommu/{unit}/intel-iommu/ecap"))
+            if ecap:
+                values.append(ecap)
+    return values
+
+
 def _intremap_from_ecap(f: HostFacts) -> bool | None:
     found: bool | None = None
-    for unit in _listdir(f.paths.sys("class/iommu")):
-        ecap = read_first_line(f.paths.sys(f"class/iommu/{unit}/intel-iommu/ecap"))
-        if ecap:
-            try:
-                ir = bool(int(ecap, 16) & (1 << 3))  # VT-d ECAP.IR
-            except ValueError:
-                continue
-            found = bool(found) or ir
+    for ecap in _ecaps(f):
+        try:
+            ir = bool(int(ecap, 16) & (1 << 3))  # VT-d ECAP.IR
+        except ValueError:
+            continue
+        found = bool(found) or ir
     return found
 
 
@@ -720,6 +744,7 @@ def check_intremap(f: HostFacts, inventory: Inventory) -> CheckResult:
 
 
 def _module_state(f: HostFacts, name: str) -> str:
+    """'loaded', 'builtin', 'loadable', 'missing', or 'unknown' (a testbed without lib/modules)."""
     if f.module_loaded(name):
         return "loaded"
     avail = f.module_available(name)
@@ -727,6 +752,8 @@ def _module_state(f: HostFacts, name: str) -> str:
         return "builtin"
     if avail == "loadable":
         return "loadable"
+    if not f.live and not f.modules_dir.is_dir():
+        return "unknown"
     return "missing"
 
 
@@ -747,9 +774,20 @@ def check_vfio_modules(f: HostFacts) -> CheckResult:
             remedy=(
                 f"Boot a kernel built with VFIO (CONFIG_VFIO_PCI) and install its modules: "
                 f"{install_remedy(['kernel'], f.os_release)}; then "
-                + module_load_remedy(list(VFIO_MODULES), f.os_release)
+                + _lower_first(module_load_remedy(list(VFIO_MODULES), f.os_release))
             ),
             gates=PASSTHROUGH,
+            data={"modules": states},
+        )
+    unknown = [m for m, s in states.items() if s == "unknown"]
+    if unknown:
+        return CheckResult(
+            "vfio.modules",
+            title,
+            Status.WARN,
+            obs + f" (this testbed has no lib/modules/{f.kernel_release or '<release>'})",
+            remedy=module_load_remedy(list(VFIO_MODULES), f.os_release),
+            degrades=PASSTHROUGH,
             data={"modules": states},
         )
     if loadable:
@@ -773,7 +811,7 @@ def check_vfio_dev(f: HostFacts) -> CheckResult:
         extra = f"; vfio groups in use: {', '.join(groups)}" if groups else ""
         return CheckResult("vfio.dev", title, Status.PASS, f"{dev} present{extra}")
     state = _module_state(f, "vfio")
-    if state == "loadable":
+    if state in ("loadable", "unknown"):
         return CheckResult(
             "vfio.dev",
             title,
