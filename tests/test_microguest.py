@@ -1,0 +1,210 @@
+"""The microguest builder: pure helpers, and real builds from this host's files into a tmp cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vbench.errors import HostError
+from vbench.guest import microguest as mg
+
+MODULES_DEP = """\
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko \
+kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/drivers/scsi/scsi_common.ko:
+kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/ata/libata.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/ata/ata_piix.ko: kernel/drivers/ata/libata.ko kernel/drivers/scsi/scsi_mod.ko \
+kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/nvme/host/nvme-core.ko:
+kernel/drivers/nvme/host/nvme.ko: kernel/drivers/nvme/host/nvme-core.ko
+"""
+
+
+def _position(order: list[str]) -> dict[str, int]:
+    return {mg.module_name(p): i for i, p in enumerate(order)}
+
+
+def test_modules_come_after_their_dependencies() -> None:
+    order = mg.resolve_modules(MODULES_DEP, ["ata_piix", "virtio_pci", "nvme"])
+    pos = _position(order)
+    assert pos["scsi_common"] < pos["scsi_mod"] < pos["libata"] < pos["ata_piix"]
+    assert pos["virtio"] < pos["virtio_pci"] and pos["virtio_ring"] < pos["virtio_pci"]
+    assert pos["nvme_core"] < pos["nvme"]  # file names use '-', module names '_'
+    assert len(order) == len(set(order)) == 10
+    assert "kernel/drivers/nvme/host/nvme-core.ko" in order
+
+
+def test_unknown_module_is_a_key_error() -> None:
+    with pytest.raises(KeyError):
+        mg.resolve_modules(MODULES_DEP, ["e1000"])
+
+
+def test_module_name_normalizes_compressed_and_dashed_names() -> None:
+    assert mg.module_name("kernel/drivers/nvme/host/nvme-core.ko.xz") == "nvme_core"
+    assert mg.module_name("kernel/drivers/net/ethernet/realtek/8139cp.ko") == "8139cp"
+
+
+def test_parse_ldd_keeps_the_loader_and_drops_the_vdso() -> None:
+    out = (
+        "\tlinux-vdso.so.1 (0x00007ffd)\n"
+        "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n"
+        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n"
+    )
+    assert mg.parse_ldd(out) == [
+        Path("/lib/x86_64-linux-gnu/libz.so.1"),
+        Path("/lib64/ld-linux-x86-64.so.2"),
+    ]
+    with pytest.raises(HostError):
+        mg.parse_ldd("\tlibfoo.so.1 => not found\n")
+
+
+def test_parse_dynamic_symbols_reads_versions() -> None:
+    text = (
+        "0000000000000000      DF *UND*\t0000000000000000 (GFAPI_6.0)  glfs_fsync\n"
+        "0000000000000000      DF *UND*\t0000000000000000  Base        rados_aio_read\n"
+        "0000000000012340 g    DF .text\t0000000000000042  LIBNBD_1.0  nbd_create\n"
+    )
+    assert mg.parse_dynamic_symbols(text) == [
+        ("glfs_fsync", "GFAPI_6.0", False, "F"),
+        ("rados_aio_read", None, False, "F"),
+        ("nbd_create", "LIBNBD_1.0", True, "F"),
+    ]
+
+
+def test_image_path_merges_usr() -> None:
+    assert mg.image_path("/lib/x86_64-linux-gnu/libc.so.6") == "usr/lib/x86_64-linux-gnu/libc.so.6"
+    assert mg.image_path("/usr/bin/fio") == "usr/bin/fio"
+    assert mg.image_path("/lib64/ld-linux-x86-64.so.2") == "usr/lib64/ld-linux-x86-64.so.2"
+
+
+def test_missing_kernel_names_the_package(tmp_path: Path) -> None:
+    with pytest.raises(HostError, match="linux-image-amd64"):
+        mg.find_kernel(boot=tmp_path, modules_root=tmp_path)
+
+
+def test_cache_root_is_outside_root_home_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "/root/.cache")
+    root = mg.default_cache_root()
+    if os.geteuid() == 0:
+        assert root == Path("/var/cache/vbench")
+    else:
+        assert root == Path("/root/.cache/vbench")
+
+
+# --- real builds (need the host pieces: kernel, busybox-static, fio, ...) -----------------------
+
+
+def _host_sources() -> mg.HostSources:
+    try:
+        return mg.host_sources()
+    except HostError as exc:
+        pytest.skip(str(exc))
+
+
+def _cpio_members(initrd: Path) -> dict[str, bytes]:
+    """The regular files and symlinks of a zstd newc cpio, by name (symlinks map to targets)."""
+    raw = subprocess.run(["zstd", "-dc", str(initrd)], capture_output=True, check=True).stdout
+    members: dict[str, bytes] = {}
+    off = 0
+    while True:
+        header = raw[off : off + 110]
+        assert header[:6] == b"070701"
+        fields = [int(header[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
+        mode, filesize, namesize = fields[1], fields[6], fields[11]
+        name_start = off + 110
+        name = raw[name_start : name_start + namesize - 1].decode()
+        data_start = name_start + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return members
+        if mode & 0o170000 in (0o100000, 0o120000):
+            members[name] = raw[data_start : data_start + filesize]
+        off = data_start + filesize + (-filesize % 4)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, mg.Microguest]:
+    src = _host_sources()
+    cache = tmp_path_factory.mktemp("cache")
+    return cache, mg.build_from_sources(src, cache)
+
+
+def test_build_is_small_bootable_and_complete(built: tuple[Path, mg.Microguest]) -> None:
+    _, guest = built
+    assert guest.size_bytes == guest.initrd.stat().st_size <= mg.MAX_INITRD_BYTES
+    assert guest.kernel.is_file() and guest.kernel.stat().st_size > 1_000_000
+    assert "console=ttyS0" in guest.cmdline
+    members = _cpio_members(guest.initrd)
+    for name in ("init", "usr/bin/busybox", "usr/bin/fio", "usr/bin/stress-ng", "usr/bin/iperf3"):
+        assert name in members, name
+    assert "usr/sbin/qemu-ga" in members
+    assert "usr/lib64/ld-linux-x86-64.so.2" in members
+    assert members["bin"] == b"usr/bin"  # merged /usr, like the host
+    # fio's unused engine libraries are stubs, not the 70 MB Ceph/Gluster stack
+    assert len(members["usr/lib/x86_64-linux-gnu/librbd.so.1"]) < 100_000
+    assert not any("libceph-common" in n for n in members)
+
+
+def test_modules_in_the_image_are_in_dependency_order(built: tuple[Path, mg.Microguest]) -> None:
+    _, guest = built
+    members = _cpio_members(guest.initrd)
+    order = (
+        members["etc/vbench/modules.agent"].decode().split()
+        + members["etc/vbench/modules.devices"].decode().split()
+    )
+    dep_text = (Path("/lib/modules") / guest.kernel_release / "modules.dep").read_text()
+    deps = mg.parse_modules_dep(dep_text)
+    pos = _position(order)
+    for wanted in (*mg.AGENT_MODULES, *mg.DEVICE_MODULES):
+        assert wanted.replace("-", "_") in pos, wanted
+    for name, (_path, its_deps) in deps.items():
+        if name in pos:
+            for dep in its_deps:
+                assert pos[mg.module_name(dep)] < pos[name], (dep, name)
+    for path in order:
+        assert f"usr/lib/modules/{path}" in members
+    assert order[: len(members["etc/vbench/modules.agent"].split())][-1].endswith(
+        "virtio_console.ko"
+    )
+
+
+def test_second_build_is_a_cache_hit(built: tuple[Path, mg.Microguest]) -> None:
+    cache, guest = built
+    messages: list[str] = []
+    again = mg.build_from_sources(_host_sources(), cache, progress=messages.append)
+    assert again == guest
+    assert any(m.startswith("cache hit") for m in messages)
+
+
+def test_changed_input_rebuilds(tmp_path: Path) -> None:
+    src = _host_sources()
+    # Our own copy of one program, so that we can change it without touching the host.
+    iperf3 = tmp_path / "bin" / "iperf3"
+    iperf3.parent.mkdir()
+    shutil.copy2(dict(src.programs)["iperf3"], iperf3)
+    programs = tuple((n, iperf3 if n == "iperf3" else p) for n, p in src.programs)
+    src = dataclasses.replace(src, programs=programs)
+    cache = tmp_path / "cache"
+    first = mg.build_from_sources(src, cache)
+
+    st = iperf3.stat()
+    os.utime(iperf3, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    messages: list[str] = []
+    second = mg.build_from_sources(src, cache, progress=messages.append)
+    assert second.digest != first.digest
+    assert not any(m.startswith("cache hit") for m in messages)
+
+    third = mg.build_from_sources(
+        dataclasses.replace(src, init_script=src.init_script + "\n# changed\n"), cache
+    )
+    assert third.digest not in (first.digest, second.digest)
+    # no half-built temporary directories are left behind
+    assert not [p for p in (cache / "microguest").iterdir() if p.name.startswith(".")]
