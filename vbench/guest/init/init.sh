@@ -7,6 +7,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /run /tmp /var/run/qemu-ga
 mount -t devpts devpts /dev/pts
+# The first userspace line on the console (benchmarks/boot_to_agent.py times it).
+echo "vbench: init started" >/dev/console
 
 # The agent's path first (virtio_pci + virtio_console) so it can answer as early as possible;
 # the disk and NIC drivers follow, listed in dependency order by the builder.
