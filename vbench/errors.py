@@ -47,3 +47,7 @@ class CommandFailed(VbenchError):
 
 class RunDirError(VbenchError):
     """A run directory is missing, unreadable, or of an unknown format version."""
+
+
+class WorkloadOutputError(VbenchError):
+    """A workload tool's output is empty, not the expected format, or reports a failed job."""
