@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def testbed_dir(name: str) -> Path:
+def bed(name: str) -> Path:
     path = TESTBEDS / name
     if not (path / "devices.umockdev").is_file():
         pytest.skip(f"testbed {name} not recorded yet ({path}/devices.umockdev missing)")
@@ -53,7 +53,7 @@ def vbench(*args: str) -> subprocess.CompletedProcess[str]:
 
 @cache
 def _check(name: str, modes: tuple[str, ...] = ()) -> tuple[int, str, str]:
-    args = ["check", "--testbed", str(testbed_dir(name)), "--json", "-c", "test:///default"]
+    args = ["check", "--testbed", str(bed(name)), "--json", "-c", "test:///default"]
     for m in modes:
         args += ["--mode", m]
     p = vbench(*args)
@@ -79,7 +79,7 @@ def check(doc: dict[str, Any], cid: str) -> dict[str, Any]:
 def test_document_shape_on_every_testbed(name: str) -> None:
     rc, doc = check_json(name)
     assert doc["format_version"] == 1 and doc["kind"] == "vbench.check"
-    assert doc["host"]["testbed"] == str(testbed_dir(name))
+    assert doc["host"]["testbed"] == str(bed(name))
     assert doc["requested_modes"] == ["fv", "pv"]
     assert rc == doc["exit_code"] == (0 if doc["ready"] else 2)
     assert [v["mode"] for v in doc["verdicts"]] == ["fv", "pv", "vfio", "sriov"]
@@ -187,7 +187,7 @@ def test_table_and_junit_on_the_lab(tmp_path: Path) -> None:
     p = vbench(
         "check",
         "--testbed",
-        str(testbed_dir("lab-iommu-sriov")),
+        str(bed("lab-iommu-sriov")),
         "-c",
         "test:///default",
         "--mode",
@@ -205,7 +205,7 @@ def test_table_and_junit_on_the_lab(tmp_path: Path) -> None:
 
 
 def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
-    p = vbench("check", "--testbed", str(testbed_dir("lab-iommu-sriov")), "--mode", "gpu")
+    p = vbench("check", "--testbed", str(bed("lab-iommu-sriov")), "--mode", "gpu")
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and "unknown mode 'gpu'" in p.stderr
     p = vbench("check", "--testbed", str(tmp_path))
