@@ -44,8 +44,8 @@ class UsageError(VbenchError):
 def _checks_table(report: CheckReport) -> Table:
     table = Table(title="Host checks", title_justify="left", expand=False, show_lines=False)
     table.add_column("Status", no_wrap=True)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Observed (→ remedy)", overflow="fold")
+    table.add_column("Check", max_width=26, overflow="fold")
+    table.add_column("Observed (→ remedy)", overflow="fold", ratio=1)
     for c in report.checks:
         cell = Text(c.observed)
         if c.remedy and c.status is not Status.PASS:
