@@ -33,9 +33,11 @@ from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import (
+    DEFAULT_REQUESTED,
     CheckReport,
     CheckResult,
     Status,
+    build_document,
     install_remedy,
     kernel_cmdline_remedy,
     module_load_remedy,
@@ -1415,3 +1417,17 @@ def run_checks(
     }
     host["duration_s"] = round(time.monotonic() - started, 3)
     return CheckReport(host=host, checks=tuple(checks), inventory=inventory)
+
+
+def check_document(
+    uri: str | None = None,
+    requested: Iterable[ModeId] = DEFAULT_REQUESTED,
+    strict: bool = False,
+    paths: HostPaths | None = None,
+) -> dict[str, Any]:
+    """The `vbench check --json` document (no probe), for `vbench run` to store in its manifest.
+
+    Read it back with `vbench.readiness.report_from_document`; `mode_verdicts` on it says which
+    modes the host could not do, and why.
+    """
+    return build_document(run_checks(paths, uri, probe=False), strict, tuple(requested))
