@@ -18,6 +18,11 @@ from typing import Any
 
 import pytest
 
+from vbench.host.checks import check_cgroups, check_iommu_cmdline, check_vfio_modules, read_facts
+from vbench.host.paths import HostPaths
+from vbench.inventory import Inventory
+from vbench.readiness import Status
+
 TESTBEDS = Path(__file__).parent / "data" / "testbeds"
 ALL_TESTBEDS = (
     "lab-iommu-sriov",
@@ -35,6 +40,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def bed(name: str) -> Path:
+    if shutil.which("umockdev-run") is None:
+        pytest.skip("umockdev-run not installed (apt-get install umockdev)")
     path = TESTBEDS / name
     if not (path / "devices.umockdev").is_file():
         pytest.skip(f"testbed {name} not recorded yet ({path}/devices.umockdev missing)")
@@ -211,3 +218,66 @@ def test_errors_are_one_line_with_exit_1(tmp_path: Path) -> None:
     p = vbench("check", "--testbed", str(tmp_path))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "is not a testbed" in " ".join(p.stderr.split())  # rich may wrap at 80 columns
+
+
+# --- small host trees written by the test (real files; no umockdev needed) -----------------------
+
+
+def host_tree(tmp_path: Path, files: dict[str, str]) -> HostPaths:
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return HostPaths.for_testbed(tmp_path)
+
+
+def test_cgroup_v2_controllers(tmp_path: Path) -> None:
+    paths = host_tree(
+        tmp_path,
+        {
+            "proc/mounts": "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n",
+            "sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory pids\n",
+        },
+    )
+    found = {c.id: c for c in check_cgroups(read_facts(paths))}
+    assert all(c.status is Status.PASS for c in found.values()), found
+    assert "(io)" in found["cgroup.blkio"].observed and "(cpu)" in found["cgroup.cpuacct"].observed
+
+    paths = host_tree(tmp_path, {"sys/fs/cgroup/cgroup.controllers": "cpu pids\n"})
+    found = {c.id: c for c in check_cgroups(read_facts(paths))}
+    assert found["cgroup.memory"].status is Status.WARN and found["cgroup.memory"].remedy
+
+
+def test_iommu_command_line_against_sysfs(tmp_path: Path) -> None:
+    debian = {"etc/os-release": "ID=debian\n", "sys/firmware/acpi/tables/DMAR": ""}
+    paths = host_tree(tmp_path, {**debian, "proc/cmdline": "root=/dev/sda1 intel_iommu=off\n"})
+    c = check_iommu_cmdline(read_facts(paths), Inventory())
+    assert c.status is Status.FAIL and "intel_iommu=off disables" in c.observed
+    assert c.remedy and "update-grub" in c.remedy and "YaST" not in c.remedy
+
+    paths = host_tree(tmp_path, {"proc/cmdline": "root=/dev/sda1 intel_iommu=on\n"})
+    c = check_iommu_cmdline(read_facts(paths), Inventory())
+    assert c.status is Status.FAIL and "asked for an IOMMU but found none" in c.observed
+
+    (tmp_path / "sys/kernel/iommu_groups/0").mkdir(parents=True)
+    c = check_iommu_cmdline(read_facts(paths), Inventory())
+    assert c.status is Status.PASS and "iommu=pt not set" in c.observed
+
+
+def test_modules_from_proc_or_sys_and_loadable_from_modules_dep(tmp_path: Path) -> None:
+    paths = host_tree(
+        tmp_path,
+        {
+            "etc/os-release": 'ID="opensuse-tumbleweed"\nID_LIKE="opensuse suse"\n',
+            "proc/sys/kernel/osrelease": "6.4.0-1-default\n",
+            "proc/modules": "vfio 49152 0 - Live 0x0\n",
+            "lib/modules/6.4.0-1-default/modules.dep": (
+                "kernel/drivers/vfio/pci/vfio-pci.ko.zst: kernel/drivers/vfio/vfio.ko.zst\n"
+                "kernel/drivers/vfio/vfio_iommu_type1.ko.zst:\n"
+            ),
+        },
+    )
+    c = check_vfio_modules(read_facts(paths))
+    assert c.status is Status.WARN, c.observed
+    assert "vfio loaded" in c.observed and "vfio_pci loadable" in c.observed
+    assert c.remedy and "modules-load.d" in c.remedy and "YaST" in c.remedy
