@@ -33,11 +33,6 @@ ALL_TESTBEDS = (
     "rootfs-device",
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("umockdev-run") is None,
-    reason="umockdev-run not installed (apt-get install umockdev)",
-)
-
 
 def bed(name: str) -> Path:
     if shutil.which("umockdev-run") is None:
