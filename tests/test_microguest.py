@@ -111,8 +111,10 @@ def _host_sources() -> mg.HostSources:
 
 
 def _cpio_members(initrd: Path) -> dict[str, bytes]:
-    """The regular files and symlinks of a zstd newc cpio, by name (symlinks map to targets)."""
-    raw = subprocess.run(["zstd", "-dc", str(initrd)], capture_output=True, check=True).stdout
+    """The regular files and symlinks of a compressed newc cpio, by name (links map to targets)."""
+    magic = initrd.read_bytes()[:4]
+    tool = {b"\x02\x21\x4c\x18": "lz4", b"\x28\xb5\x2f\xfd": "zstd"}.get(magic, "gzip")
+    raw = subprocess.run([tool, "-dc", str(initrd)], capture_output=True, check=True).stdout
     members: dict[str, bytes] = {}
     off = 0
     while True:
