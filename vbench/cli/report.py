@@ -1,5 +1,24 @@
-"""`vbench report` (to be written)."""
+"""`vbench report RUN_DIR`: write report.html (self-contained) and report.pdf into the run dir."""
 
 from __future__ import annotations
 
-from vbench.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from vbench.cli import app
+from vbench.report import build_report
+
+
+@app.command("report")
+def report(
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory, e.g. reports/<run-id> (the one holding manifest.json)."
+    ),
+    no_pdf: bool = typer.Option(False, "--no-pdf", help="Write only report.html (no WeasyPrint)."),
+) -> None:
+    """Summarize a run: per-workload tables and charts comparing the modes, as HTML and PDF."""
+    files = build_report(run_dir, pdf=not no_pdf)
+    typer.echo(f"html: {files.html}")
+    if files.pdf is not None:
+        typer.echo(f"pdf:  {files.pdf}")

@@ -1,0 +1,48 @@
+"""The report: a run directory in, `report.html` (self-contained) and `report.pdf` out.
+
+    build_report(Path("reports/<run-id>"))  ->  ReportFiles(html=..., pdf=...)
+
+`analysis` turns samples into summaries, `plots` draws inline SVG charts, `render` fills the Jinja2
+template and prints the same HTML to PDF with WeasyPrint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vbench.report.analysis import mode_order, summarize_samples
+from vbench.report.render import build_context, render_html, render_pdf
+from vbench.results import RunDir, atomic_write, utc_now
+
+REPORT_HTML = "report.html"
+REPORT_PDF = "report.pdf"
+
+__all__ = ["REPORT_HTML", "REPORT_PDF", "ReportFiles", "build_report"]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    pdf: Path | None
+
+
+def build_report(run_path: Path, *, pdf: bool = True) -> ReportFiles:
+    """Read the run directory at `run_path` and write its report beside the data.
+
+    Raises `vbench.errors.RunDirError` when `run_path` is not a readable run directory.
+    """
+    run = RunDir.open(run_path)
+    manifest = run.read_manifest()
+    samples = run.read_samples()
+    modes = mode_order(manifest, samples)
+    summary = summarize_samples(samples, modes)
+    context = build_context(manifest, samples, summary, modes, run_path, utc_now())
+    html = render_html(context)
+    html_path = run_path / REPORT_HTML
+    atomic_write(html_path, html)
+    pdf_path: Path | None = None
+    if pdf:
+        pdf_path = run_path / REPORT_PDF
+        atomic_write(pdf_path, render_pdf(html))
+    return ReportFiles(html=html_path, pdf=pdf_path)

@@ -1,0 +1,307 @@
+"""The report, built from a run directory made of real fio output (tests/data/fio)."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vbench.errors import RunDirError
+from vbench.model import Sample
+from vbench.report import build_report
+from vbench.report.analysis import mode_order, summarize_samples
+from vbench.report.render import TCG_WARNING
+from vbench.results import (
+    Accel,
+    CaseRecord,
+    Manifest,
+    RunDir,
+    ScenarioRecord,
+    SkippedMode,
+    TrialRecord,
+)
+from vbench.stats import summarize
+from vbench.workloads.fio import SampleLabels, parse_fio_json
+
+DATA = Path(__file__).parent / "data" / "fio"
+RUN_ID = "20250101T100000-quick"
+SCENARIO = 'format_version = 1\nname = "quick"\ndescription = "Emulated vs virtio disk"\n'
+PARAMS = "bs=4k,direct=True,iodepth=16,ioengine=libaio,numjobs=1,ramp_s=0,runtime_s=5,rw=randread"
+# Real outputs stand in for repetitions: each mode gets three different real fio runs.
+FILES = {
+    "fv": [
+        "randread-4k-j2-nogroup.json",
+        "randread-4k-j2-group.json",
+        "randread-4k-psync-note-line.txt",
+    ],
+    "pv": [
+        "randread-4k-libaio-qd16.json",
+        "randread-4k-j2-group.json",
+        "randread-4k-libaio-qd16.json",
+    ],
+}
+
+
+def _manifest(status: str = "complete", **extra: Any) -> Manifest:
+    return Manifest(
+        run_id=RUN_ID,
+        status=status,  # type: ignore[arg-type]
+        started_at="2025-01-01T10:00:00+00:00",
+        ended_at="2025-01-01T10:03:05+00:00",
+        libvirt_uri="qemu:///system",
+        scenario=ScenarioRecord(
+            path="scenarios/quick.toml", name="quick", sha256="0" * 64, text=SCENARIO
+        ),
+        host={"hostname": "lab", "cpu": {"model": "test cpu", "cores": 2}},
+        versions={"vbench": "0.1.0", "libvirt": "9.0.0", "qemu": "7.2.0", "fio": "fio-3.33"},
+        accelerator=Accel(name="tcg", reason="KVM probe failed: no vmx/svm"),
+        **extra,
+    )
+
+
+def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[Path, list[Sample]]:
+    run = RunDir.create(tmp_path, RUN_ID)
+    samples: list[Sample] = []
+    cases: list[CaseRecord] = []
+    trials: list[TrialRecord] = []
+    for rep in range(3):
+        for mode in ("fv", "pv"):
+            name = FILES[mode][rep]
+            text = (DATA / name).read_text()
+            case_id = f"r{rep}-{mode}-fio-randread-4k-qd16-j1"
+            labels = SampleLabels(RUN_ID, case_id, mode, "fio", PARAMS, rep, 1.7e9 + rep)
+            samples += parse_fio_json(text, labels)
+            run.write_raw(case_id, "fio.json", text)
+            trials.append(TrialRecord(mode=mode, mode_id=mode, repetition=rep, status="ok"))
+            cases.append(
+                CaseRecord(
+                    case_id=case_id,
+                    mode=mode,
+                    mode_id=mode,
+                    workload="fio",
+                    parameters=PARAMS,
+                    repetition=rep,
+                    status="ok",
+                )
+            )
+    extra.setdefault("trials", trials)
+    extra.setdefault("cases", cases)
+    run.write_manifest(_manifest(status, **extra))
+    run.write_samples(samples)
+    return run.path, samples
+
+
+def _pdf_text(path: Path) -> str | None:
+    if shutil.which("pdftotext") is None:
+        return None
+    out = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def _text(html: str) -> str:
+    """Visible text, roughly: tags and <style>/<svg> blocks removed, whitespace collapsed."""
+    html = re.sub(r"<(style|svg)\b.*?</\1>", " ", html, flags=re.S)
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Sample], Any]:
+    run_path, samples = _make_run(tmp_path_factory.mktemp("runs"))
+    return run_path, samples, build_report(run_path)
+
+
+def test_html_is_self_contained_with_charts(built: tuple[Path, list[Sample], Any]) -> None:
+    run_path, _, files = built
+    assert files.html == run_path / "report.html"
+    html = files.html.read_text()
+    assert "<svg" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", html)
+    assert "<link" not in html and "<script" not in html
+    assert "@import" not in html
+
+
+def test_html_names_modes_status_and_warns_about_tcg(
+    built: tuple[Path, list[Sample], Any],
+) -> None:
+    _, _, files = built
+    text = _text(files.html.read_text())
+    assert "FV (emulated)" in text and "PV-on-HVM (virtio)" in text
+    assert TCG_WARNING in text
+    assert RUN_ID in text
+    assert "complete" in text.lower()
+    assert "Emulated vs virtio disk" in text
+    assert "interrupted" not in text.lower()
+    assert "samples.csv" in text and "raw" in text
+
+
+def test_html_table_shows_the_medians_of_the_samples(
+    built: tuple[Path, list[Sample], Any],
+) -> None:
+    _, samples, files = built
+    text = _text(files.html.read_text())
+    for mode in ("fv", "pv"):
+        values = [s.value for s in samples if s.mode == mode and s.metric == "read.iops"]
+        assert len(values) == 3
+        assert f"{summarize(values).median:,.0f}" in text
+
+
+def test_pdf_exists_has_pages_and_names_both_modes(built: tuple[Path, list[Sample], Any]) -> None:
+    _, _, files = built
+    assert files.pdf is not None
+    data = files.pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    assert data.rstrip().endswith(b"%%EOF")
+    if shutil.which("pdfinfo") is None:
+        pytest.skip("pdfinfo (poppler-utils) is not installed")
+    info = subprocess.run(["pdfinfo", str(files.pdf)], capture_output=True, text=True, check=True)
+    pages = re.search(r"^Pages:\s+(\d+)", info.stdout, re.M)
+    assert pages is not None and int(pages.group(1)) >= 2
+    text = _pdf_text(files.pdf)
+    if text is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    flat = " ".join(text.split())
+    assert "FV (emulated)" in flat and "PV-on-HVM (virtio)" in flat
+    assert "TCG software emulation" in flat
+
+
+def test_summary_baseline_is_the_first_mode(built: tuple[Path, list[Sample], Any]) -> None:
+    run_path, samples, _ = built
+    frame = RunDir.open(run_path).read_samples()
+    manifest = RunDir.open(run_path).read_manifest()
+    modes = mode_order(manifest, frame)
+    assert modes == ["fv", "pv"]
+    summary = summarize_samples(frame, modes)
+    row = summary[(summary["metric"] == "read.iops") & (summary["mode"] == "pv")].iloc[0]
+    fv = [s.value for s in samples if s.mode == "fv" and s.metric == "read.iops"]
+    pv = [s.value for s in samples if s.mode == "pv" and s.metric == "read.iops"]
+    assert row["baseline"] == "fv"
+    expected = (sum(pv) / 3) / (sum(fv) / 3) * 100 - 100
+    assert row["rel_pct"] == pytest.approx(expected)
+    assert row["rel_low"] < row["rel_pct"] < row["rel_high"]
+
+
+def test_no_pdf(tmp_path: Path) -> None:
+    run_path, _ = _make_run(tmp_path)
+    files = build_report(run_path, pdf=False)
+    assert files.pdf is None
+    assert not (run_path / "report.pdf").exists()
+    assert files.html.is_file()
+
+
+def test_interrupted_run_says_so_loudly(tmp_path: Path) -> None:
+    run_path, _ = _make_run(
+        tmp_path, status="interrupted", error="interrupted by the user (SIGINT)"
+    )
+    html = build_report(run_path, pdf=False).html.read_text()
+    assert 'class="banner interrupted"' in html
+    assert "Run interrupted." in _text(html)
+    assert "SIGINT" in _text(html)
+
+
+def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path) -> None:
+    trials = [
+        TrialRecord(mode="fv", mode_id="fv", repetition=0, status="ok"),
+        TrialRecord(
+            mode="pv",
+            mode_id="pv",
+            repetition=0,
+            status="failed",
+            error="guest agent silent for 60 s",
+            console_tail="Booting Linux\nKernel panic - not syncing: VFS: Unable to mount root fs",
+        ),
+    ]
+    checks = {
+        "checks": [
+            {
+                "id": "iommu",
+                "title": "IOMMU on",
+                "status": "fail",
+                "observed": "no groups",
+                "remedy": "boot with intel_iommu=on",
+            },
+            {"id": "kvm", "status": "warn", "extra_key": 3},
+            "not-a-dict",
+        ],
+        "modes": [
+            {"mode": "vfio", "ready": False, "blockers": ["no IOMMU groups"]},
+            {"mode": "fv", "ready": True},
+        ],
+        "summary": {"ok": 1},
+    }
+    run_path, _ = _make_run(
+        tmp_path,
+        status="failed",
+        error="libvirtd went away",
+        trials=trials,
+        skipped_modes=[SkippedMode(mode="vfio", mode_id="vfio", reason="IOMMU is off")],
+        checks=checks,
+    )
+    files = build_report(run_path)
+    text = _text(files.html.read_text())
+    assert "Run failed: libvirtd went away" in text
+    assert "IOMMU is off" in text
+    assert "guest agent silent for 60 s" in text
+    assert "Kernel panic - not syncing" in text
+    assert "boot with intel_iommu=on" in text and "extra_key" in text
+    assert "not ready" in text and "no IOMMU groups" in text
+    assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_run_without_samples_renders_no_results(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, RUN_ID)
+    run.write_manifest(_manifest("failed", error="host checks failed for every mode"))
+    files = build_report(run.path)
+    text = _text(files.html.read_text())
+    assert "No results." in text
+    assert "<svg" not in files.html.read_text()
+    assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_baremetal_is_a_column_but_not_the_baseline(tmp_path: Path) -> None:
+    run_path, samples = _make_run(tmp_path)
+    text = (DATA / "randread-4k-libaio-qd16.json").read_text()
+    extra = parse_fio_json(text, SampleLabels(RUN_ID, "bm-0", "baremetal", "fio", PARAMS, 0, 1.7e9))
+    RunDir(run_path).write_samples(samples + extra)
+    frame = RunDir.open(run_path).read_samples()
+    modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
+    assert modes == ["fv", "pv", "baremetal"]
+    summary = summarize_samples(frame, modes)
+    assert set(summary["baseline"]) == {"fv"}
+    html = build_report(run_path, pdf=False).html.read_text()
+    assert "Bare metal" in _text(html)
+
+
+def test_missing_run_dir_raises(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError):
+        build_report(tmp_path / "nope")
+
+
+def test_cli_report_prints_paths(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vbench.cli import app
+
+    run_path, _ = _make_run(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run_path), "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert str(run_path / "report.html") in result.output
+    assert "pdf" not in result.output
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert isinstance(missing.exception, RunDirError)
+
+
+def test_samples_csv_round_trip_keeps_values(built: tuple[Path, list[Sample], Any]) -> None:
+    run_path, samples, _ = built
+    frame = RunDir.open(run_path).read_samples()
+    assert len(frame) == len(samples)
+    first = json.loads(json.dumps(samples[0].as_row()))
+    row = frame.iloc[0]
+    assert row["metric"] == first["metric"]
+    assert row["value"] == pytest.approx(first["value"])

@@ -1,0 +1,206 @@
+"""From tidy samples to per-(workload, parameters, metric, mode) summaries; the metric catalogue.
+
+The baseline of every comparison is the first mode of the run (the scenario's order); bare metal
+(`mode == "baremetal"`), when present, is shown as one more column but is never the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from vbench.model import MODE_TITLES, ModeId
+from vbench.results import Manifest
+from vbench.stats import relative_change, summarize
+
+BAREMETAL = "baremetal"
+DIRECTION_ORDER = ("read", "write", "trim")
+METRIC_ORDER = ("iops", "bw", "clat_mean", "clat_p50", "clat_p99", "clat_p99.9", "lat_mean")
+KEY_METRICS = ("iops", "bw", "clat_p99")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    label: str
+    higher_is_better: bool
+
+
+METRICS: dict[str, MetricInfo] = {
+    "iops": MetricInfo("IOPS", True),
+    "bw": MetricInfo("bandwidth", True),
+    "clat_mean": MetricInfo("completion latency, mean", False),
+    "clat_p50": MetricInfo("completion latency, p50", False),
+    "clat_p99": MetricInfo("completion latency, p99", False),
+    "clat_p99.9": MetricInfo("completion latency, p99.9", False),
+    "lat_mean": MetricInfo("total latency, mean", False),
+}
+UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s"}
+
+SUMMARY_COLUMNS = (
+    "workload",
+    "parameters",
+    "metric",
+    "unit",
+    "mode",
+    "n",
+    "median",
+    "mean",
+    "stdev",
+    "min",
+    "max",
+    "q1",
+    "q3",
+    "ci_low",
+    "ci_high",
+    "baseline",
+    "rel_pct",
+    "rel_low",
+    "rel_high",
+)
+
+
+def split_metric(metric: str) -> tuple[str, str]:
+    """`read.clat_p99` -> (`read`, `clat_p99`); a metric without a direction -> (``, metric)."""
+    direction, dot, name = metric.partition(".")
+    return (direction, name) if dot else ("", metric)
+
+
+def metric_sort_key(metric: str) -> tuple[int, str, int, str]:
+    direction, name = split_metric(metric)
+    d = DIRECTION_ORDER.index(direction) if direction in DIRECTION_ORDER else len(DIRECTION_ORDER)
+    m = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
+    return (d, direction, m, name)
+
+
+def metric_label(metric: str) -> str:
+    direction, name = split_metric(metric)
+    info = METRICS.get(name)
+    label = info.label if info else name
+    return f"{direction} {label}".strip()
+
+
+def higher_is_better(metric: str) -> bool | None:
+    info = METRICS.get(split_metric(metric)[1])
+    return info.higher_is_better if info else None
+
+
+def unit_label(unit: str) -> str:
+    return UNIT_LABELS.get(unit, unit)
+
+
+def mode_title(label: str, manifest: Manifest | None = None) -> str:
+    """A reader's name for a mode label: `pv` -> `PV-on-HVM (virtio)`.
+
+    `fv-2` (a repeated mode) -> `FV (emulated) #2`.
+    """
+    if label == BAREMETAL:
+        return "Bare metal"
+    mode_id = label
+    if manifest is not None:
+        for case in manifest.cases:
+            if case.mode == label:
+                mode_id = case.mode_id
+                break
+        else:
+            for trial in manifest.trials:
+                if trial.mode == label:
+                    mode_id = trial.mode_id
+                    break
+    try:
+        title = MODE_TITLES[ModeId(mode_id)]
+    except ValueError:
+        return label
+    if label != mode_id:
+        suffix = label.removeprefix(f"{mode_id}-")
+        return f"{title} #{suffix}" if suffix != label else f"{title} ({label})"
+    return title
+
+
+def mode_order(manifest: Manifest | None, samples: pd.DataFrame) -> list[str]:
+    """Modes in run order (first appearance in trials, cases, then samples); bare metal last."""
+    seen: list[str] = []
+
+    def add(labels: Iterable[str]) -> None:
+        for label in labels:
+            if label not in seen:
+                seen.append(label)
+
+    if manifest is not None:
+        add(t.mode for t in manifest.trials)
+        add(c.mode for c in manifest.cases)
+    if "mode" in samples.columns:
+        add(str(m) for m in samples["mode"].dropna().tolist())
+    ordered = [m for m in seen if m != BAREMETAL]
+    if BAREMETAL in seen:
+        ordered.append(BAREMETAL)
+    return ordered
+
+
+def parse_parameters(parameters: str) -> list[tuple[str, str]]:
+    """`bs=4k,rw=randread` -> [("bs", "4k"), ("rw", "randread")]."""
+    pairs: list[tuple[str, str]] = []
+    for item in str(parameters).split(","):
+        key, eq, value = item.partition("=")
+        if key:
+            pairs.append((key, value if eq else ""))
+    return pairs
+
+
+def summarize_samples(samples: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
+    """One row per (workload, parameters, metric, mode), with relative change vs the baseline.
+
+    The baseline is the first of `modes` that has values for the metric (bare metal excluded);
+    `rel_*` are percentages of the mean (see `vbench.stats.relative_change`).
+    """
+    rows: list[dict[str, object]] = []
+    if samples.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in SUMMARY_COLUMNS})
+    frame = samples.copy()
+    frame["parameters"] = frame["parameters"].fillna("").astype(str)
+    frame["mode"] = frame["mode"].astype(str)
+    rank = {m: i for i, m in enumerate(modes)}
+    for (workload, parameters, metric), group in frame.groupby(
+        ["workload", "parameters", "metric"], sort=False
+    ):
+        by_mode = {
+            str(mode): [float(v) for v in g["value"].tolist()]
+            for mode, g in group.groupby("mode", sort=False)
+        }
+        units = group["unit"].dropna().astype(str).unique().tolist()
+        unit = units[0] if len(units) == 1 else "/".join(units)
+        present = sorted(by_mode, key=lambda m: (rank.get(m, len(rank)), m))
+        baseline = next((m for m in present if m != BAREMETAL), None)
+        for mode in present:
+            values = by_mode[mode]
+            s = summarize(values)
+            rel = (
+                relative_change(values, by_mode[baseline])
+                if baseline is not None and mode != baseline
+                else None
+            )
+            rows.append(
+                {
+                    "workload": str(workload),
+                    "parameters": str(parameters),
+                    "metric": str(metric),
+                    "unit": unit,
+                    "mode": mode,
+                    "n": s.n,
+                    "median": s.median,
+                    "mean": s.mean,
+                    "stdev": s.stdev,
+                    "min": s.min,
+                    "max": s.max,
+                    "q1": s.q1,
+                    "q3": s.q3,
+                    "ci_low": s.ci_low,
+                    "ci_high": s.ci_high,
+                    "baseline": baseline,
+                    "rel_pct": rel.percent if rel else None,
+                    "rel_low": rel.ci_low if rel else None,
+                    "rel_high": rel.ci_high if rel else None,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
