@@ -30,11 +30,11 @@ class MetricInfo:
 METRICS: dict[str, MetricInfo] = {
     "iops": MetricInfo("IOPS", True),
     "bw": MetricInfo("bandwidth", True),
-    "clat_mean": MetricInfo("completion latency, mean", False),
-    "clat_p50": MetricInfo("completion latency, p50", False),
-    "clat_p99": MetricInfo("completion latency, p99", False),
-    "clat_p99.9": MetricInfo("completion latency, p99.9", False),
-    "lat_mean": MetricInfo("total latency, mean", False),
+    "clat_mean": MetricInfo("clat mean", False),
+    "clat_p50": MetricInfo("clat p50", False),
+    "clat_p99": MetricInfo("clat p99", False),
+    "clat_p99.9": MetricInfo("clat p99.9", False),
+    "lat_mean": MetricInfo("total lat mean", False),
 }
 UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s"}
 
@@ -74,11 +74,12 @@ def metric_sort_key(metric: str) -> tuple[int, str, int, str]:
     return (d, direction, m, name)
 
 
-def metric_label(metric: str) -> str:
+def metric_label(metric: str, *, with_direction: bool = True) -> str:
+    """`read.clat_p99` -> `read clat p99` (clat: fio's completion latency)."""
     direction, name = split_metric(metric)
     info = METRICS.get(name)
     label = info.label if info else name
-    return f"{direction} {label}".strip()
+    return f"{direction} {label}".strip() if with_direction else label
 
 
 def higher_is_better(metric: str) -> bool | None:

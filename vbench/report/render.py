@@ -24,6 +24,7 @@ from vbench.report.analysis import (
     metric_sort_key,
     mode_title,
     parse_parameters,
+    split_metric,
     unit_label,
 )
 from vbench.report.plots import mode_colors, workload_chart_svg
@@ -127,6 +128,8 @@ class MetricRow:
     label: str
     unit: str
     cells: list[Cell]
+    direction: str = ""
+    first_of_direction: bool = False
 
 
 @dataclass
@@ -213,12 +216,12 @@ def _cell(row: Mapping[str, Any], metric: str, is_baseline: bool) -> Cell:
     n = int(row["n"])
     cell = Cell(median=fmt(row["median"]), n=n)
     if n >= 2:
-        cell.spread = f"{fmt(row['min'])} {DASH} {fmt(row['max'])}"
+        cell.spread = f"range {fmt(row['min'])} {DASH} {fmt(row['max'])}"
         if _is_num(row["ci_low"]) and _is_num(row["ci_high"]):
             half = (float(row["ci_high"]) - float(row["ci_low"])) / 2
-            cell.ci = f"{fmt(row['mean'])} ± {fmt(half)}"
+            cell.ci = f"mean {fmt(row['mean'])} ± {fmt(half)}"
     else:
-        cell.ci = "n/a (n = 1)"
+        cell.ci = "no CI (n = 1)"
     if is_baseline:
         cell.rel = "baseline"
         cell.rel_class = "base"
@@ -248,7 +251,9 @@ def _sections(
         present = [m for m in modes if m in set(group["mode"])]
         present += sorted(set(group["mode"]) - set(present))
         rows: list[MetricRow] = []
+        last_direction: str | None = None
         for metric in sorted(group["metric"].unique().tolist(), key=metric_sort_key):
+            direction = split_metric(metric)[0]
             mrows = group[group["metric"] == metric]
             by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
             baseline = str(mrows["baseline"].iloc[0]) if len(mrows) else ""
@@ -259,11 +264,14 @@ def _sections(
             rows.append(
                 MetricRow(
                     metric=metric,
-                    label=metric_label(metric),
+                    label=metric_label(metric, with_direction=False),
                     unit=unit_label(str(mrows["unit"].iloc[0])),
                     cells=cells,
+                    direction=direction,
+                    first_of_direction=direction != last_direction,
                 )
             )
+            last_direction = direction
         params = parse_parameters(str(parameters))
         rank = {k: i for i, k in enumerate(PARAMETER_ORDER)}
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
@@ -282,6 +290,36 @@ def _sections(
             )
         )
     return sections
+
+
+OVERVIEW_METRICS = ("iops", "bw", "clat_p99")
+
+
+def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list[dict[str, Any]]:
+    """Key metrics of every workload in one table: one row per (workload, metric), cells by mode."""
+    out: list[dict[str, Any]] = []
+    for section in sections:
+        start = len(out)
+        short = ", ".join(
+            f"{k}={v}" for k, v in section.parameters if k in ("rw", "bs", "iodepth", "numjobs")
+        )
+        for row in section.rows:
+            if split_metric(row.metric)[1] not in OVERVIEW_METRICS:
+                continue
+            by_mode = dict(zip(section.modes, row.cells, strict=True))
+            out.append(
+                {
+                    "anchor": section.anchor,
+                    "workload": f"{section.workload} {short}",
+                    "metric": metric_label(row.metric),
+                    "unit": row.unit,
+                    "cells": [by_mode.get(m) for m in modes],
+                    "rowspan": 0,
+                }
+            )
+        if len(out) > start:
+            out[start]["rowspan"] = len(out) - start
+    return out
 
 
 def _description(manifest: Manifest) -> str:
@@ -326,6 +364,7 @@ def build_context(
         for m in modes
     ]
     accel = manifest.accelerator
+    sections = _sections(samples, summary, modes)
     failed_trials = [t for t in manifest.trials if t.status == "failed"]
     failed_cases = [c for c in manifest.cases if c.status == "failed"]
     counts = {
@@ -363,7 +402,8 @@ def build_context(
         "failed_cases": failed_cases,
         "case_counts": counts,
         "n_samples": len(samples),
-        "sections": _sections(samples, summary, modes),
+        "sections": sections,
+        "overview": _overview(sections, modes),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
         "raw_path": str(raw.resolve()),
