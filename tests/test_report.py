@@ -249,7 +249,7 @@ def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path
     assert "IOMMU is off" in text
     assert "guest agent silent for 60 s" in text
     assert "Kernel panic - not syncing" in text
-    assert "boot with intel_iommu=on" in text and "extra_key" in text
+    assert "boot with intel_iommu=on" in text and "extra_key: 3" in text
     assert "not ready" in text and "no IOMMU groups" in text
     assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
 

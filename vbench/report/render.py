@@ -159,6 +159,16 @@ class CheckView:
     other: str = ""
 
 
+def _check_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(v if isinstance(v, str) else json.dumps(v, default=str) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
 def _checks_view(checks: Mapping[str, Any] | None) -> CheckView | None:
     """Render whatever the host checks recorded, defensively (shape owned by `vbench.host`)."""
     if not checks:
@@ -171,12 +181,20 @@ def _checks_view(checks: Mapping[str, Any] | None) -> CheckView | None:
         for item in items:
             if isinstance(item, Mapping):
                 keys += [str(k) for k in item if str(k) not in keys]
-        view.columns = [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
+        view.columns = [k for k in preferred if k in keys]
+        extra = [k for k in keys if k not in preferred]
+        if extra:
+            view.columns.append("details")
         for item in items:
             if isinstance(item, Mapping):
-                view.rows.append(
-                    {k: "" if item.get(k) is None else str(item.get(k)) for k in view.columns}
-                )
+                row = {k: _check_value(item.get(k)) for k in view.columns if k != "details"}
+                if extra:
+                    row["details"] = "; ".join(
+                        f"{k}: {_check_value(item.get(k))}"
+                        for k in extra
+                        if item.get(k) not in (None, "", [], {})
+                    )
+                view.rows.append(row)
     modes = checks.get("modes")
     if isinstance(modes, list):
         for m in modes:
