@@ -20,15 +20,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import libvirt
 
 from vbench import __version__
-from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
+from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
+from vbench.host.checks import check_document
+from vbench.metrics.cost import cost_metrics, snapshot
 from vbench.model import Accelerator, ModeId, Sample, Trial, WorkloadCase, canonical_parameters
 from vbench.results import (
     Accel,
@@ -197,7 +200,7 @@ class Runner:
         output: Path,
         uri: str | None = None,
         events: RunEvents | None = None,
-        checks: dict[str, object] | None = None,
+        checks: dict[str, Any] | None = None,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -210,6 +213,10 @@ class Runner:
     def run(self) -> RunResult:
         conn = open_connection(self.uri)  # fails before anything is created
         try:
+            if self.checks is None:
+                self.events.phase("checking the host (vbench check)")
+                requested = tuple(dict.fromkeys(m.id for m in self.scenario.modes))
+                self.checks = check_document(self.uri, requested=requested)
             self.events.phase("building the microguest (cached after the first time)")
             guest = build_microguest(progress=self.events.phase)
             self.events.phase("choosing the accelerator (functional KVM probe, cached)")
@@ -281,16 +288,25 @@ class Runner:
         return self.scenario.modes[trial.mode_index]
 
     def _record_skips(self, state: _State) -> None:
+        verdicts = {v.get("mode"): v for v in (self.checks or {}).get("verdicts", [])}
         for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
-            if mode.id not in PROVISIONED_MODES:
+            verdict = verdicts.get(mode.id.value, {})
+            if mode.id in PROVISIONED_MODES:
+                if verdict and not verdict.get("ready", True):
+                    self.events.warn(f"host check: {label}: {verdict.get('summary', 'not ready')}")
+                continue
+            if verdict and not verdict.get("ready", True):
+                reason = f"the host is not ready: {verdict.get('summary', '')}".rstrip(": ")
+            else:
                 reason = (
-                    f"{mode.id.title}: provisioning this mode is not implemented in vbench "
-                    f"{__version__} yet (see `vbench check` for the host's readiness)"
+                    f"provisioning {mode.id.display_name} is not implemented in vbench "
+                    f"{__version__} yet (the host checks say: "
+                    f"{verdict.get('summary', 'see `vbench check`')})"
                 )
-                state.manifest.skipped_modes.append(
-                    SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
-                )
-                self.events.warn(f"skipping mode {label}: {reason}")
+            state.manifest.skipped_modes.append(
+                SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
+            )
+            self.events.warn(f"skipping mode {label}: {reason}")
 
     def _case_record(
         self, trial: Trial, mode: ModeSpec, wl: WorkloadCase, status: str, error: str | None = None
@@ -331,6 +347,7 @@ class Runner:
         console: Path,
     ) -> DomainSpec:
         tid = trial_id(trial)
+        devices = mode_devices(mode.id.value, mode.disk_bus, mode.nic_model)
         return DomainSpec(
             name=f"vbench-{run_id}-{tid}",
             run_id=run_id,
@@ -343,9 +360,10 @@ class Runner:
             cmdline=guest.cmdline,
             console_log=str(console),
             disk_path=str(disk),
-            disk_bus=mode.effective_disk_bus,
-            nic_model=mode.effective_nic_model,
-            machine="pc",
+            disk_bus=devices.disk_bus or mode.effective_disk_bus,
+            nic_model=devices.nic_model,
+            machine=devices.machine,
+            hostdevs=devices.hostdevs,
         )
 
     def _run_trial(
@@ -369,7 +387,7 @@ class Runner:
         xml = build_domain_xml(self._domain_spec(run_id, trial, mode, guest, accel, disk, console))
         state.rundir.write_raw(tid, "domain.xml", xml)
         done: set[str] = set()
-        self.events.case(f"{tid}: booting the guest ({mode.id.title})")
+        self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
         try:
             with running_guest(conn, xml) as dom:
                 agent = GuestAgent(dom)
@@ -378,10 +396,11 @@ class Runner:
                 )
                 state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
                 device = agent.test_disk()
+                target = disk_target_dev(mode.effective_disk_bus)
                 for wl in trial.workloads:
                     self.events.case(f"{tid}: {wl.slug}")
                     state.manifest.cases.append(
-                        self._run_case(agent, state, trial, mode, wl, device)
+                        self._run_case(agent, state, trial, mode, wl, device, target)
                     )
                     done.add(wl.slug)
                     state.save()
@@ -425,6 +444,7 @@ class Runner:
         mode: ModeSpec,
         wl: WorkloadCase,
         device: str,
+        disk_target: str,
     ) -> CaseRecord:
         case_id = trial.case_id(wl)
         started = utc_now()
@@ -433,12 +453,15 @@ class Runner:
         timeout = min(runtime + FIO_TIMEOUT_MARGIN_S, self.scenario.run.command_timeout_s)
         record = self._case_record(trial, mode, wl, "ok")
         record.started_at = started
+        before = snapshot(agent.domain, disk_target)
         try:
             result = agent.exec(argv, timeout_s=timeout)
         except AgentTimeout:
+            self._save_guest_kernel_log(agent, state, case_id)
             raise  # a silent agent or a hung command: the guest is not trustworthy, end the trial
         except GuestError as exc:
             return self._case_failed(record, exc)
+        after = snapshot(agent.domain, disk_target)
         state.rundir.write_raw(case_id, "fio.json", result.stdout)
         if result.stderr:
             state.rundir.write_raw(case_id, "fio.stderr", result.stderr)
@@ -455,9 +478,30 @@ class Runner:
             samples = parse_fio_json(result.stdout.decode(errors="replace"), labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
+        samples += [
+            Sample(
+                run_id=labels.run_id,
+                case_id=case_id,
+                mode=labels.mode,
+                workload=labels.workload,
+                parameters=labels.parameters,
+                repetition=labels.repetition,
+                metric=metric,
+                value=value,
+                unit=unit,
+                timestamp=labels.timestamp,
+            )
+            for metric, value, unit in cost_metrics(before, after)
+        ]
         state.add_samples(samples)
         record.ended_at = utc_now()
         return record
+
+    def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, case_id: str) -> None:
+        """Keep the guest kernel's log of a hung case, if the agent still answers."""
+        with contextlib.suppress(GuestError):
+            log = agent.exec(["dmesg"], timeout_s=10, check=False)
+            state.rundir.write_raw(case_id, "dmesg.txt", log.stdout)
 
     def _case_failed(self, record: CaseRecord, exc: VbenchError) -> CaseRecord:
         record.status = "failed"

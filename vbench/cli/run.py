@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -43,7 +44,7 @@ class _TerminalEvents:
             console=console,
             transient=False,
         )
-        self.task: int | None = None
+        self.task: TaskID | None = None
 
     def phase(self, text: str) -> None:
         console.print(f"[dim]·[/dim] {text}", markup=True)

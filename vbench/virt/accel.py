@@ -34,6 +34,7 @@ class AccelVerdict:
     reason: str
     probed: bool = False
     cached: bool = False
+    detail: str = ""
 
     def as_dict(self) -> dict[str, str | bool]:
         d = asdict(self)
@@ -101,8 +102,10 @@ def _probe(conn: libvirt.virConnect, guest: Microguest, timeout_s: float) -> Acc
         except GuestError as exc:
             return AccelVerdict(
                 Accelerator.TCG,
-                f"KVM probe failed ({exc}); {_kvm_context()}: using TCG",
+                f"a probe guest under KVM did not reach its agent within {timeout_s:g} s "
+                f"({_kvm_context()}): using TCG",
                 probed=True,
+                detail=str(exc),
             )
         return AccelVerdict(
             Accelerator.KVM,
@@ -137,7 +140,9 @@ def choose_accelerator(
     if use_cache and cache.is_file():
         try:
             data = json.loads(cache.read_text())
-            return AccelVerdict(Accelerator(data["accelerator"]), data["reason"], True, True)
+            return AccelVerdict(
+                Accelerator(data["accelerator"]), data["reason"], probed=True, cached=True
+            )
         except (OSError, ValueError, KeyError):
             pass
     verdict = _probe(conn, guest, timeout_s)
