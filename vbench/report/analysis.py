@@ -19,12 +19,23 @@ BAREMETAL = "baremetal"
 DIRECTION_ORDER = ("read", "write", "trim")
 METRIC_ORDER = ("iops", "bw", "clat_mean", "clat_p50", "clat_p99", "clat_p99.9", "lat_mean")
 KEY_METRICS = ("iops", "bw", "clat_p99")
+COST = "host cost"
+# Row groups of a workload table, in this order: fio directions, then what the mode costs.
+GROUP_ORDER = (*DIRECTION_ORDER, COST, "")
+# What each mode costs the host, in table order (full metric names).
+COST_METRICS = (
+    "host.qemu_cpu_per_io",
+    "host.qemu_cpu_util",
+    "host.cpu_busy",
+    "guest.disk_reqs",
+)
 
 
 @dataclass(frozen=True)
 class MetricInfo:
     label: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: neither (a count, a denominator)
+    note: str = ""
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -35,8 +46,18 @@ METRICS: dict[str, MetricInfo] = {
     "clat_p99": MetricInfo("clat p99", False),
     "clat_p99.9": MetricInfo("clat p99.9", False),
     "lat_mean": MetricInfo("total lat mean", False),
+    # full names: metrics without a fio direction
+    "host.qemu_cpu_per_io": MetricInfo(
+        "QEMU CPU per request", False, "QEMU process CPU time per guest disk request"
+    ),
+    "host.qemu_cpu_util": MetricInfo(
+        "QEMU CPU", False, "QEMU process CPU time (vCPUs + device emulation) / wall time"
+    ),
+    "host.cpu_busy": MetricInfo("host CPU busy", False, "all CPUs of the host"),
+    "guest.disk_reqs": MetricInfo("guest disk requests", None, "completed in the case"),
+    "boot_to_agent": MetricInfo("boot to guest agent", False, "guest start to agent reply"),
 }
-UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s"}
+UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s", "count": "requests"}
 
 SUMMARY_COLUMNS = (
     "workload",
@@ -67,23 +88,50 @@ def split_metric(metric: str) -> tuple[str, str]:
     return (direction, name) if dot else ("", metric)
 
 
-def metric_sort_key(metric: str) -> tuple[int, str, int, str]:
-    direction, name = split_metric(metric)
-    d = DIRECTION_ORDER.index(direction) if direction in DIRECTION_ORDER else len(DIRECTION_ORDER)
-    m = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
-    return (d, direction, m, name)
+def metric_info(metric: str) -> MetricInfo | None:
+    """The catalogue entry: by full name (`host.qemu_cpu_util`), else by name (`read.iops`)."""
+    return METRICS.get(metric) or METRICS.get(split_metric(metric)[1])
+
+
+def metric_group(metric: str) -> str:
+    """The table group of a metric: a fio direction, `host cost`, or `` (e.g. boot time)."""
+    if metric in COST_METRICS or metric.startswith("host."):
+        return COST
+    direction = split_metric(metric)[0]
+    return direction if direction in DIRECTION_ORDER else ""
+
+
+def metric_sort_key(metric: str) -> tuple[int, int, str]:
+    group = metric_group(metric)
+    g = GROUP_ORDER.index(group)
+    if group == COST:
+        m = COST_METRICS.index(metric) if metric in COST_METRICS else len(COST_METRICS)
+    else:
+        name = split_metric(metric)[1]
+        m = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
+    return (g, m, metric)
 
 
 def metric_label(metric: str, *, with_direction: bool = True) -> str:
-    """`read.clat_p99` -> `read clat p99` (clat: fio's completion latency)."""
+    """`read.clat_p99` -> `read clat p99` (clat: fio's completion latency);
+    `host.qemu_cpu_per_io` -> `QEMU CPU per request`."""
+    if metric in METRICS:
+        return METRICS[metric].label
     direction, name = split_metric(metric)
     info = METRICS.get(name)
+    if direction not in DIRECTION_ORDER:
+        return metric
     label = info.label if info else name
-    return f"{direction} {label}".strip() if with_direction else label
+    return f"{direction} {label}" if with_direction else label
+
+
+def metric_note(metric: str) -> str:
+    info = metric_info(metric)
+    return info.note if info else ""
 
 
 def higher_is_better(metric: str) -> bool | None:
-    info = METRICS.get(split_metric(metric)[1])
+    info = metric_info(metric)
     return info.higher_is_better if info else None
 
 

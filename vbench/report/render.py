@@ -8,7 +8,7 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,16 @@ import jinja2
 import pandas as pd
 
 from vbench import __version__
+from vbench.model import ModeId
+from vbench.readiness import FORMAT_VERSION, Status, mode_verdicts, report_from_document
 from vbench.report.analysis import (
     BAREMETAL,
+    COST,
+    DIRECTION_ORDER,
     higher_is_better,
+    metric_group,
     metric_label,
+    metric_note,
     metric_sort_key,
     mode_title,
     parse_parameters,
@@ -128,8 +134,9 @@ class MetricRow:
     label: str
     unit: str
     cells: list[Cell]
-    direction: str = ""
+    direction: str = ""  # the row group: a fio direction or "host cost"
     first_of_direction: bool = False
+    note: str = ""
 
 
 @dataclass
@@ -152,70 +159,281 @@ class ModeView:
 
 
 @dataclass
+class CheckRow:
+    id: str
+    title: str
+    status: str
+    observed: str
+    remedy: str
+
+
+@dataclass
+class DeviceRow:
+    address: str
+    group: str
+    driver: str
+    note: str
+
+
+@dataclass
+class ModeReadiness:
+    mode: str
+    title: str
+    requested: bool | None
+    ready: bool | None
+    summary: str
+    blockers: list[str] = field(default_factory=list)
+    remedies: list[str] = field(default_factory=list)
+    see_checks: list[str] = field(default_factory=list)  # blockers whose fix is in the table
+    offered: list[DeviceRow] = field(default_factory=list)
+    offered_more: int = 0
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    excluded_more: int = 0
+
+
+@dataclass
+class PciRow:
+    address: str
+    ids: str
+    name: str
+    cls: str
+    driver: str
+    group: str
+    sriov: str
+    host_use: str
+
+
+@dataclass
 class CheckView:
-    rows: list[dict[str, str]] = field(default_factory=list)
-    columns: list[str] = field(default_factory=list)
-    modes: list[dict[str, Any]] = field(default_factory=list)
-    other: str = ""
+    summary: str = ""
+    counts: list[tuple[str, int]] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    modes: list[ModeReadiness] = field(default_factory=list)
+    rows: list[CheckRow] = field(default_factory=list)
+    pci: list[PciRow] = field(default_factory=list)
+    pci_total: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
-def _check_value(value: object) -> str:
+CHECK_KEYS = ("id", "title", "status", "observed", "remedy", "gates", "degrades", "data")
+PCI_ROWS_MAX = 40
+DEVICES_MAX = 12
+
+
+def _text_of(value: object) -> str:
+    """A short, human line for a scalar or a list of scalars; never a JSON dump."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str | int | float):
+        return str(value)
     if isinstance(value, list | tuple):
-        return ", ".join(v if isinstance(v, str) else json.dumps(v, default=str) for v in value)
+        return ", ".join(t for t in (_text_of(v) for v in value) if t)
     if isinstance(value, Mapping):
-        return json.dumps(value, default=str)
+        return ", ".join(f"{k} {_text_of(v)}" for k, v in value.items() if _text_of(v))
     return str(value)
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _mode_name(mode: str) -> str:
+    try:
+        return ModeId(mode).display_name
+    except ValueError:
+        return mode
+
+
+def _verdicts(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The document's verdicts; recomputed from its checks and inventory when absent."""
+    stored = doc.get("verdicts", doc.get("modes"))
+    if isinstance(stored, list):
+        return [v for v in stored if isinstance(v, Mapping)]
+    if doc.get("format_version") != FORMAT_VERSION or not isinstance(doc.get("checks"), list):
+        return []
+    try:
+        report = report_from_document(doc)
+        verdicts = mode_verdicts(
+            report.checks, report.inventory, bool(doc.get("strict")), report.os_release
+        )
+    except (ValueError, TypeError, KeyError):
+        return []
+    return [
+        {
+            "mode": v.mode.value,
+            "title": v.title,
+            "ready": v.ready,
+            "summary": v.summary,
+            "blockers": list(v.blockers),
+            "remedies": list(v.remedies),
+            "offered": [asdict(o) for o in v.offered],
+            "excluded": [asdict(e) for e in v.excluded],
+        }
+        for v in verdicts
+    ]
+
+
+def _mode_readiness(
+    v: Mapping[str, Any], requested: set[str], fixes: Mapping[str, str]
+) -> ModeReadiness:
+    mode = str(v.get("mode", "?"))
+    ready = v.get("ready")
+    req = v.get("requested")
+    blockers = [_text_of(b) for b in _list(v.get("blockers")) or [v.get("blockers")] if b]
+    out = ModeReadiness(
+        mode=mode,
+        title=str(v.get("title") or _mode_name(mode)),
+        requested=req if isinstance(req, bool) else (mode in requested if requested else None),
+        ready=ready if isinstance(ready, bool) else None,
+        summary=_text_of(v.get("summary")),
+        blockers=blockers,
+    )
+    if not out.summary and out.ready is not None:
+        out.summary = "ready" if out.ready else "not ready"
+    for remedy in (_text_of(r) for r in _list(v.get("remedies"))):
+        ids = [i.strip() for i in remedy.split(":", 1)[0].split(",")] if ":" in remedy else []
+        if ids and all(i in fixes for i in ids):
+            out.see_checks += [i for i in ids if i not in out.see_checks]
+        elif remedy:
+            out.remedies.append(remedy)
+    offered = [_mapping(o) for o in _list(v.get("offered"))]
+    for o in offered[:DEVICES_MAX]:
+        group = o.get("iommu_group")
+        note = _text_of(o.get("note")) or _text_of(o.get("description"))
+        desc = _text_of(o.get("description"))
+        out.offered.append(
+            DeviceRow(
+                address=_text_of(o.get("address")) or "?",
+                group=DASH if group is None else str(group),
+                driver=_text_of(o.get("driver")) or "none",
+                note=f"{desc}; {note}" if desc and note != desc else note,
+            )
+        )
+    out.offered_more = max(len(offered) - DEVICES_MAX, 0)
+    excluded = [_mapping(e) for e in _list(v.get("excluded"))]
+    out.excluded = [
+        (_text_of(e.get("address")) or "?", _text_of(e.get("reason")))
+        for e in excluded[:DEVICES_MAX]
+    ]
+    out.excluded_more = max(len(excluded) - DEVICES_MAX, 0)
+    return out
+
+
+def _check_row(item: Mapping[str, Any]) -> CheckRow:
+    status = str(item.get("status") or "?").upper()
+    observed = _text_of(item.get("observed"))
+    extra = [
+        f"{k}: {_text_of(v)}"
+        for k, v in item.items()
+        if k not in CHECK_KEYS and isinstance(v, str | int | float | bool) and _text_of(v)
+    ]
+    if extra:
+        observed = "; ".join([observed, *extra] if observed else extra)
+    return CheckRow(
+        id=_text_of(item.get("id")) or "?",
+        title=_text_of(item.get("title")),
+        status=status,
+        observed=observed,
+        remedy="" if status == "PASS" else _text_of(item.get("remedy")),
+    )
+
+
+def _pci_rows(inventory: Mapping[str, Any]) -> tuple[list[PciRow], int]:
+    uses: dict[str, list[str]] = {}
+    for use in _list(inventory.get("host_use")):
+        use = _mapping(use)
+        addr, reason = use.get("pci_address"), _text_of(use.get("reason"))
+        if addr and reason:
+            uses.setdefault(str(addr), []).append(reason)
+    devices = [_mapping(d) for d in _list(inventory.get("pci"))]
+    rows: list[PciRow] = []
+    for d in devices[:PCI_ROWS_MAX]:
+        vid, did = _text_of(d.get("vendor_id")), _text_of(d.get("device_id"))
+        names = " ".join(
+            t for t in (_text_of(d.get("vendor_name")), _text_of(d.get("device_name"))) if t
+        )
+        total, num = d.get("sriov_totalvfs"), d.get("sriov_numvfs")
+        if total:
+            sriov = f"{num or 0} / {total} VFs"
+        elif d.get("physfn"):
+            sriov = f"VF of {_text_of(d.get('physfn'))}"
+        else:
+            sriov = ""
+        group = d.get("iommu_group")
+        address = _text_of(d.get("address")) or "?"
+        rows.append(
+            PciRow(
+                address=address,
+                ids=f"{vid}:{did}" if vid or did else "",
+                name=names,
+                cls=_text_of(d.get("class_name")) or _text_of(d.get("class_code")),
+                driver=_text_of(d.get("driver")),
+                group="" if group is None else str(group),
+                sriov=sriov,
+                host_use="; ".join(dict.fromkeys(uses.get(address, []))),
+            )
+        )
+    return rows, len(devices)
+
+
+def _when(text: object) -> str:
+    t = _parse_time(text if isinstance(text, str) else None)
+    if t is None:
+        return _text_of(text)
+    return t.strftime("%Y-%m-%d %H:%M:%S") + (f" {t.tzname()}" if t.tzname() else "")
+
+
 def _checks_view(checks: Mapping[str, Any] | None) -> CheckView | None:
-    """Render whatever the host checks recorded, defensively (shape owned by `vbench.host`)."""
+    """The `vbench check --json` document of the run (see `vbench.readiness.build_document`),
+    compact: summary, per-mode readiness, checks, PCI inventory.  Defensive about missing keys
+    (older or hand-made documents); never dumps raw JSON."""
     if not checks:
         return None
     view = CheckView()
-    items = checks.get("checks")
-    if isinstance(items, list):
-        preferred = ["id", "title", "status", "observed", "remedy"]
-        keys: list[str] = []
-        for item in items:
-            if isinstance(item, Mapping):
-                keys += [str(k) for k in item if str(k) not in keys]
-        view.columns = [k for k in preferred if k in keys]
-        extra = [k for k in keys if k not in preferred]
-        if extra:
-            view.columns.append("details")
-        for item in items:
-            if isinstance(item, Mapping):
-                row = {k: _check_value(item.get(k)) for k in view.columns if k != "details"}
-                if extra:
-                    row["details"] = "; ".join(
-                        f"{k}: {_check_value(item.get(k))}"
-                        for k in extra
-                        if item.get(k) not in (None, "", [], {})
-                    )
-                view.rows.append(row)
-    modes = checks.get("modes")
-    if isinstance(modes, list):
-        for m in modes:
-            if not isinstance(m, Mapping):
-                continue
-            blockers = m.get("blockers") or []
-            if not isinstance(blockers, list):
-                blockers = [blockers]
-            ready = m.get("ready")
-            view.modes.append(
-                {
-                    "mode": str(m.get("mode", "?")),
-                    "ready": ready if isinstance(ready, bool) else None,
-                    "blockers": [
-                        b if isinstance(b, str) else json.dumps(b, default=str) for b in blockers
-                    ],
-                }
-            )
-    rest = {k: v for k, v in checks.items() if k not in ("checks", "modes")}
-    if rest:
-        view.other = json.dumps(rest, indent=2, default=str)[:4000]
+    items = [c for c in _list(checks.get("checks")) if isinstance(c, Mapping)]
+    view.rows = [_check_row(c) for c in items]
+    counts = _mapping(checks.get("counts"))
+    if not counts and view.rows:
+        counts = {s: sum(1 for r in view.rows if r.status == s) for s in Status}
+    view.counts = [(str(k), int(v)) for k, v in counts.items() if isinstance(v, int)]
+    host = _mapping(checks.get("host"))
+    requested = [str(m) for m in _list(checks.get("requested_modes"))]
+    strict = checks.get("strict")
+    parts = []
+    if host.get("checked_at"):
+        parts.append(f"checked {_when(host.get('checked_at'))}")
+    if host.get("hostname"):
+        parts.append(f"on {_text_of(host.get('hostname'))}")
+    if isinstance(strict, bool):
+        parts.append("strict (a WARN blocks)" if strict else "not strict (a WARN never blocks)")
+    if host.get("probe") is not None:
+        parts.append("KVM boot probe run" if host.get("probe") else "without the KVM boot probe")
+    view.summary = ", ".join(parts)
+    if requested:
+        ready = checks.get("ready")
+        state = "ready" if ready is True else "not ready" if ready is False else ""
+        names = ", ".join(_mode_name(m) for m in requested)
+        view.facts.append(("requested modes", f"{names}{': ' + state if state else ''}"))
+    for key, label in (
+        ("kernel_release", "kernel"),
+        ("cmdline", "kernel command line"),
+        ("kvm_backend", "KVM module"),
+        ("libvirt_version", "libvirt"),
+        ("hypervisor_version", "QEMU"),
+    ):
+        if host.get(key):
+            view.facts.append((label, _text_of(host.get(key))))
+    fixes = {r.id: r.remedy for r in view.rows if r.remedy}
+    view.modes = [_mode_readiness(v, set(requested), fixes) for v in _verdicts(checks)]
+    inventory = _mapping(checks.get("inventory"))
+    view.pci, view.pci_total = _pci_rows(inventory)
+    view.notes = [_text_of(n) for n in _list(inventory.get("notes")) if n]
     return view
 
 
@@ -271,7 +489,7 @@ def _sections(
         rows: list[MetricRow] = []
         last_direction: str | None = None
         for metric in sorted(group["metric"].unique().tolist(), key=metric_sort_key):
-            direction = split_metric(metric)[0]
+            direction = metric_group(metric)
             mrows = group[group["metric"] == metric]
             by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
             baseline = str(mrows["baseline"].iloc[0]) if len(mrows) else ""
@@ -284,6 +502,7 @@ def _sections(
                     metric=metric,
                     label=metric_label(metric, with_direction=False),
                     unit=unit_label(str(mrows["unit"].iloc[0])),
+                    note=metric_note(metric),
                     cells=cells,
                     direction=direction,
                     first_of_direction=direction != last_direction,
@@ -310,7 +529,15 @@ def _sections(
     return sections
 
 
-OVERVIEW_METRICS = ("iops", "bw", "clat_p99")
+# What each mode delivers, then what it costs the host.
+OVERVIEW_METRICS = ("iops", "bw", "clat_p99", "host.qemu_cpu_per_io", "boot_to_agent")
+
+
+def _in_overview(metric: str) -> bool:
+    if metric in OVERVIEW_METRICS:
+        return True
+    direction, name = split_metric(metric)
+    return direction in DIRECTION_ORDER and name in OVERVIEW_METRICS
 
 
 def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list[dict[str, Any]]:
@@ -322,14 +549,15 @@ def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list
             f"{k}={v}" for k, v in section.parameters if k in ("rw", "bs", "iodepth", "numjobs")
         )
         for row in section.rows:
-            if split_metric(row.metric)[1] not in OVERVIEW_METRICS:
+            if not _in_overview(row.metric):
                 continue
             by_mode = dict(zip(section.modes, row.cells, strict=True))
             out.append(
                 {
                     "anchor": section.anchor,
-                    "workload": f"{section.workload} {short}",
+                    "workload": f"{section.workload} {short}".strip(),
                     "metric": metric_label(row.metric),
+                    "cost": row.direction == COST,
                     "unit": row.unit,
                     "cells": [by_mode.get(m) for m in modes],
                     "rowspan": 0,
