@@ -57,7 +57,7 @@ def _vbench_domains() -> list[str]:
         text=True,
         check=True,
     ).stdout
-    return [n for n in out.split() if n.startswith("vbench-")]
+    return [n for n in out.split() if n.startswith("vbench-tiny-")]  # this module's runs only
 
 
 def _scratch_dirs(scratch: Path) -> list[Path]:
@@ -71,7 +71,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     return e
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*VBENCH, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
@@ -112,8 +114,10 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_bad_scenario_is_one_line_and_starts_nothing(tmp_path: Path, env: dict[str, str]) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('format_version = 1\nname = "x"\n[[modes]]\nid = "vfio"\npci = "0000:81:00"\n'
-                   '[[workloads]]\nkind = "fio"\n')
+    bad.write_text(
+        'format_version = 1\nname = "x"\n[[modes]]\nid = "vfio"\npci = "0000:81:00"\n'
+        '[[workloads]]\nkind = "fio"\n'
+    )
     proc = _run(["run", str(bad), "--output", str(tmp_path / "out")], env)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -132,7 +136,9 @@ def test_unreachable_libvirt_says_how_to_start_it(tmp_path: Path, env: dict[str,
     assert not (tmp_path / "o").exists()
 
 
-def test_silent_guest_fails_its_cases_and_the_run_goes_on(tmp_path: Path, env: dict[str, str]) -> None:
+def test_silent_guest_fails_its_cases_and_the_run_goes_on(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     # A boot timeout far below any boot time: the agent cannot answer in time.
     out = tmp_path / "reports"
     proc = _run(
@@ -155,7 +161,14 @@ def test_interrupted_run_leaves_nothing_and_stays_readable(
 ) -> None:
     out = tmp_path / "reports"
     proc = subprocess.Popen(
-        [*VBENCH, "run", str(_scenario(tmp_path, runtime=30, reps=2)), "-o", str(out), "--no-report"],
+        [
+            *VBENCH,
+            "run",
+            str(_scenario(tmp_path, runtime=30, reps=2)),
+            "-o",
+            str(out),
+            "--no-report",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

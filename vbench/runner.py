@@ -364,6 +364,7 @@ class Runner:
             nic_model=devices.nic_model,
             machine=devices.machine,
             hostdevs=devices.hostdevs,
+            owner_pid=os.getpid(),
         )
 
     def _run_trial(

@@ -117,7 +117,9 @@ def cleanup_command(
     """
     with connection(connect) as conn:
         live = live_run_ids()
-        leftovers = [(d, i) for d, i in find_leftovers(conn) if i.run_id not in live]
+        leftovers = [
+            (d, i) for d, i in find_leftovers(conn) if i.run_id not in live and not i.owner_alive()
+        ]
         for dom, info in leftovers:
             console.print(
                 f"{'would destroy' if dry_run else 'destroying'} {info.name} (run {info.run_id})"

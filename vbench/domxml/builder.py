@@ -79,6 +79,7 @@ class DomainSpec:
     machine: str = "pc"
     hostdevs: tuple[HostdevSpec, ...] = field(default_factory=tuple)
     emulator: str | None = None
+    owner_pid: int | None = None
 
     def __post_init__(self) -> None:
         if not _DOMAIN_NAME.match(self.name):
@@ -117,11 +118,11 @@ def _metadata(root: ET.Element, spec: DomainSpec) -> None:
     # the same shape libvirt itself writes for virDomainSetMetadata, and it survives being cut
     # out of the document.  (libvirt's parser accepts both; a round trip is tested.)
     meta = _sub(root, "metadata")
-    ET.SubElement(
-        meta,
-        f"{METADATA_PREFIX}:run",
-        {f"xmlns:{METADATA_PREFIX}": METADATA_NS, "id": spec.run_id, "case": spec.case},
-    )
+    attrs = {f"xmlns:{METADATA_PREFIX}": METADATA_NS, "id": spec.run_id, "case": spec.case}
+    if spec.owner_pid is not None:
+        # the process that runs this guest: `vbench cleanup` never touches a live run's guests
+        attrs["pid"] = str(spec.owner_pid)
+    ET.SubElement(meta, f"{METADATA_PREFIX}:run", attrs)
 
 
 def _os(root: ET.Element, spec: DomainSpec) -> None:

@@ -95,6 +95,7 @@ def _probe(conn: libvirt.virConnect, guest: Microguest, timeout_s: float) -> Acc
             console_log=str(scratch.file("console.log")),
             disk_path=None,
             nic_model=None,
+            owner_pid=os.getpid(),
         )
         try:
             with running_guest(conn, build_domain_xml(spec)) as dom:

@@ -37,6 +37,16 @@ def scratch_root() -> Path:
     return Path(cache) / "vbench" / "scratch"
 
 
+def _check_reachable(path: Path) -> None:
+    """Every directory above `path` must be searchable by others, or QEMU cannot open the disk."""
+    for p in path.parents:
+        if p.stat().st_mode & 0o001 == 0:
+            raise HostError(
+                f"QEMU cannot reach the scratch directory {path}: {p} is not searchable by other "
+                "users; set VBENCH_SCRATCH to a directory under /var/lib (or `chmod o+x` it)"
+            )
+
+
 class RunScratch:
     """The scratch directory of one run, locked while the run lives."""
 
@@ -45,13 +55,18 @@ class RunScratch:
         self._lock_fd: int | None = None
 
     def __enter__(self) -> RunScratch:
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=False)
             # QEMU runs as an unprivileged user: it must traverse to the files libvirt labels for it
-            for p in (self.path, self.path.parent, self.path.parent.parent):
-                st = p.stat()
-                if st.st_uid == os.geteuid() and st.st_mode & 0o005 != 0o005:
-                    p.chmod(st.st_mode | 0o005)
+            for p in created:
+                p.chmod(p.stat().st_mode | 0o005)
+            if os.geteuid() == 0:  # qemu:///system: QEMU runs as another user
+                try:
+                    _check_reachable(self.path)
+                except HostError:
+                    shutil.rmtree(self.path, ignore_errors=True)
+                    raise
             self._lock_fd = os.open(self.path / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -135,19 +150,32 @@ def running_guest(conn: libvirt.virConnect, xml: str) -> Iterator[libvirt.virDom
 @dataclass(frozen=True)
 class Leftover:
     name: str
-    run_id: str | None
+    run_id: str
+    owner_pid: int | None = None
+
+    def owner_alive(self) -> bool:
+        """True when the vbench process that started this guest still runs."""
+        if self.owner_pid is None:
+            return False
+        try:
+            cmdline = Path(f"/proc/{self.owner_pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"vbench" in cmdline
 
 
-def vbench_run_of(dom: libvirt.virDomain) -> str | None:
-    """The run id in a domain's vbench metadata, or None when it has none (not ours)."""
+def vbench_metadata(dom: libvirt.virDomain) -> Leftover | None:
+    """The domain's vbench metadata, or None when it has none (then it is not ours)."""
     try:
         text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
-    except libvirt.libvirtError:
+        el = ET.fromstring(text)
+    except (libvirt.libvirtError, ET.ParseError):
         return None
-    try:
-        return ET.fromstring(text).get("id")
-    except ET.ParseError:
+    run_id = el.get("id")
+    if not run_id:
         return None
+    pid = el.get("pid")
+    return Leftover(dom.name(), run_id, int(pid) if pid and pid.isdigit() else None)
 
 
 def find_leftovers(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, Leftover]]:
@@ -157,10 +185,10 @@ def find_leftovers(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, Le
         name = dom.name()
         if not name.startswith(NAME_PREFIX):
             continue
-        run_id = vbench_run_of(dom)
-        if run_id is None:
+        info = vbench_metadata(dom)
+        if info is None:
             continue
-        found.append((dom, Leftover(name=name, run_id=run_id)))
+        found.append((dom, info))
     return found
 
 
