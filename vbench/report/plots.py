@@ -86,7 +86,7 @@ def workload_chart_svg(
             "axes.axisbelow": True,
         }
     ):
-        fig = Figure(figsize=(2.45 * ncols, 2.35 * len(rows)), layout="constrained")
+        fig = Figure(figsize=(2.45 * ncols, 2.0 * len(rows)), layout="constrained")
         axes = fig.subplots(len(rows), ncols, squeeze=False)
         for r, row in enumerate(rows):
             for c in range(ncols):

@@ -215,6 +215,43 @@ class CheckView:
     notes: list[str] = field(default_factory=list)
 
 
+# Names for a PCI inventory without pci.ids names (class code prefix -> name; vendor id -> name).
+PCI_CLASSES = {
+    "0100": "SCSI storage",
+    "0101": "IDE",
+    "0104": "RAID",
+    "0106": "SATA",
+    "0107": "SAS",
+    "0108": "NVMe",
+    "0180": "storage",
+    "0200": "Ethernet",
+    "0207": "InfiniBand",
+    "0280": "network",
+    "0300": "VGA",
+    "0302": "3D controller",
+    "0403": "audio",
+    "0600": "host bridge",
+    "0601": "ISA bridge",
+    "0604": "PCI bridge",
+    "0c03": "USB",
+    "0c05": "SMBus",
+    "1200": "accelerator",
+    "ff00": "unclassified",
+}
+PCI_VENDORS = {
+    "8086": "Intel",
+    "1022": "AMD",
+    "1af4": "Red Hat (virtio)",
+    "1b36": "Red Hat (QEMU)",
+    "10de": "NVIDIA",
+    "15b3": "Mellanox",
+    "14e4": "Broadcom",
+    "144d": "Samsung",
+    "1000": "Broadcom / LSI",
+    "1077": "QLogic",
+    "19e5": "Huawei",
+    "1d0f": "Amazon",
+}
 CHECK_KEYS = ("id", "title", "status", "observed", "remedy", "gates", "degrades", "data")
 PCI_ROWS_MAX = 40
 DEVICES_MAX = 12
@@ -357,7 +394,8 @@ def _pci_rows(inventory: Mapping[str, Any]) -> tuple[list[PciRow], int]:
         vid, did = _text_of(d.get("vendor_id")), _text_of(d.get("device_id"))
         names = " ".join(
             t for t in (_text_of(d.get("vendor_name")), _text_of(d.get("device_name"))) if t
-        )
+        ) or PCI_VENDORS.get(vid.lower(), "")
+        code = _text_of(d.get("class_code")).lower().removeprefix("0x")
         total, num = d.get("sriov_totalvfs"), d.get("sriov_numvfs")
         if total:
             sriov = f"{num or 0} / {total} VFs"
@@ -372,7 +410,8 @@ def _pci_rows(inventory: Mapping[str, Any]) -> tuple[list[PciRow], int]:
                 address=address,
                 ids=f"{vid}:{did}" if vid or did else "",
                 name=names,
-                cls=_text_of(d.get("class_name")) or _text_of(d.get("class_code")),
+                cls=_text_of(d.get("class_name"))
+                or (f"{PCI_CLASSES[code[:4]]} ({code})" if code[:4] in PCI_CLASSES else code),
                 driver=_text_of(d.get("driver")),
                 group="" if group is None else str(group),
                 sriov=sriov,
