@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class VbenchError(Exception):
-    """An error with a message fit for one line on the terminal: what went wrong and how to fix it."""
+    """An error whose message fits one terminal line: what went wrong and how to fix it."""
 
     exit_code = 1
 
@@ -26,7 +26,7 @@ class AgentTimeout(GuestError):
 
 
 class GuestCommandFailed(GuestError):
-    """A command run in the guest exited non-zero (the message carries exit code and stderr tail)."""
+    """A command in the guest exited non-zero (the message has exit code and stderr tail)."""
 
 
 class HostError(VbenchError):

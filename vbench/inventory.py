@@ -47,7 +47,7 @@ class HostUse:
     """Why the host itself needs a device (so it must never be passed through)."""
 
     pci_address: str
-    reason: str  # e.g. "backs / (vda1)", "carries the default route (eth0)", "in IOMMU group 3 with ..."
+    reason: str  # e.g. "backs / (vda1)", "carries the default route (eth0)"
 
 
 @dataclass(frozen=True)

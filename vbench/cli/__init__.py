@@ -1,4 +1,4 @@
-"""The command line.  The only place that catches `VbenchError`: one line on stderr, a non-zero exit.
+"""The command line: the only place that catches `VbenchError` (one line on stderr, exit != 0).
 
 Each command lives in its own module under `vbench/cli/`; this module builds the app and `main()`.
 """

@@ -3,7 +3,8 @@
 Device trees (/sys/devices, /sys/bus, /sys/class) are read through pyudev, which umockdev fakes.
 Everything else is read below these roots:
   proc_root  /proc  (cmdline, cpuinfo, modules, mounts, swaps, net/route, meminfo)
-  sys_root   /sys   (module/, kernel/mm/hugepages/, firmware/acpi/tables/, fs/cgroup/, kernel/iommu_groups/)
+  sys_root   /sys   (module/, kernel/mm/hugepages/, firmware/acpi/tables/, fs/cgroup/,
+                     kernel/iommu_groups/)
   dev_root   /dev   (kvm, vhost-net, net/tun, vfio/vfio)
 
 A testbed directory (tests/data/testbeds/<name>/) holds `devices.umockdev` plus `proc/`, `sys/`
