@@ -133,7 +133,9 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
-            raise RunDirError(f"{path}: already exists; choose another --output or run id") from None
+            raise RunDirError(
+                f"{path}: already exists; choose another --output or run id"
+            ) from None
         except OSError as exc:
             raise RunDirError(f"{path}: cannot create the run directory: {exc.strerror}") from None
         return cls(path)
@@ -163,7 +165,9 @@ class RunDir:
     @classmethod
     def open(cls, path: Path) -> RunDir:
         if not (path / MANIFEST).is_file():
-            raise RunDirError(f"{path}: not a vbench run directory (no {MANIFEST}); pass reports/<run-id>")
+            raise RunDirError(
+                f"{path}: not a vbench run directory (no {MANIFEST}); pass reports/<run-id>"
+            )
         return cls(path)
 
     def read_manifest(self) -> Manifest:
