@@ -305,3 +305,199 @@ def test_samples_csv_round_trip_keeps_values(built: tuple[Path, list[Sample], An
     row = frame.iloc[0]
     assert row["metric"] == first["metric"]
     assert row["value"] == pytest.approx(first["value"])
+
+
+# -- host checks from a real check document, and the cost of each mode ---------------------------
+
+
+def _check_document(extra_pci: int = 0) -> dict[str, Any]:
+    """A `vbench check --json` document built by the real code from hand-made results."""
+    from vbench.inventory import HostUse, Inventory, PciDevice
+    from vbench.model import ModeId
+    from vbench.readiness import CheckReport, CheckResult, Status, build_document
+
+    pci = [
+        PciDevice("0000:00:00.0", "8086", "29c0", "060000", is_bridge=False),
+        PciDevice("0000:00:02.0", "1af4", "1042", "018000", driver="virtio-pci", iommu_group=2),
+        PciDevice(
+            "0000:01:00.0",
+            "1b36",
+            "0010",
+            "010802",
+            vendor_name="Red Hat, Inc.",
+            device_name="QEMU NVM Express Controller",
+            driver="nvme",
+            iommu_group=5,
+            sriov_totalvfs=2,
+            sriov_numvfs=1,
+            vfs=("0000:01:00.1",),
+        ),
+        PciDevice("0000:01:00.1", "1b36", "0010", "010802", iommu_group=6, physfn="0000:01:00.0"),
+    ]
+    pci += [
+        PciDevice(
+            f"0000:02:{i:02x}.0", "8086", "10d3", "020000", driver="e1000e", iommu_group=10 + i
+        )
+        for i in range(extra_pci)
+    ]
+    checks = (
+        CheckResult("kvm.device", "/dev/kvm exists", Status.PASS, "/dev/kvm present"),
+        CheckResult(
+            "cpu.hwvirt",
+            "Hardware virtualization (vmx/svm)",
+            Status.WARN,
+            "no vmx or svm in /proc/cpuinfo flags",
+            remedy="Enable VT-x/AMD-V in the firmware setup",
+            degrades=(ModeId.FV, ModeId.PV),
+        ),
+        CheckResult(
+            "vfio.modules",
+            "vfio, vfio_pci, vfio_iommu_type1 loaded or loadable",
+            Status.FAIL,
+            "vfio_pci missing",
+            remedy="Load now: `modprobe -a vfio vfio_pci vfio_iommu_type1`",
+            gates=(ModeId.VFIO, ModeId.SRIOV),
+            data={"modules": {"vfio": False, "vfio_pci": False}, "vendor_id": "8086"},
+        ),
+        CheckResult("kvm.probe", "A guest really boots under KVM", Status.SKIP, "not run"),
+    )
+    host = {
+        "hostname": "lab",
+        "checked_at": "2025-01-01T09:59:00+00:00",
+        "kernel_release": "6.1.0-56-amd64",
+        "os_release": {"ID": "debian", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
+    }
+    inventory = Inventory(
+        pci=tuple(pci),
+        host_use=(HostUse("0000:00:02.0", "backs / (vda)"),),
+        notes=("a note from the inventory",),
+    )
+    return build_document(CheckReport(host=host, checks=checks, inventory=inventory))
+
+
+def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
+    extra: list[Sample] = []
+    for s in samples:
+        if s.metric != "read.iops":
+            continue
+        base = 100.0 if s.mode == "fv" else 40.0
+        for metric, value, unit in (
+            ("host.qemu_cpu_util", base + s.repetition, "%"),
+            ("host.qemu_cpu_per_io", base * 2 + s.repetition, "us"),
+            ("host.cpu_busy", 50.0 + s.repetition, "%"),
+            ("guest.disk_reqs", 30000.0 + s.repetition, "count"),
+        ):
+            extra.append(
+                Sample(
+                    s.run_id,
+                    s.case_id,
+                    s.mode,
+                    s.workload,
+                    s.parameters,
+                    s.repetition,
+                    metric,
+                    value,
+                    unit,
+                    s.timestamp,
+                )
+            )
+        extra.append(
+            Sample(
+                s.run_id,
+                f"r{s.repetition}-{s.mode}-boot",
+                s.mode,
+                "boot",
+                "",
+                s.repetition,
+                "boot_to_agent",
+                2.5 + s.repetition / 10,
+                "s",
+                s.timestamp,
+            )
+        )
+    RunDir(run_path).write_samples(samples + extra)
+    return extra
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    run_path, samples = _make_run(tmp_path_factory.mktemp("checked"), checks=_check_document())
+    _cost_samples(run_path, samples)
+    files = build_report(run_path)
+    assert files.pdf is not None
+    pdf = _pdf_text(files.pdf) or ""
+    return run_path, files.html.read_text(), " ".join(pdf.split())
+
+
+def test_check_document_renders_readiness_per_mode(checked: tuple[Path, str, str]) -> None:
+    _, html, _ = checked
+    text = _text(html)
+    assert "Readiness per mode" in text
+    for title in ("FV (emulated)", "PV-on-HVM (virtio)", "VFIO pass-through", "SR-IOV VF"):
+        assert title in text
+    # summary line: counts, when, strictness
+    assert "4 checks:" in text and "1 PASS" in text and "1 WARN" in text and "1 FAIL" in text
+    assert "1 SKIP" in text and "2025-01-01 09:59:00 UTC" in text and "not strict" in text
+    # VFIO is blocked by vfio.modules (linked to its row in the checks table), its devices named
+    vfio = text[text.index("VFIO pass-through") :]
+    assert "not ready" in vfio and "vfio.modules" in vfio
+    assert 'href="#chk-vfio.modules"' in html and 'id="chk-vfio.modules"' in html
+    assert "Offered devices" in text and "0000:01:00.1" in text
+    assert "Excluded devices" in text and "in use by the host: backs / (vda)" in text
+
+
+def test_check_document_renders_checks_and_inventory_without_raw_json(
+    checked: tuple[Path, str, str],
+) -> None:
+    _, html, pdf = checked
+    text = _text(html)
+    assert "Hardware virtualization (vmx/svm)" in text and "Enable VT-x/AMD-V" in text
+    assert "modprobe -a vfio vfio_pci vfio_iommu_type1" in text
+    # no raw JSON of the document: neither the host's os_release nor data/inventory keys
+    for raw in ('"os_release"', '"vendor_id":', '"PRETTY_NAME"', "&#34;vendor_id&#34;", "{&#34;"):
+        assert raw not in html, raw
+    assert "os_release" not in text and "sriov_totalvfs" not in text
+    assert "<pre" not in html
+    # the PCI inventory as a table
+    assert "PCI devices" in text
+    assert "1b36:0010" in text and "QEMU NVM Express Controller" in text
+    assert "1 / 2 VFs" in text and "VF of 0000:01:00.0" in text
+    assert "a note from the inventory" in text
+    if pdf:
+        assert "Readiness per mode" in pdf and "vfio.modules" in pdf
+
+
+def test_big_inventory_is_capped(tmp_path: Path) -> None:
+    run_path, _ = _make_run(tmp_path, checks=_check_document(extra_pci=60))
+    text = _text(build_report(run_path, pdf=False).html.read_text())
+    assert "0000:02:23.0" in text  # the 40th device (4 + 36)
+    assert "0000:02:24.0" not in text.split("PCI devices", 1)[1].split("more PCI devices")[0]
+    assert "24 more PCI devices in manifest.json" in text
+
+
+def test_check_document_without_verdicts_is_recomputed(tmp_path: Path) -> None:
+    doc = _check_document()
+    del doc["verdicts"], doc["counts"], doc["host"]
+    run_path, _ = _make_run(tmp_path, checks=doc)
+    text = _text(build_report(run_path, pdf=False).html.read_text())
+    assert "Readiness per mode" in text and "SR-IOV VF" in text
+    assert "1 FAIL" in text
+
+
+def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, str, str]) -> None:
+    _, html, pdf = checked
+    text = _text(html)
+    assert "host cost" in text.lower()
+    assert "QEMU CPU per request (µs)" in text
+    assert "QEMU CPU (%)" in text and "host CPU busy (%)" in text
+    assert "guest disk requests (requests)" in text
+    assert "boot to guest agent (s)" in text
+    overview = text[text.index("Key results") : text.index("Environment")]
+    assert "QEMU CPU per request" in overview and "IOPS" in overview
+    assert "boot to guest agent" in overview
+    # lower is better: PV's smaller CPU per request is coloured as better
+    row = html[html.index("QEMU CPU per request") :]
+    row = row[: row.index("</tr>")]
+    assert 'class="r better"' in row
+    if pdf:
+        assert "QEMU CPU per request" in pdf
