@@ -41,12 +41,23 @@ iodepth = [8]
 runtime_s = {runtime}
 [run]
 repetitions = {reps}
+baremetal = {baremetal}
 """
 
 
-def _scenario(tmp_path: Path, *, boot_timeout: float = 60, runtime: int = 2, reps: int = 1) -> Path:
+def _scenario(
+    tmp_path: Path,
+    *,
+    boot_timeout: float = 60,
+    runtime: int = 2,
+    reps: int = 1,
+    baremetal: bool = False,
+) -> Path:
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(boot_timeout=boot_timeout, runtime=runtime, reps=reps))
+    text = TINY.format(
+        boot_timeout=boot_timeout, runtime=runtime, reps=reps, baremetal=str(baremetal).lower()
+    )
+    path.write_text(text)
     return path
 
 
@@ -87,7 +98,7 @@ def _only_run_dir(out: Path) -> Path:
 
 def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
     out = tmp_path / "reports"
-    proc = _run(["run", str(_scenario(tmp_path)), "--output", str(out)], env)
+    proc = _run(["run", str(_scenario(tmp_path, baremetal=True)), "--output", str(out)], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = _only_run_dir(out)
     manifest = json.loads((run / "manifest.json").read_text())
@@ -96,8 +107,11 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
     assert manifest["accelerator"]["reason"]
     samples = pd.read_csv(run / "samples.csv")
     iops = samples[samples.metric == "read.iops"]
-    assert set(iops["mode"]) == {"fv", "pv"}
+    assert set(iops["mode"]) == {"baremetal", "fv", "pv"}
     assert (iops["value"] > 0).all()
+    cost = samples[samples.metric == "host.qemu_cpu_per_io"]
+    assert set(cost["mode"]) == {"fv", "pv"}  # a guest's QEMU process; none on bare metal
+    assert (cost["value"] > 0).all()
     for case in manifest["cases"]:
         assert case["status"] == "ok"
         fio_json = json.loads((run / "raw" / case["case_id"] / "fio.json").read_text())
@@ -106,7 +120,7 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
         assert "<domain" in (run / "raw" / trial / "domain.xml").read_text()
         assert (run / "raw" / trial / "console.log").stat().st_size > 0
     html = (run / "report.html").read_text()
-    assert "fv" in html and "pv" in html
+    assert "fv" in html and "pv" in html and "baremetal" in html
     assert (run / "report.pdf").read_bytes().startswith(b"%PDF")
     assert _vbench_domains() == []
     assert _scratch_dirs(Path(env["VBENCH_SCRATCH"])) == []

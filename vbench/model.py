@@ -45,6 +45,10 @@ class Accelerator(StrEnum):
 ParamValue = str | int | float | bool
 
 
+# The label of the bare-metal baseline: the same workloads run on the host itself.
+BAREMETAL = "baremetal"
+
+
 @dataclass(frozen=True)
 class Sample:
     """One measured value (the tidy row): metric, value and unit, with the labels of its case."""
@@ -114,12 +118,16 @@ class WorkloadCase:
 
 @dataclass(frozen=True)
 class Trial:
-    """One guest boot: a mode at a repetition, running every workload case in turn."""
+    """One guest boot (or one bare-metal pass): a mode at a repetition, running every case."""
 
-    mode: str  # the mode entry's label (its id, or id-N when a scenario repeats a mode)
-    mode_index: int
+    mode: str  # the mode entry's label (its id unless the scenario names it), or BAREMETAL
+    mode_index: int  # index into the scenario's modes; -1 for the bare-metal baseline
     repetition: int
     workloads: tuple[WorkloadCase, ...]
+
+    @property
+    def is_baremetal(self) -> bool:
+        return self.mode_index < 0
 
     def case_id(self, workload: WorkloadCase) -> str:
         return f"r{self.repetition}-{self.mode}-{workload.slug}"

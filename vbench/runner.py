@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +30,18 @@ from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
+from vbench.host.baremetal import run_on_host
 from vbench.host.checks import check_document
-from vbench.metrics.cost import cost_metrics, snapshot
-from vbench.model import Accelerator, ModeId, Sample, Trial, WorkloadCase, canonical_parameters
+from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
+from vbench.model import (
+    BAREMETAL,
+    Accelerator,
+    ModeId,
+    Sample,
+    Trial,
+    WorkloadCase,
+    canonical_parameters,
+)
 from vbench.results import (
     Accel,
     CaseRecord,
@@ -53,6 +62,9 @@ from vbench.workloads.fio import SampleLabels, fio_argv, parse_fio_json
 PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
 FIO_TIMEOUT_MARGIN_S = 60.0  # guest-side start-up and JSON output under TCG
 CONSOLE_TAIL_LINES = 30
+
+# Runs one command where the case runs (guest agent or host): argv, timeout -> (stdout, stderr)
+Execute = Callable[[list[str], float], tuple[bytes, bytes]]
 
 
 class RunEvents(Protocol):
@@ -254,11 +266,14 @@ class Runner:
         state.save()
         trials = self.scenario.trials()
         self._record_skips(state)
-        runnable = [t for t in trials if self._mode(t).id in PROVISIONED_MODES]
+        runnable = [t for t in trials if t.is_baremetal or self._mode(t).id in PROVISIONED_MODES]
         self.events.begin(sum(len(t.workloads) for t in runnable))
         try:
             with _sigterm_as_interrupt(), RunScratch(run_id) as scratch:
                 for trial in trials:
+                    if trial.is_baremetal:
+                        self._run_baremetal_trial(state, scratch, trial)
+                        continue
                     mode = self._mode(trial)
                     if mode.id not in PROVISIONED_MODES:
                         self._record_trial_skipped(state, trial, mode)
@@ -309,12 +324,12 @@ class Runner:
             self.events.warn(f"skipping mode {label}: {reason}")
 
     def _case_record(
-        self, trial: Trial, mode: ModeSpec, wl: WorkloadCase, status: str, error: str | None = None
+        self, trial: Trial, mode_id: str, wl: WorkloadCase, status: str, error: str | None = None
     ) -> CaseRecord:
         return CaseRecord(
             case_id=trial.case_id(wl),
             mode=trial.mode,
-            mode_id=mode.id.value,
+            mode_id=mode_id,
             workload=wl.kind,
             parameters=canonical_parameters(wl.params),
             repetition=trial.repetition,
@@ -332,7 +347,7 @@ class Runner:
             )
         )
         for wl in trial.workloads:
-            state.manifest.cases.append(self._case_record(trial, mode, wl, "skipped"))
+            state.manifest.cases.append(self._case_record(trial, mode.id.value, wl, "skipped"))
         state.save()
 
     # -- one guest boot --------------------------------------------------------------------
@@ -398,10 +413,27 @@ class Runner:
                 state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
                 device = agent.test_disk()
                 target = disk_target_dev(mode.effective_disk_bus)
+
+                def execute(argv: list[str], timeout: float) -> tuple[bytes, bytes]:
+                    try:
+                        result = agent.exec(argv, timeout_s=timeout)
+                    except AgentTimeout:
+                        self._save_guest_kernel_log(agent, state, tid)
+                        raise
+                    return result.stdout, result.stderr
+
                 for wl in trial.workloads:
                     self.events.case(f"{tid}: {wl.slug}")
                     state.manifest.cases.append(
-                        self._run_case(agent, state, trial, mode, wl, device, target)
+                        self._run_case(
+                            state,
+                            trial,
+                            mode.id.value,
+                            wl,
+                            filename=device,
+                            execute=execute,
+                            measure=lambda: snapshot(agent.domain, target),
+                        )
                     )
                     done.add(wl.slug)
                     state.save()
@@ -413,7 +445,7 @@ class Runner:
             for wl in trial.workloads:
                 if wl.slug not in done:
                     state.manifest.cases.append(
-                        self._case_record(trial, mode, wl, "failed", str(exc))
+                        self._case_record(trial, mode.id.value, wl, "failed", str(exc))
                     )
                     self.events.advance()
             self.events.warn(f"{tid} failed: {exc}")
@@ -437,35 +469,71 @@ class Runner:
             timestamp=time.time(),
         )
 
+    def _run_baremetal_trial(self, state: _State, scratch: RunScratch, trial: Trial) -> None:
+        """The workloads on the host itself, against a raw file like the guests' disks."""
+        tid = trial_id(trial)
+        record = TrialRecord(
+            mode=trial.mode, mode_id=BAREMETAL, repetition=trial.repetition, status="ok"
+        )
+        state.manifest.trials.append(record)
+        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+
+        def execute(argv: list[str], timeout: float) -> tuple[bytes, bytes]:
+            result = run_on_host(argv, timeout_s=timeout)
+            return result.stdout, result.stderr
+
+        try:
+            for wl in trial.workloads:
+                self.events.case(f"{tid}: {wl.slug} (on the host)")
+                case = self._run_case(
+                    state,
+                    trial,
+                    BAREMETAL,
+                    wl,
+                    filename=str(disk),
+                    execute=execute,
+                    measure=host_snapshot,
+                )
+                state.manifest.cases.append(case)
+                state.save()
+                self.events.advance()
+        finally:
+            disk.unlink(missing_ok=True)
+            state.save()
+
     def _run_case(
         self,
-        agent: GuestAgent,
         state: _State,
         trial: Trial,
-        mode: ModeSpec,
+        mode_id: str,
         wl: WorkloadCase,
-        device: str,
-        disk_target: str,
+        *,
+        filename: str,
+        execute: Execute,
+        measure: Callable[[], CostSnapshot],
     ) -> CaseRecord:
+        """One workload case: run it, keep its raw output, parse it into samples.
+
+        A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
+        and ends the trial.
+        """
         case_id = trial.case_id(wl)
-        started = utc_now()
-        argv = fio_argv(wl.params, filename=device, job_name=wl.slug)
+        argv = fio_argv(wl.params, filename=filename, job_name=wl.slug)
         runtime = float(wl.params["runtime_s"]) + float(wl.params["ramp_s"])
         timeout = min(runtime + FIO_TIMEOUT_MARGIN_S, self.scenario.run.command_timeout_s)
-        record = self._case_record(trial, mode, wl, "ok")
-        record.started_at = started
-        before = snapshot(agent.domain, disk_target)
+        record = self._case_record(trial, mode_id, wl, "ok")
+        record.started_at = utc_now()
+        before = measure()
         try:
-            result = agent.exec(argv, timeout_s=timeout)
+            stdout, stderr = execute(argv, timeout)
         except AgentTimeout:
-            self._save_guest_kernel_log(agent, state, case_id)
-            raise  # a silent agent or a hung command: the guest is not trustworthy, end the trial
-        except GuestError as exc:
+            raise
+        except VbenchError as exc:
             return self._case_failed(record, exc)
-        after = snapshot(agent.domain, disk_target)
-        state.rundir.write_raw(case_id, "fio.json", result.stdout)
-        if result.stderr:
-            state.rundir.write_raw(case_id, "fio.stderr", result.stderr)
+        after = measure()
+        state.rundir.write_raw(case_id, "fio.json", stdout)
+        if stderr:
+            state.rundir.write_raw(case_id, "fio.stderr", stderr)
         labels = SampleLabels(
             run_id=state.manifest.run_id,
             case_id=case_id,
@@ -476,7 +544,7 @@ class Runner:
             timestamp=time.time(),
         )
         try:
-            samples = parse_fio_json(result.stdout.decode(errors="replace"), labels)
+            samples = parse_fio_json(stdout.decode(errors="replace"), labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
         samples += [
@@ -498,11 +566,11 @@ class Runner:
         record.ended_at = utc_now()
         return record
 
-    def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, case_id: str) -> None:
-        """Keep the guest kernel's log of a hung case, if the agent still answers."""
+    def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, tid: str) -> None:
+        """Keep the guest kernel's log of a hung trial, if the agent still answers."""
         with contextlib.suppress(GuestError):
             log = agent.exec(["dmesg"], timeout_s=10, check=False)
-            state.rundir.write_raw(case_id, "dmesg.txt", log.stdout)
+            state.rundir.write_raw(tid, "dmesg.txt", log.stdout)
 
     def _case_failed(self, record: CaseRecord, exc: VbenchError) -> CaseRecord:
         record.status = "failed"

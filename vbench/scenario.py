@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from vbench.errors import ScenarioError
-from vbench.model import ModeId, Trial, WorkloadCase
+from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
 
 FORMAT_VERSION = 1
 PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
@@ -163,6 +163,9 @@ WorkloadSpec = Annotated[FioSpec, Field(discriminator="kind")]
 class RunSpec(_Strict):
     repetitions: Annotated[int, Field(ge=1, le=1000)] = 3
     command_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    # also run every workload on the host itself (a raw file in the scratch directory, O_DIRECT)
+    # at the start of each repetition: the bare-metal column of the report
+    baremetal: bool = False
 
 
 class Scenario(_Strict):
@@ -182,6 +185,8 @@ class Scenario(_Strict):
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"modes repeat the label(s) {dupes}; give each a distinct `label`")
+        if BAREMETAL in labels:
+            raise ValueError(f"{BAREMETAL!r} names the bare-metal baseline; choose another label")
         return modes
 
     def mode_labels(self) -> list[str]:
@@ -198,11 +203,15 @@ class Scenario(_Strict):
         """
         cases = tuple(self.workload_cases())
         labels = self.mode_labels()
-        return [
-            Trial(mode=labels[i], mode_index=i, repetition=rep, workloads=cases)
-            for rep in range(self.run.repetitions)
-            for i in range(len(self.modes))
-        ]
+        trials = []
+        for rep in range(self.run.repetitions):
+            if self.run.baremetal:
+                trials.append(Trial(mode=BAREMETAL, mode_index=-1, repetition=rep, workloads=cases))
+            trials += [
+                Trial(mode=labels[i], mode_index=i, repetition=rep, workloads=cases)
+                for i in range(len(self.modes))
+            ]
+        return trials
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,12 @@ def snapshot(
     return CostSnapshot(time.monotonic(), cpu, rd, wr, busy, total)
 
 
+def host_snapshot(proc_root: Path = Path("/proc")) -> CostSnapshot:
+    """Host-wide CPU only: for work that runs on the host itself (the bare-metal baseline)."""
+    busy, total = read_proc_stat(proc_root)
+    return CostSnapshot(time.monotonic(), 0, 0, 0, busy, total)
+
+
 def cost_metrics(before: CostSnapshot, after: CostSnapshot) -> list[tuple[str, float, str]]:
     """(metric, value, unit) for what happened between two snapshots."""
     wall = after.wall_s - before.wall_s
