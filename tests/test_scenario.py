@@ -193,3 +193,32 @@ def test_mode_spec_built_in_python() -> None:
     assert m.effective_nic_model == "virtio"
     with pytest.raises(ValueError, match="vfio needs `pci`"):
         ModeSpec(id=ModeId.VFIO)
+
+
+BAREMETAL_SCENARIO = """
+format_version = 1
+name = "bm"
+[[modes]]
+id = "fv"
+[[modes]]
+id = "pv"
+[[workloads]]
+kind = "fio"
+[run]
+repetitions = 2
+baremetal = true
+"""
+
+
+def test_baremetal_runs_first_in_every_repetition() -> None:
+    trials = parse_scenario(BAREMETAL_SCENARIO, "bm.toml").scenario.trials()
+    assert [(t.mode, t.repetition) for t in trials] == [
+        ("baremetal", 0), ("fv", 0), ("pv", 0), ("baremetal", 1), ("fv", 1), ("pv", 1)
+    ]  # fmt: skip
+    assert [t.is_baremetal for t in trials] == [True, False, False, True, False, False]
+
+
+def test_baremetal_is_not_a_mode_label() -> None:
+    text = BAREMETAL_SCENARIO.replace('id = "pv"', 'id = "pv"\nlabel = "baremetal"')
+    with pytest.raises(ScenarioError, match=r"bm.toml: modes: 'baremetal' names the bare-metal"):
+        parse_scenario(text, "bm.toml")
