@@ -11,6 +11,9 @@ set -euo pipefail
 say() { printf 'setup-host: %s\n' "$*"; }
 die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 
+# Daemons and ldconfig live in sbin, which a non-login root shell (sudo, su) may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
 CHECK_ONLY=0
 [[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
 
@@ -25,12 +28,15 @@ case " ${ID:-} ${ID_LIKE:-} " in
 esac
 
 # need <probe> <debian package> <suse package>
-# probe: a command name, or a path (starting with /; a glob is allowed) that must exist.
+# probe: a command name, a path (starting with /; a glob is allowed) that must exist, or
+# lib:SONAME for a shared library the dynamic linker knows (/usr/lib/<triplet> or /usr/lib64).
 MISSING=()
 need() {
   local probe=$1 deb=$2 suse=$3 pkg found=0
   pkg=$([[ $FAMILY == debian ]] && echo "$deb" || echo "$suse")
-  if [[ $probe == /* ]]; then
+  if [[ $probe == lib:* ]]; then
+    ldconfig -p 2>/dev/null | grep -qF "${probe#lib:} " && found=1
+  elif [[ $probe == /* ]]; then
     compgen -G "$probe" >/dev/null && found=1
   else
     command -v "$probe" >/dev/null 2>&1 && found=1
@@ -58,8 +64,10 @@ need /usr/sbin/qemu-ga   qemu-guest-agent       qemu-guest-agent
 need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
 need umockdev-run        umockdev               umockdev
 need pdftotext           poppler-utils          poppler-tools
-need '/usr/lib/*/libpango-1.0.so.0*'  libpango-1.0-0  libpango-1_0-0
-need '/usr/lib/*/libpangoft2-1.0.so.0*'  libpangoft2-1.0-0  libpango-1_0-0
+need lib:libpango-1.0.so.0          libpango-1.0-0       libpango-1_0-0
+need lib:libpangoft2-1.0.so.0       libpangoft2-1.0-0    libpango-1_0-0
+# WeasyPrint subsets fonts with it (without it: a deprecation warning and bigger PDFs)
+need lib:libharfbuzz-subset.so.0    libharfbuzz-subset0  libharfbuzz-subset0
 # Python: venv + headers to build libvirt-python
 need '/usr/include/python3*/Python.h'  python3-dev  python3-devel
 python3 -c 'import ensurepip, venv' 2>/dev/null || MISSING+=("$([[ $FAMILY == debian ]] && echo python3-venv || echo python3)")

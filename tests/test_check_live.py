@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 import pytest
+from support import NOT_APPLICABLE
 
 from vbench.host.checks import run_checks
 from vbench.readiness import CheckReport, Status
@@ -101,7 +102,9 @@ def test_kvm_checks_where_virt_host_validate_stays_silent(ours: CheckReport) -> 
     by_id = {c.id: c for c in ours.checks}
     hw = by_id["cpu.hwvirt"]
     if hw.status is Status.PASS:
-        pytest.skip("the CPU has vmx/svm: virt-host-validate makes the /dev/kvm checks itself")
+        pytest.skip(
+            f"{NOT_APPLICABLE} the CPU has vmx/svm: virt-host-validate checks /dev/kvm itself"
+        )
     # By design: no vmx/svm -> virt-host-validate prints no /dev/kvm lines; vbench still looks.
     assert "kvm.device" not in theirs
     kvm = by_id["kvm.device"]

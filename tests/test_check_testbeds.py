@@ -8,7 +8,6 @@ driver stands in for libvirtd (it reports no domain capabilities, so those check
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,30 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ALL_TESTBEDS, bed
 
 from vbench.host.checks import check_cgroups, check_iommu_cmdline, check_vfio_modules, read_facts
 from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
 from vbench.readiness import Status
-
-TESTBEDS = Path(__file__).parent / "data" / "testbeds"
-ALL_TESTBEDS = (
-    "lab-iommu-sriov",
-    "nokvm-noiommu",
-    "nic-sriov",
-    "gpu-audio-group",
-    "no-acs-group",
-    "rootfs-device",
-)
-
-
-def bed(name: str) -> Path:
-    if shutil.which("umockdev-run") is None:
-        pytest.skip("umockdev-run not installed (apt-get install umockdev)")
-    path = TESTBEDS / name
-    if not (path / "devices.umockdev").is_file():
-        pytest.skip(f"testbed {name} not recorded yet ({path}/devices.umockdev missing)")
-    return path
 
 
 def vbench(*args: str) -> subprocess.CompletedProcess[str]:

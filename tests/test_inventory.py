@@ -8,28 +8,13 @@ import shutil
 import subprocess
 import sys
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ALL_TESTBEDS, TESTBEDS, needs_umockdev
 
 from vbench.host import procfs
 from vbench.host.testbed import in_testbed, umockdev_argv
-
-TESTBEDS = Path(__file__).parent / "data" / "testbeds"
-ALL_TESTBEDS = [
-    "lab-iommu-sriov",
-    "nokvm-noiommu",
-    "nic-sriov",
-    "gpu-audio-group",
-    "no-acs-group",
-    "rootfs-device",
-]
-
-needs_umockdev = pytest.mark.skipif(
-    shutil.which("umockdev-run") is None,
-    reason="umockdev-run is not installed (apt-get install umockdev): testbeds cannot be loaded",
-)
 
 
 @cache

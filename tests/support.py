@@ -1,0 +1,34 @@
+"""Helpers shared by the tests: the umockdev testbeds and the marker for not-applicable skips."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+# A skip whose reason contains this stays a skip under VBENCH_TESTS_STRICT=1 (see conftest.py).
+NOT_APPLICABLE = "n/a on this host:"
+
+TESTBEDS = Path(__file__).parent / "data" / "testbeds"
+ALL_TESTBEDS = (
+    "lab-iommu-sriov",
+    "nokvm-noiommu",
+    "nic-sriov",
+    "gpu-audio-group",
+    "no-acs-group",
+    "rootfs-device",
+)
+NO_UMOCKDEV = "umockdev-run is not installed (apt-get install umockdev): testbeds cannot be loaded"
+
+needs_umockdev = pytest.mark.skipif(shutil.which("umockdev-run") is None, reason=NO_UMOCKDEV)
+
+
+def bed(name: str) -> Path:
+    """The testbed directory NAME; skips when umockdev or the recording is missing."""
+    if shutil.which("umockdev-run") is None:
+        pytest.skip(NO_UMOCKDEV)
+    path = TESTBEDS / name
+    if not (path / "devices.umockdev").is_file():
+        pytest.skip(f"testbed {name} not recorded yet ({path}/devices.umockdev missing)")
+    return path
