@@ -216,6 +216,14 @@ def test_exit_code_considers_requested_modes_only() -> None:
     assert exit_code(verdicts, (FV, VFIO)) == 2
 
 
+def test_exit_code_is_an_error_when_libvirtd_cannot_be_reached() -> None:
+    checks = [fail("libvirt.reachable", gates=ALL), *GOOD_CHECKS[1:]]
+    verdicts = mode_verdicts(checks, LAB)
+    assert exit_code(verdicts, (FV, PV)) == 2  # without the checks: only "not ready"
+    assert exit_code(verdicts, (FV, PV), checks) == 1
+    assert exit_code(mode_verdicts(GOOD_CHECKS, LAB), (FV, PV), GOOD_CHECKS) == 0
+
+
 def test_parse_modes() -> None:
     assert parse_modes(["vfio", "SRIOV", "vfio"]) == (VFIO, SRIOV)
     with pytest.raises(ValueError, match="unknown mode 'gpu'"):

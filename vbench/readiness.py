@@ -482,8 +482,20 @@ def all_ready(verdicts: Sequence[ModeVerdict], requested: Iterable[ModeId]) -> b
     return all(v.ready for v in verdicts if v.mode in wanted)
 
 
-def exit_code(verdicts: Sequence[ModeVerdict], requested: Iterable[ModeId]) -> int:
-    """0 when every requested mode is ready, 2 when one is not."""
+# Checks whose FAIL means the host could not be assessed (an error, exit 1), not "not ready" (2):
+# with libvirtd unreachable, vbench cannot tell what this host's libvirt and QEMU could do.
+ASSESSMENT_CHECKS = ("libvirt.reachable",)
+
+
+def exit_code(
+    verdicts: Sequence[ModeVerdict],
+    requested: Iterable[ModeId],
+    checks: Sequence[CheckResult] = (),
+) -> int:
+    """0 when every requested mode is ready, 2 when one is not, 1 when the host could not be
+    assessed (a FAIL among ASSESSMENT_CHECKS)."""
+    if any(c.id in ASSESSMENT_CHECKS and c.status is Status.FAIL for c in checks):
+        return 1
     return 0 if all_ready(verdicts, requested) else 2
 
 
@@ -572,7 +584,7 @@ def build_document(
         "strict": strict,
         "requested_modes": [m.value for m in wanted],
         "ready": all_ready(verdicts, wanted),
-        "exit_code": exit_code(verdicts, wanted),
+        "exit_code": exit_code(verdicts, wanted, report.checks),
         "counts": counts,
         "checks": [_check_to_json(c) for c in report.checks],
         "inventory": inventory_to_json(report.inventory),

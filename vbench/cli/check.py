@@ -19,6 +19,7 @@ from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import (
+    ASSESSMENT_CHECKS,
     DEFAULT_REQUESTED,
     CheckReport,
     ModeVerdict,
@@ -125,7 +126,11 @@ def render(
     console.print(_verdicts_table(verdicts, requested))
     wanted = [v for v in verdicts if v.mode in requested]
     not_ready = [v.mode.value for v in wanted if not v.ready]
-    if not_ready:
+    blocking = [c for c in report.checks if c.id in ASSESSMENT_CHECKS and c.status is Status.FAIL]
+    if blocking:
+        why = "; ".join(f"{c.id} FAILED (see above) → {c.remedy}" for c in blocking)
+        console.print(f"[bold red]Cannot assess this host[/bold red] (exit 1): {why}")
+    elif not_ready:
         console.print(f"[bold red]Not ready:[/bold red] {', '.join(not_ready)} (exit 2)")
     else:
         names = ", ".join(m.value for m in requested)
@@ -194,9 +199,10 @@ def check(
     lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
     the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
 
-    Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready (an unreachable
-    libvirtd is a FAIL line, so 2); 1 an error (bad option, unreadable testbed).  Requested modes:
-    --mode (repeatable), default fv and pv.
+    Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready; 1 an error: the
+    host could not be assessed (libvirtd unreachable: a FAIL line with the fix, the other checks
+    still shown), a bad option, an unreadable testbed.  Requested modes: --mode (repeatable),
+    default fv and pv.
     """
     try:
         requested = parse_modes(modes) if modes else DEFAULT_REQUESTED
