@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import typer
@@ -31,9 +32,14 @@ URI_HELP = "libvirt URI (like virsh -c); default: $LIBVIRT_DEFAULT_URI, else qem
 
 
 class _TerminalEvents:
-    """Progress on the terminal: which case runs now, how many are done, and the ETA."""
+    """Progress on the terminal: which case runs now, how many are done, and the ETA.
+
+    On a terminal a live bar; otherwise (CI logs, `| tee`) one line per step, since a live bar
+    would only show up once, at the end.
+    """
 
     def __init__(self) -> None:
+        self.live = console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -45,19 +51,34 @@ class _TerminalEvents:
             transient=False,
         )
         self.task: TaskID | None = None
+        self.total = 0
+        self.done = 0
+        self.started = 0.0
 
     def phase(self, text: str) -> None:
         console.print(f"[dim]·[/dim] {text}", markup=True)
 
     def begin(self, total_cases: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("starting", total=total_cases)
+        self.total, self.done, self.started = total_cases, 0, time.monotonic()
+        if self.live:
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=total_cases)
 
     def case(self, label: str) -> None:
         if self.task is not None:
             self.progress.update(self.task, description=label)
+        elif not self.live:
+            console.print(f"[{self.done}/{self.total} done, {self._eta()}] {label}", markup=False)
+
+    def _eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if self.done == 0:
+            return f"{elapsed:.0f} s elapsed"
+        left = elapsed / self.done * (self.total - self.done)
+        return f"{elapsed:.0f} s elapsed, ETA {left:.0f} s"
 
     def advance(self, n: int = 1) -> None:
+        self.done += n
         if self.task is not None:
             self.progress.advance(self.task, n)
 
@@ -65,7 +86,8 @@ class _TerminalEvents:
         console.print(f"[yellow]warning:[/yellow] {text}", markup=True, soft_wrap=True)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
 
 @app.command("run")
