@@ -68,7 +68,8 @@ class _TerminalEvents:
         if self.task is not None:
             self.progress.update(self.task, description=label)
         elif not self.live:
-            console.print(f"[{self.done}/{self.total} done, {self._eta()}] {label}", markup=False)
+            line = f"[{self.done}/{self.total} done, {self._eta()}] {label}"
+            console.print(line, markup=False, soft_wrap=True)
 
     def _eta(self) -> str:
         elapsed = time.monotonic() - self.started
