@@ -1,8 +1,9 @@
 """The microguest: a kernel + initramfs assembled from the host's own files, with no download.
 
-The initramfs holds static busybox, fio, stress-ng, iperf3 and qemu-ga (with exactly the shared
-libraries `ldd` says they load), the kernel modules of the disk and NIC models we benchmark
-(resolved through modules.dep, loaded in dependency order by /init), and a short /init script.
+The initramfs holds busybox, fio, stress-ng, iperf3 and qemu-ga (with exactly the shared
+libraries `ldd` says they load: none for Debian's static busybox), the kernel modules of the
+disk and NIC models we benchmark (resolved through modules.dep, loaded in dependency order by
+/init), and a short /init script.
 
 It is cached under `default_cache_root()` by a digest of every input (source path, size and
 mtime of each copied file, the init script, the builder version, the compression), and built
@@ -60,7 +61,7 @@ DEVICE_MODULES: tuple[str, ...] = (
 
 # (program, host path, Debian package, openSUSE package)
 _PROGRAMS: tuple[tuple[str, str, str, str], ...] = (
-    ("busybox", "/bin/busybox", "busybox-static", "busybox-static"),
+    ("busybox", "/bin/busybox", "busybox-static", "busybox"),
     ("fio", "/usr/bin/fio", "fio", "fio"),
     ("stress-ng", "/usr/bin/stress-ng", "stress-ng", "stress-ng"),
     ("iperf3", "/usr/bin/iperf3", "iperf3", "iperf"),
@@ -289,7 +290,7 @@ def _busybox_applets(busybox: Path) -> list[str]:
         [str(busybox), "--list-full"], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        raise _missing("a busybox with --list-full", "busybox-static", "busybox-static")
+        raise _missing("a busybox with --list-full", "busybox-static", "busybox")
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -488,6 +489,8 @@ def _plan(src: HostSources, stub_dir: Path | None = None) -> _Plan:
     for applet in _busybox_applets(busybox):
         plan.links[image_path("/" + applet)] = "/usr/bin/busybox"
     plan.add_file("usr/bin/busybox", busybox)
+    for lib in _ldd(busybox):  # none for Debian's static busybox; a dynamic one needs its libc
+        plan.add_file(image_path(str(lib)), lib.resolve())
     for name, binary in src.programs[1:]:
         in_bin = binary.parent.name in ("bin", "sbin")
         dest = image_path(str(binary)) if in_bin else f"usr/bin/{name}"
