@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,14 @@ def bed(name: str) -> Path:
     if not (path / "devices.umockdev").is_file():
         pytest.skip(f"testbed {name} not recorded yet ({path}/devices.umockdev missing)")
     return path
+
+
+@contextmanager
+def qemu_reachable_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory QEMU (user libvirt-qemu) can reach, unlike pytest's 0700 tmp_path."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

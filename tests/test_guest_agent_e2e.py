@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from support import qemu_reachable_dir
 
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestCommandFailed, HostError, LibvirtUnavailable
@@ -52,10 +51,8 @@ def conn() -> Iterator[libvirt.virConnect]:
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     # Outside /tmp/pytest-of-*: libvirt-qemu must reach the disk image.
-    d = Path(tempfile.mkdtemp(prefix="vbench-e2e-", dir="/var/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with qemu_reachable_dir("vbench-e2e-") as d:
+        yield d
 
 
 def _boot(

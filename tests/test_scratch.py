@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import qemu_reachable_dir
 
 from vbench.errors import HostError
 from vbench.virt.guests import RunScratch
@@ -16,11 +15,9 @@ from vbench.virt.guests import RunScratch
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    # Not pytest's tmp_path: as root, RunScratch insists QEMU (another user) can traverse to it.
-    path = Path(tempfile.mkdtemp(prefix="vbench-test-scratch-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    # As root, RunScratch insists QEMU (another user) can traverse to it.
+    with qemu_reachable_dir("vbench-test-scratch-") as path:
+        yield path
 
 
 def test_disk_image_holds_written_data_not_unwritten_extents(root: Path) -> None:

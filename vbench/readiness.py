@@ -487,14 +487,19 @@ def all_ready(verdicts: Sequence[ModeVerdict], requested: Iterable[ModeId]) -> b
 ASSESSMENT_CHECKS = ("libvirt.reachable",)
 
 
+def assessment_failures(checks: Sequence[CheckResult]) -> list[CheckResult]:
+    """The failed checks that keep vbench from assessing the host at all."""
+    return [c for c in checks if c.id in ASSESSMENT_CHECKS and c.status is Status.FAIL]
+
+
 def exit_code(
     verdicts: Sequence[ModeVerdict],
     requested: Iterable[ModeId],
     checks: Sequence[CheckResult] = (),
 ) -> int:
     """0 when every requested mode is ready, 2 when one is not, 1 when the host could not be
-    assessed (a FAIL among ASSESSMENT_CHECKS)."""
-    if any(c.id in ASSESSMENT_CHECKS and c.status is Status.FAIL for c in checks):
+    assessed (see assessment_failures)."""
+    if assessment_failures(checks):
         return 1
     return 0 if all_ready(verdicts, requested) else 2
 

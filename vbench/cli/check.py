@@ -19,11 +19,11 @@ from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import (
-    ASSESSMENT_CHECKS,
     DEFAULT_REQUESTED,
     CheckReport,
     ModeVerdict,
     Status,
+    assessment_failures,
     build_document,
     junit_xml,
     mode_verdicts,
@@ -126,7 +126,7 @@ def render(
     console.print(_verdicts_table(verdicts, requested))
     wanted = [v for v in verdicts if v.mode in requested]
     not_ready = [v.mode.value for v in wanted if not v.ready]
-    blocking = [c for c in report.checks if c.id in ASSESSMENT_CHECKS and c.status is Status.FAIL]
+    blocking = assessment_failures(report.checks)
     if blocking:
         why = "; ".join(f"{c.id} FAILED (see above) → {c.remedy}" for c in blocking)
         console.print(f"[bold red]Cannot assess this host[/bold red] (exit 1): {why}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import typer
@@ -35,7 +34,7 @@ class _TerminalEvents:
     """Progress on the terminal: which case runs now, how many are done, and the ETA.
 
     On a terminal a live bar; otherwise (CI logs, `| tee`) one line per step, since a live bar
-    would only show up once, at the end.
+    would only show up once, at the end.  Either way the rich task keeps the counts and the ETA.
     """
 
     def __init__(self) -> None:
@@ -51,35 +50,26 @@ class _TerminalEvents:
             transient=False,
         )
         self.task: TaskID | None = None
-        self.total = 0
-        self.done = 0
-        self.started = 0.0
 
     def phase(self, text: str) -> None:
         console.print(f"[dim]·[/dim] {text}", markup=True)
 
     def begin(self, total_cases: int) -> None:
-        self.total, self.done, self.started = total_cases, 0, time.monotonic()
         if self.live:
             self.progress.start()
-            self.task = self.progress.add_task("starting", total=total_cases)
+        self.task = self.progress.add_task("starting", total=total_cases)
 
     def case(self, label: str) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, description=label)
-        elif not self.live:
-            line = f"[{self.done}/{self.total} done, {self._eta()}] {label}"
-            console.print(line, markup=False, soft_wrap=True)
-
-    def _eta(self) -> str:
-        elapsed = time.monotonic() - self.started
-        if self.done == 0:
-            return f"{elapsed:.0f} s elapsed"
-        left = elapsed / self.done * (self.total - self.done)
-        return f"{elapsed:.0f} s elapsed, ETA {left:.0f} s"
+        if self.task is None:
+            return
+        self.progress.update(self.task, description=label)
+        if not self.live:
+            task = self.progress.tasks[self.task]
+            eta = "" if task.time_remaining is None else f", ETA {task.time_remaining:.0f} s"
+            line = f"[{task.completed:.0f}/{task.total:.0f} done, {task.elapsed or 0:.0f} s{eta}]"
+            console.print(f"{line} {label}", markup=False, soft_wrap=True)
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
         if self.task is not None:
             self.progress.advance(self.task, n)
 

@@ -96,22 +96,22 @@ class RunScratch:
         path = self.path / name
         chunk = os.urandom(PREFILL_CHUNK)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+            f = path.open("xb")
         except OSError as exc:
             raise HostError(f"cannot create the disk image {path}: {exc.strerror}") from None
         try:
-            for _ in range((size_mib << 20) // PREFILL_CHUNK):
-                os.write(fd, chunk)
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            with f:
+                for _ in range((size_mib << 20) // PREFILL_CHUNK):
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError as exc:
             path.unlink(missing_ok=True)
             raise HostError(
                 f"cannot write a {size_mib} MiB disk image in {self.path}: {exc.strerror}; "
                 "free some space or set VBENCH_SCRATCH to a larger file system"
             ) from None
-        finally:
-            os.close(fd)
         return path
 
     def file(self, name: str) -> Path:
