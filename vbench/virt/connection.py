@@ -18,9 +18,17 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
+# libvirt calls its error handler from inside the failing API call. A Python function there runs
+# bytecode, so a pending Ctrl-C or SIGTERM is raised inside the callback and the binding reports
+# "SystemError: ... returned a result with an exception set" instead of KeyboardInterrupt.
+# `slice` is a C callable that accepts (ctx, err) and never raises: it runs no bytecode, and the
+# signal surfaces at the next Python line as a plain KeyboardInterrupt.
+IGNORE_LIBVIRT_ERROR = slice
+
+
 def _silence_libvirt_stderr() -> None:
     # libvirt prints every error to stderr by default; we report errors ourselves, once.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    libvirt.registerErrorHandler(IGNORE_LIBVIRT_ERROR, None)
 
 
 def open_connection(uri: str | None = None) -> libvirt.virConnect:
