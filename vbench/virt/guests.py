@@ -154,11 +154,27 @@ def destroy_guest(dom: libvirt.virDomain) -> None:
 @contextlib.contextmanager
 def running_guest(conn: libvirt.virConnect, xml: str) -> Iterator[libvirt.virDomain]:
     """A started guest that is destroyed on every way out (return, exception, Ctrl-C)."""
-    dom = start_guest(conn, xml)
+    try:
+        dom = start_guest(conn, xml)
+    except GuestError:
+        raise  # libvirt refused: nothing of ours runs (the name may belong to another guest)
+    except BaseException:
+        # Ctrl-C/SIGTERM while libvirt was inside createXML: the guest may run although its
+        # handle never reached us, so find it by its name.
+        _destroy_by_name(conn, xml)
+        raise
     try:
         yield dom
     finally:
         destroy_guest(dom)
+
+
+def _destroy_by_name(conn: libvirt.virConnect, xml: str) -> None:
+    name = ET.fromstring(xml).findtext("name")
+    if not name:
+        return
+    with contextlib.suppress(libvirt.libvirtError):
+        destroy_guest(conn.lookupByName(name))
 
 
 @dataclass(frozen=True)
