@@ -33,3 +33,25 @@ def test_refused_guest_is_a_guest_error_and_leaves_the_other_guest_alone() -> No
             pass
         assert first.isActive()
     assert conn.listAllDomains() == []
+
+
+class _InterruptedAfterStart:
+    """The real test-driver connection, with Ctrl-C landing just after libvirt started the guest
+    but before its handle reached Python (the window a SIGTERM sweep hit during boot)."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+
+    def createXML(self, xml: str, flags: int) -> object:
+        self._conn.createXML(xml, flags)  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    def lookupByName(self, name: str) -> object:
+        return self._conn.lookupByName(name)  # type: ignore[attr-defined]
+
+
+def test_interrupt_inside_create_leaves_no_guest() -> None:
+    conn = open_connection(URI)
+    with pytest.raises(KeyboardInterrupt), running_guest(_InterruptedAfterStart(conn), XML):  # type: ignore[arg-type]
+        pass
+    assert conn.listAllDomains() == []

@@ -23,12 +23,12 @@ def resolve_uri(uri: str | None) -> str:
 # "SystemError: ... returned a result with an exception set" instead of KeyboardInterrupt.
 # `slice` is a C callable that accepts (ctx, err) and never raises: it runs no bytecode, and the
 # signal surfaces at the next Python line as a plain KeyboardInterrupt.
-IGNORE_LIBVIRT_ERROR = slice
+_IGNORE_LIBVIRT_ERROR = slice
 
 
 def _silence_libvirt_stderr() -> None:
     # libvirt prints every error to stderr by default; we report errors ourselves, once.
-    libvirt.registerErrorHandler(IGNORE_LIBVIRT_ERROR, None)
+    libvirt.registerErrorHandler(_IGNORE_LIBVIRT_ERROR, None)
 
 
 def open_connection(uri: str | None = None) -> libvirt.virConnect:
