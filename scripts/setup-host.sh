@@ -63,6 +63,8 @@ need iperf3              iperf3                 iperf
 need /usr/sbin/qemu-ga   qemu-guest-agent       qemu-guest-agent
 need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
 need umockdev-run        umockdev               umockdev
+# NVMe SR-IOV: secondary controllers (virt-mgmt) and namespace attachment of a VF
+need nvme                nvme-cli               nvme-cli
 need pdftotext           poppler-utils          poppler-tools
 need lib:libpango-1.0.so.0          libpango-1.0-0       libpango-1_0-0
 need lib:libpangoft2-1.0.so.0       libpangoft2-1.0-0    libpango-1_0-0
