@@ -14,15 +14,23 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import TESTBEDS, bed
 
 from vbench.errors import HostError
-from vbench.host.changes import JOURNAL, ChangeJournal, HostChange, find_journals
+from vbench.host.changes import (
+    JOURNAL,
+    ChangeJournal,
+    HostChange,
+    find_journals,
+    leftover_journals,
+)
 from vbench.host.nvme import NvmeRecording, parse_primary_caps, parse_secondary
 
 REPO = Path(__file__).resolve().parent.parent
+VBENCH = (sys.executable, "-m", "vbench")
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -121,10 +129,8 @@ def test_undo_failing_mid_way_keeps_going(tmp_path: Path) -> None:
     assert [c.target for c in journal.pending()] == [str(pf / "sriov_numvfs")]
 
 
-def test_journal_of_a_killed_run_is_replayed(tmp_path: Path) -> None:
-    """SIGKILL after two changes: load() refuses while the owner lives, then restores."""
-    pf = _tree(tmp_path)
-    run_dir = tmp_path / "run"
+def _killed_run(pf: Path, run_dir: Path) -> None:
+    """A process that makes two changes and is then SIGKILLed; load() refuses while it lives."""
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -144,11 +150,18 @@ def test_journal_of_a_killed_run_is_replayed(tmp_path: Path) -> None:
         assert proc.stdout is not None and proc.stdout.readline() == b"applied\n"
         with pytest.raises(HostError, match="still runs"):
             ChangeJournal.load(run_dir)
-        assert find_journals(tmp_path) == [run_dir]
+        assert leftover_journals(run_dir.parent) == ([], [])  # a live run's are not leftovers
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert (_val(pf / "sriov_drivers_autoprobe"), _val(pf / "sriov_numvfs")) == ("0", "2")
+
+
+def test_journal_of_a_killed_run_is_replayed(tmp_path: Path) -> None:
+    pf = _tree(tmp_path)
+    run_dir = tmp_path / "runs" / "run-1"
+    _killed_run(pf, run_dir)
+    assert find_journals(run_dir.parent) == [run_dir]
     journal = ChangeJournal.load(run_dir)
     assert [c.describe for c in journal.pending()] == ["a", "n"]
     with pytest.raises(HostError, match="never restored"):
@@ -156,6 +169,29 @@ def test_journal_of_a_killed_run_is_replayed(tmp_path: Path) -> None:
     assert journal.restore() == []
     assert (_val(pf / "sriov_drivers_autoprobe"), _val(pf / "sriov_numvfs")) == ("1", "0")
     assert ChangeJournal.load(run_dir).pending() == []
+
+
+def test_vbench_cleanup_undoes_a_killed_runs_changes(tmp_path: Path) -> None:
+    """`vbench cleanup -o DIR` (libvirt's test driver: no guests) replays the journal."""
+    pf = _tree(tmp_path)
+    runs = tmp_path / "runs"
+    _killed_run(pf, runs / "run-1")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VBENCH_SCRATCH": str(tmp_path / "scratch")}
+
+    def cleanup(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "vbench", "cleanup", "-c", "test:///default", "-o", str(runs)]
+        return subprocess.run([*argv, *extra], capture_output=True, text=True, env=env, timeout=120)
+
+    dry = cleanup("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would undo: n\nwould undo: a" in dry.stderr
+    assert _val(pf / "sriov_numvfs") == "2"
+    done = cleanup()
+    assert done.returncode == 0, done.stderr
+    assert "undoing: n\nundoing: a" in done.stderr
+    assert (_val(pf / "sriov_drivers_autoprobe"), _val(pf / "sriov_numvfs")) == ("1", "0")
+    again = cleanup()
+    assert again.returncode == 0 and "nothing to clean up" in again.stderr
 
 
 def test_sriov_numvfs_goes_through_zero(tmp_path: Path) -> None:
@@ -311,3 +347,39 @@ def test_journal_lives_in_the_run_dir_only(tmp_path: Path) -> None:
     j.apply(_write(pf / "sriov_numvfs", "0", "2"))
     assert sorted(p.name for p in run_dir.iterdir()) == [JOURNAL, "host-changes.lock"]
     assert j.restore() == []
+
+
+def _check_doc(name: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [*VBENCH, "check", "--testbed", str(bed(name)), "--json", "-c", "test:///default"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert proc.returncode in (0, 2), proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+def test_check_shows_each_vfs_secondary_controller() -> None:
+    checks = _check_doc("lab-iommu-sriov")["checks"]
+    assert isinstance(checks, list)
+    nvme = next(c for c in checks if c["id"] == "sriov.nvme")
+    assert nvme["status"] == "PASS"
+    assert nvme["observed"].startswith(
+        "PF 0000:00:04.0 (nvme0): VF 0000:00:04.1 ctrl 1 offline, VQ 0, VI 0; "
+        "VF 0000:00:04.2 ctrl 2 offline, VQ 0, VI 0"
+    )
+    secs = nvme["data"]["0000:00:04.0"]["secondaries"]
+    assert [(s["vf"], s["cntlid"], s["online"]) for s in secs] == [
+        ("0000:00:04.1", 1, False),
+        ("0000:00:04.2", 2, False),
+    ]
+
+
+def test_check_skips_nvme_secondaries_without_an_nvme_pf() -> None:
+    checks = _check_doc("nic-sriov")["checks"]
+    assert isinstance(checks, list)
+    nvme = next(c for c in checks if c["id"] == "sriov.nvme")
+    assert nvme["status"] == "SKIP" and "no SR-IOV NVMe PF" in nvme["observed"]

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from vbench.cli import app
+from vbench.host.changes import leftover_journals
 from vbench.runner import Runner
 from vbench.scenario import load_scenario
 from vbench.virt.connection import connection
@@ -121,12 +122,17 @@ def run_command(
 def cleanup_command(
     connect: str | None = typer.Option(None, "--connect", "-c", help=URI_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would go."),
+    output: Path = typer.Option(
+        Path("reports"), "--output", "-o", help="Directory of the runs (their host-change records)."
+    ),
 ) -> None:
-    """Destroy guests and scratch files left by earlier, killed runs.
+    """Destroy guests and scratch files left by earlier, killed runs, and undo their host changes.
 
     Only guests whose name starts with `vbench-` AND that carry vbench's run metadata are touched,
     and never those of a run that is still going; scratch directories are removed only when no
-    live run holds their lock.
+    live run holds their lock.  Host changes (VF counts, NVMe secondary controllers, driver
+    bindings) recorded in `<output>/<run-id>/host-changes.json` and still in force are undone,
+    newest first, after the guests that may use them are gone.
     """
     with connection(connect) as conn:
         live = live_run_ids()
@@ -144,5 +150,15 @@ def cleanup_command(
         console.print(f"{'would remove' if dry_run else 'removing'} {d}")
         if not dry_run:
             shutil.rmtree(d, ignore_errors=True)
-    if not leftovers and not stale:
+    journals, problems = leftover_journals(output)
+    for journal in journals:
+        for change in reversed(journal.pending()):
+            console.print(f"{'would undo' if dry_run else 'undoing'}: {change.describe}")
+        if not dry_run:
+            problems += journal.restore()
+    for line in problems:
+        console.print(f"vbench: error: {line}", markup=False)
+    if not leftovers and not stale and not journals and not problems:
         console.print("nothing to clean up")
+    if problems:
+        raise typer.Exit(1)

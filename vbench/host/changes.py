@@ -61,6 +61,10 @@ PLANNED, MADE, FAILED, RESTORED, RESTORE_FAILED = (
 IN_FORCE = (PLANNED, MADE, FAILED, RESTORE_FAILED)  # not known to be undone
 
 
+class JournalBusy(HostError):
+    """The journal belongs to a vbench process that still runs: its changes are not leftovers."""
+
+
 @dataclass(frozen=True)
 class HostChange:
     kind: str  # "sysfs_write" | "driver_bind" | "nvme_virt_mgmt" | "nvme_primary_flexible" | …
@@ -276,7 +280,7 @@ class ChangeJournal:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise HostError(
+            raise JournalBusy(
                 f"the host changes in {self.run_dir} belong to a vbench process that still runs"
             ) from None
         self._lock_fd = fd
@@ -364,3 +368,23 @@ def find_journals(output: Path) -> list[Path]:
     if not output.is_dir():
         return []
     return sorted(d for d in output.iterdir() if (d / JOURNAL).is_file())
+
+
+def leftover_journals(output: Path) -> tuple[list[ChangeJournal], list[str]]:
+    """Journals under `output` with changes in force whose run is gone (for `vbench cleanup`).
+
+    Returns them (each holding its lock) and one line per journal that could not be read.
+    """
+    found: list[ChangeJournal] = []
+    problems: list[str] = []
+    for run_dir in find_journals(output):
+        try:
+            journal = ChangeJournal.load(run_dir)
+        except JournalBusy:
+            continue  # a live run restores its own changes
+        except HostError as exc:
+            problems.append(str(exc))
+            continue
+        if journal.pending():
+            found.append(journal)
+    return found, problems

@@ -29,7 +29,9 @@ import pyudev
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
 from vbench.host.inventory import collect_inventory
+from vbench.host.nvme import NvmeCli, NvmeQuery, NvmeRecording
 from vbench.host.paths import HostPaths
+from vbench.host.sriov_prep import NVME_CLASS_PREFIX, read_pf, vf_address
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import (
@@ -1352,6 +1354,54 @@ def collect_inventory_checked(paths: HostPaths) -> tuple[Inventory, CheckResult]
     return inv, CheckResult("inventory", title, Status.PASS, obs)
 
 
+def check_nvme_secondaries(
+    f: HostFacts, inventory: Inventory, nvme: NvmeQuery | None = None
+) -> CheckResult:
+    """Each VF's secondary controller of every SR-IOV NVMe PF (nvme list-secondary: a read).
+
+    On a testbed, nvme-cli's answers come from its recording (`<testbed>/nvme/<ctrl>/`).
+    """
+    title = "NVMe SR-IOV secondary controllers (one per VF)"
+    pfs = [
+        d for d in inventory.pci if d.sriov_totalvfs and d.class_code.startswith(NVME_CLASS_PREFIX)
+    ]
+    if not pfs:
+        return CheckResult("sriov.nvme", title, Status.SKIP, "no SR-IOV NVMe PF on this host")
+    query = nvme or (NvmeCli() if f.live else NvmeRecording(f.root / "nvme"))
+    lines: list[str] = []
+    data: dict[str, Any] = {}
+    unreadable: list[str] = []
+    for pf in pfs:
+        try:
+            state = read_pf(pf.address)
+            if state.nvme_ctrl is None:
+                continue
+            dev = f.paths.dev(state.nvme_ctrl)
+            secondaries = query.secondary_controllers(dev)
+        except Exception as exc:  # an unreadable controller is an observation
+            unreadable.append(f"{pf.address}: {exc}")
+            continue
+        vfs, parts = [], []
+        for s in secondaries:
+            vf = vf_address(state, s.vf_number - 1)
+            vfs.append({"vf": vf, **{k: getattr(s, k) for k in ("cntlid", "online", "vq", "vi")}})
+            parts.append(f"VF {vf} {s.describe()}")
+        data[pf.address] = {"controller": state.nvme_ctrl, "secondaries": vfs}
+        lines.append(f"PF {pf.address} ({state.nvme_ctrl}): {'; '.join(parts) or 'none'}")
+    if unreadable:
+        return CheckResult(
+            "sriov.nvme",
+            title,
+            Status.WARN,
+            "cannot read secondary controllers of " + "; ".join(unreadable),
+            remedy="Install nvme-cli and run vbench check as root (nvme list-secondary)",
+            degrades=(SRIOV,),
+            data=data,
+        )
+    obs = " | ".join(lines) + " (vbench run --prepare-host sets an offline VF up)"
+    return CheckResult("sriov.nvme", title, Status.PASS, obs, data=data)
+
+
 # --------------------------------------------------------------------------------------------
 # Putting it together
 
@@ -1392,6 +1442,7 @@ def run_checks(
             check_tools(f),
             check_guest_kernel(f),
             inv_check,
+            check_nvme_secondaries(f, inventory),
         ]
     finally:
         if lv.conn is not None:
