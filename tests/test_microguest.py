@@ -210,3 +210,45 @@ def test_changed_input_rebuilds(tmp_path: Path) -> None:
     assert third.digest not in (first.digest, second.digest)
     # no half-built temporary directories are left behind
     assert not [p for p in (cache / "microguest").iterdir() if p.name.startswith(".")]
+
+
+def test_passthrough_aliases_pick_the_drivers_pci_patterns() -> None:
+    text = (
+        "alias pci:v*d*sv*sd*bc01sc08i02* nvme\n"
+        "alias pci:v00008086d000010EDsv*sd*bc*sc*i* ixgbevf\n"
+        "alias usb:v0BDAp8153d*dc*dsc*dp*ic*isc*ip*in* r8152\n"
+        "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n"
+        "alias nvme-core nvme_core\n"
+    )
+    assert mg.passthrough_aliases(text, ["nvme", "mlx5-core"]) == [
+        ("pci:v*d*sv*sd*bc01sc08i02*", "nvme"),
+        ("pci:v000015B3d0000101Esv*sd*bc*sc*i*", "mlx5_core"),
+    ]
+
+
+def test_passthrough_drivers_are_in_the_image_but_not_loaded_at_boot(
+    built: tuple[Path, mg.Microguest],
+) -> None:
+    _, guest = built
+    members = _cpio_members(guest.initrd)
+    early = (
+        members["etc/vbench/modules.agent"].decode().split()
+        + members["etc/vbench/modules.devices"].decode().split()
+    )
+    assert not any(p.endswith(("/nvme.ko", "/mlx5_core.ko", "/igb.ko")) for p in early)
+    table = {
+        line.split()[0]: line.split()[1:]
+        for line in members["etc/vbench/modules.passthrough"].decode().splitlines()
+    }
+    moddir = Path("/lib/modules") / guest.kernel_release
+    deps = mg.parse_modules_dep((moddir / "modules.dep").read_text())
+    # every pass-through driver the host's kernel has is there, with its dependencies first
+    assert set(table) == {m for m in mg.PASSTHROUGH_MODULES if m in deps}
+    assert "nvme" in table
+    for name, paths in table.items():
+        assert paths[-1] == deps[name][0]
+        for p in paths:
+            assert f"usr/lib/modules/{p}" in members
+    aliases = members["etc/vbench/modules.passthrough.alias"].decode().splitlines()
+    assert "pci:v*d*sv*sd*bc01sc08i02* nvme" in aliases  # any NVMe controller (class 01:08:02)
+    assert {line.split()[1] for line in aliases} == set(table)

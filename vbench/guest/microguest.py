@@ -28,7 +28,7 @@ from pathlib import Path
 
 from vbench.errors import HostError
 
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 MAX_INITRD_BYTES = 30 * 1024 * 1024
 
 # Why each option: `quiet loglevel=3` keeps the serial console (slow under TCG) nearly silent;
@@ -56,8 +56,11 @@ DEVICE_MODULES: tuple[str, ...] = (
     "e1000e",
     "8139cp",
     "8139too",
-    "nvme",
 )
+# Drivers of devices a guest gets assigned (VFIO / SR-IOV): NVMe and the common NIC VFs.  Those
+# the host's kernel has go into the image; /init loads one only when an unclaimed PCI device
+# matches its modules.alias patterns, so that emulated/virtio guests boot as fast as without them.
+PASSTHROUGH_MODULES: tuple[str, ...] = ("nvme", "ixgbevf", "iavf", "igbvf", "mlx5_core", "igb")
 
 # (program, host path, Debian package, openSUSE package)
 _PROGRAMS: tuple[tuple[str, str, str, str], ...] = (
@@ -173,6 +176,20 @@ def resolve_modules(dep_text: str, wanted: Iterable[str]) -> list[str]:
     for name in wanted:
         visit(name.replace("-", "_"))
     return order
+
+
+def passthrough_aliases(alias_text: str, modules: Iterable[str]) -> list[tuple[str, str]]:
+    """(PCI modalias pattern, module) lines of modules.alias for `modules`, in file order."""
+    wanted = {m.replace("-", "_") for m in modules}
+    out = []
+    for line in alias_text.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != "alias" or not parts[1].startswith("pci:"):
+            continue
+        name = parts[2].replace("-", "_")
+        if name in wanted:
+            out.append((parts[1], name))
+    return out
 
 
 def parse_ldd(output: str) -> list[Path]:
@@ -518,11 +535,34 @@ def _plan(src: HostSources, stub_dir: Path | None = None) -> _Plan:
             "(Debian: `apt-get install linux-image-amd64`, openSUSE: `zypper install "
             "kernel-default`)"
         ) from None
-    for rel in [*agent, *devices]:
+    # each pass-through driver the kernel has, with the dependencies the image lacks so far
+    present = set(parse_modules_dep(dep_text))
+    loaded_early = set(agent) | set(devices)
+    passthrough: dict[str, list[str]] = {}
+    for name in PASSTHROUGH_MODULES:
+        if name in present:
+            paths = [m for m in resolve_modules(dep_text, [name]) if m not in loaded_early]
+            passthrough[name] = paths
+    extra = list(dict.fromkeys(p for paths in passthrough.values() for p in paths))
+    for rel in [*agent, *devices, *extra]:
         plan.add_file(f"usr/lib/modules/{rel}", src.modules_dir / rel, 0o644)
-    plan.modules = [*agent, *devices]
+    plan.modules = [*agent, *devices, *extra]
     plan.data["etc/vbench/modules.agent"] = ("\n".join(agent) + "\n").encode(), 0o644
     plan.data["etc/vbench/modules.devices"] = ("\n".join(devices) + "\n").encode(), 0o644
+    alias_path = src.modules_dir / "modules.alias"
+    try:
+        alias_text = alias_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HostError(f"cannot read {alias_path}: {exc.strerror}") from None
+    aliases = passthrough_aliases(alias_text, passthrough)
+    plan.data["etc/vbench/modules.passthrough"] = (
+        "".join(f"{name} {' '.join(paths)}\n" for name, paths in passthrough.items()).encode(),
+        0o644,
+    )
+    plan.data["etc/vbench/modules.passthrough.alias"] = (
+        "".join(f"{pattern} {name}\n" for pattern, name in aliases).encode(),
+        0o644,
+    )
     plan.data["init"] = src.init_script.encode(), 0o755
     plan.data["usr/sbin/shutdown"] = _SHUTDOWN_SCRIPT, 0o755
     plan.links.pop("usr/sbin/shutdown", None)

@@ -29,7 +29,7 @@ import pyudev
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
 from vbench.host.inventory import collect_inventory
-from vbench.host.nvme import NvmeCli, NvmeQuery, NvmeRecording
+from vbench.host.nvme import NvmeQuery, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import NVME_CLASS_PREFIX, read_pf, vf_address
 from vbench.inventory import Inventory
@@ -1367,7 +1367,7 @@ def check_nvme_secondaries(
     ]
     if not pfs:
         return CheckResult("sriov.nvme", title, Status.SKIP, "no SR-IOV NVMe PF on this host")
-    query = nvme or (NvmeCli() if f.live else NvmeRecording(f.root / "nvme"))
+    query = nvme or nvme_for(f.paths)
     lines: list[str] = []
     data: dict[str, Any] = {}
     unreadable: list[str] = []

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from vbench.errors import CommandFailed, HostError
 from vbench.host.baremetal import run_on_host
+from vbench.host.paths import HostPaths
 
 NVME_TIMEOUT_S = 60.0
 
@@ -194,6 +195,13 @@ class NvmeRecording:
 
     def attached_controllers(self, dev: Path, nsid: int) -> list[int]:
         return parse_ctrl_list(self._load(dev, f"list-ctrl-{nsid}.json"))
+
+
+def nvme_for(paths: HostPaths) -> NvmeQuery:
+    """nvme-cli on the live host; the recorded answers (`<testbed>/nvme/`) on a testbed."""
+    if paths.dev_root == Path("/dev"):
+        return NvmeCli()
+    return NvmeRecording(paths.dev_root.parent / "nvme")
 
 
 def describe_failure(exc: Exception) -> str:

@@ -25,12 +25,13 @@ import pyudev
 
 from vbench.errors import HostError
 from vbench.host.changes import NONE, HostChange
-from vbench.host.nvme import NvmeCli, NvmeQuery, NvmeRecording, SecondaryController
+from vbench.host.nvme import NvmeQuery, SecondaryController, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import in_testbed, reexec_under_umockdev
 
 NVME_CLASS_PREFIX = "0108"
 MIN_VQ, MIN_VI = 2, 1  # an admin queue pair + one I/O queue pair; one interrupt vector
+_WHAT = {"VQ": "queue (VQ)", "VI": "interrupt (VI)"}
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,8 @@ def _nvme_changes(
                         before=str(have[rt]),
                         after=str(want[rt]),
                         describe=(
-                            f"assign {want[rt]} flexible {rt} resources to {dev.name}'s secondary "
-                            f"controller {sec.cntlid} (VF {vf}; had {have[rt]})"
+                            f"give {dev.name}'s secondary controller {sec.cntlid} (VF {vf}) "
+                            f"{want[rt]} flexible {_WHAT[rt]} resource(s) (had {have[rt]})"
                         ),
                     )
                 )
@@ -240,8 +241,9 @@ def plan_vf(
     host's drivers do not take them; an NVMe PF's secondary controller for the VF gets resources,
     goes online and gets a free namespace.  `bind` names a driver for the VF ("vfio-pci" for
     QEMU without libvirt, "nvme" to use it on the host); libvirt's managed hostdevs bind it
-    themselves, so by default the driver is left alone.  Reads only; an empty plan means the VF
-    is ready.  Raises HostError (one line) when it cannot be made ready.
+    themselves, so by default the driver is left alone.  NVMe state comes from `nvme` (default:
+    nvme-cli, or a testbed's recorded answers).  Reads only; an empty plan means the VF is ready.
+    Raises HostError (one line) when it cannot be made ready.
     """
     state = read_pf(pf, context)
     if not 1 <= want_vfs <= state.total_vfs:
@@ -256,7 +258,7 @@ def plan_vf(
     nvme_changes: list[HostChange] = []
     if state.nvme_ctrl is not None:
         dev = paths.dev(state.nvme_ctrl)
-        nvme_changes, release = _nvme_changes(state, vf_index, dev, nvme or NvmeCli())
+        nvme_changes, release = _nvme_changes(state, vf_index, dev, nvme or nvme_for(paths))
         if release:
             # the PF reset that makes the release count must not meet enabled VFs
             if numvfs:
@@ -299,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
         "umockdev-run unless already inside one",
     )
     args = parser.parse_args(argv)
-    paths, nvme = HostPaths(), None
+    paths = HostPaths()
     try:
         if args.testbed is not None:
             testbed: Path = args.testbed.resolve()
             if not in_testbed():
                 reexec_under_umockdev(testbed, [sys.executable, "-m", __spec__.name, *sys.argv[1:]])
-            paths, nvme = HostPaths.for_testbed(testbed), NvmeRecording(testbed / "nvme")
-        plan = plan_vf(args.pf, paths, args.want, vf_index=args.vf, bind=args.bind, nvme=nvme)
+            paths = HostPaths.for_testbed(testbed)
+        plan = plan_vf(args.pf, paths, args.want, vf_index=args.vf, bind=args.bind)
     except HostError as e:  # this debugging entry point is its own little surface
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

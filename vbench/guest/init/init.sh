@@ -33,6 +33,29 @@ start_agent </dev/null >/dev/console 2>&1 &
 
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.devices
 
+# Drivers of assigned devices (VFIO / SR-IOV: NVMe, NIC VFs) only for an unclaimed NVMe or network
+# PCI device, matched against the drivers' modalias patterns: emulated/virtio guests skip this.
+loaded=" "
+load_passthrough() {
+    case "$loaded" in *" $1 "*) return ;; esac
+    loaded="$loaded$1 "
+    while read -r name paths; do
+        [ "$name" = "$1" ] || continue
+        for p in $paths; do insmod "/lib/modules/$p" 2>/dev/null; done
+    done </etc/vbench/modules.passthrough
+}
+for d in /sys/bus/pci/devices/*; do
+    [ -e "$d/driver" ] && continue
+    read -r cls <"$d/class"
+    case "$cls" in 0x0108* | 0x02*) ;; *) continue ;; esac
+    read -r alias <"$d/modalias"
+    while read -r pattern name; do
+        # shellcheck disable=SC2254 # the pattern is a glob on purpose (modules.alias syntax)
+        case "$alias" in $pattern) load_passthrough "$name"; break ;; esac
+    done </etc/vbench/modules.passthrough.alias
+done
+[ "$loaded" = " " ] || echo "vbench: drivers for assigned devices:${loaded% }" >/dev/console
+
 ip link set lo up
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
