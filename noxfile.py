@@ -1,4 +1,4 @@
-"""nox sessions: tests (everything, end-to-end guests included), lint, typecheck, demo.
+"""nox sessions: tests (everything, end-to-end guests included), lint, typecheck, demo, lab.
 
 Every session first makes the host ready (scripts/setup-host.sh: idempotent), since libvirt-python
 needs libvirt's headers to build and the end-to-end tests need libvirtd and QEMU.
@@ -58,3 +58,14 @@ def demo(session: nox.Session) -> None:
     _install(session)
     args = session.posargs or ["scenarios/quick.toml"]
     session.run("vbench", "run", *args, "--report")
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """The pass-through path on an emulated IOMMU + SR-IOV NVMe lab host (L1 under TCG, as root).
+
+    L1 shares this host's root (and so this session's venv and checkout) read-only over 9p; see
+    scripts/lab/run_lab.py and the README's "The lab".
+    """
+    _install(session)
+    session.run("python", "scripts/lab/run_lab.py", *session.posargs)

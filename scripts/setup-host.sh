@@ -65,6 +65,8 @@ need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
 need umockdev-run        umockdev               umockdev
 # NVMe SR-IOV: secondary controllers (virt-mgmt) and namespace attachment of a VF
 need nvme                nvme-cli               nvme-cli
+# the lab (scripts/lab/run_lab.py) packs its L1 initramfs with cpio
+need cpio                cpio                   cpio
 need pdftotext           poppler-utils          poppler-tools
 need lib:libpango-1.0.so.0          libpango-1.0-0       libpango-1_0-0
 need lib:libpangoft2-1.0.so.0       libpangoft2-1.0-0    libpango-1_0-0

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,43 @@ def test_passthrough_drivers_are_in_the_image_but_not_loaded_at_boot(
     aliases = members["etc/vbench/modules.passthrough.alias"].decode().splitlines()
     assert "pci:v*d*sv*sd*bc01sc08i02* nvme" in aliases  # any NVMe controller (class 01:08:02)
     assert {line.split()[1] for line in aliases} == set(table)
+
+
+def _boot_console(guest: mg.Microguest, extra: list[str], timeout_s: float = 240) -> str:
+    """Boot the microguest in plain QEMU (TCG) and return its console up to the ready line."""
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults"]
+    argv += ["-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"]
+    argv += ["-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", guest.cmdline]
+    proc = subprocess.Popen(
+        [*argv, *extra], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    lines = []
+    try:
+        for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+            if "vbench: microguest ready" in lines[-1]:
+                break
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+    assert "vbench: microguest ready" in lines[-1], "\n".join(lines[-20:])
+    return "\n".join(lines)
+
+
+@pytest.mark.e2e
+def test_nvme_driver_is_loaded_only_for_an_nvme_device(tmp_path: Path) -> None:
+    """An NVMe controller (as an assigned VF would be) gets its driver; a virtio guest does not."""
+    guest = mg.build_microguest()
+    disk = tmp_path / "nvme.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    with_nvme = _boot_console(
+        guest,
+        ["-drive", f"file={disk},if=none,id=n0,format=raw", "-device", "nvme,serial=t,drive=n0"],
+    )
+    assert "vbench: drivers for assigned devices: nvme" in with_nvme
+    plain = _boot_console(guest, ["-device", "virtio-rng-pci"])
+    assert "drivers for assigned devices" not in plain

@@ -123,7 +123,7 @@ def build_initramfs(work: Path, moddir: Path) -> Path:
     return out
 
 
-def qemu_argv(kernel: Path, initrd: Path, share: Path, nvme_img: Path) -> list[str]:
+def qemu_argv(kernel: Path, initrd: Path, share: Path, nvme_img: Path, vfio_img: Path) -> list[str]:
     return [
         "qemu-system-x86_64",
         "-machine", "q35,kernel-irqchip=split",
@@ -141,12 +141,16 @@ def qemu_argv(kernel: Path, initrd: Path, share: Path, nvme_img: Path) -> list[s
         "-virtfs",
         "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
         "-virtfs", f"local,path={share},mount_tag=lab,security_model=none,multidevs=remap",
+        # the SR-IOV NVMe PF at 0000:00:04.0 (as in tests/data/testbeds/lab-iommu-sriov)
         "-drive", f"file={nvme_img},if=none,id=nvm,format=raw",
         "-device", "nvme-subsys,id=subsys0",
         "-device",
         "nvme,serial=deadbeef,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,"
-        "sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=8",
+        "sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=8,addr=04.0",
         "-device", "nvme-ns,drive=nvm,nsid=1,shared=false,detached=true",
+        # a plain NVMe controller at 0000:00:06.0 for the vfio mode (a whole function)
+        "-drive", f"file={vfio_img},if=none,id=nvm2,format=raw",
+        "-device", "nvme,serial=vfio0,drive=nvm2,addr=06.0",
     ]  # fmt: skip
 
 
@@ -175,17 +179,20 @@ def main() -> int:
     share.mkdir()
     kernel, moddir = find_kernel()
     initrd = build_initramfs(work, moddir)
-    nvme_img = work / "nvme.img"
-    with nvme_img.open("wb") as f:  # real data: an unwritten file reads as zeros without I/O
-        for _ in range(NVME_IMAGE_MIB):
-            f.write(os.urandom(1 << 20))
+    nvme_img, vfio_img = work / "nvme.img", work / "vfio.img"
+    for img in (nvme_img, vfio_img):
+        with img.open("wb") as f:  # real data: an unwritten file reads as zeros without I/O
+            for _ in range(NVME_IMAGE_MIB):
+                f.write(os.urandom(1 << 20))
     shutil.copy2(HERE / "l1-init.sh", share / "l1-init.sh")
     (share / "config.env").write_text(
         f"LAB_REPO={REPO}\nLAB_PYTHON={args.python}\n"
         + ("LAB_RECORD_NVME=1\n" if args.record_nvme else "")
     )
     times["build"] = time.monotonic() - t0
-    say(f"built the L1 initramfs and a {NVME_IMAGE_MIB} MiB NVMe image in {times['build']:.1f} s")
+    say(
+        f"built the L1 initramfs and two {NVME_IMAGE_MIB} MiB NVMe images in {times['build']:.1f} s"
+    )
 
     console = work / "console.log"
     t1 = time.monotonic()
@@ -193,7 +200,7 @@ def main() -> int:
     rc = 0
     with console.open("wb") as log:
         proc = subprocess.Popen(
-            qemu_argv(kernel, initrd, share, nvme_img),
+            qemu_argv(kernel, initrd, share, nvme_img, vfio_img),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
