@@ -260,7 +260,12 @@ def test_plan_vf_on_the_lab_testbed() -> None:
         ("nvme_virt_mgmt", "ctrl 1 VQ", "0", "2"),
         ("nvme_virt_mgmt", "ctrl 1 state", "offline", "online"),
         ("nvme_attach_ns", "ns 1 ctrl 1", "detached", "attached"),
-        ("driver_bind", "/sys/bus/pci/devices/0000:00:04.1", "vfio-pci", "nvme"),
+        (
+            "driver_bind",
+            "/sys/bus/pci/devices/0000:00:04.1",
+            "vfio-pci (driver_override vfio-pci)",
+            "nvme",
+        ),
     ]
     assert plan[-1]["describe"] == "bind VF 0000:00:04.1 of 0000:00:04.0 to nvme (was vfio-pci)"
 

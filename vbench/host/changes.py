@@ -13,7 +13,9 @@ Kinds and their targets (the record alone must be enough to undo a change after 
   sysfs_write            an attribute's path; before/after are its values.  sriov_numvfs goes
                          through 0 when it changes between two non-zero counts (the kernel's rule).
   driver_bind            a PCI device's sysfs directory (…/bus/pci/devices/<addr>); before/after
-                         are driver names or "none".  Binding goes through driver_override.
+                         are a driver name or "none", with the driver_override the device had
+                         ("vfio-pci (driver_override vfio-pci)").  Binding goes through
+                         driver_override.
   nvme_virt_mgmt         "<ctrl dev> ctrl <id> VQ|VI" (flexible resources assigned to a secondary
                          controller; counts) or "<ctrl dev> ctrl <id> state" (offline/online).
   nvme_primary_flexible  "<ctrl dev> ctrl <id> reset <PF sysfs dir>": the primary controller's
@@ -123,35 +125,39 @@ def _driver_of(dev_dir: Path) -> str:
         return NONE
 
 
-def _bind(dev_dir: Path, driver: str) -> None:
-    """Bind the PCI device at `dev_dir` to `driver` (or leave it unbound for "none")."""
-    addr = dev_dir.name
-    bus = dev_dir.parent.parent  # …/bus/pci
-    current = _driver_of(dev_dir)
-    if current == driver:
-        return
-    if current != NONE:
-        _write(dev_dir / "driver" / "unbind", addr)
-    if driver == NONE:
-        _write(dev_dir / "driver_override", "")
-        return
-    # driver_override makes exactly this driver take the device, whatever its ID table says
-    _write(dev_dir / "driver_override", driver)
-    _write(bus / "drivers_probe", addr)
-    now = _driver_of(dev_dir)
-    if now != driver:
-        raise HostError(f"{addr} is bound to {now}, not {driver}, after the probe (see dmesg)")
+_BINDING = re.compile(r"^(?P<driver>\S+)(?: \(driver_override (?P<override>\S+)\))?$")
 
 
-def _unbind_to(dev_dir: Path, driver: str) -> None:
-    """Undo of a bind: clear driver_override, then give the device back to `driver`."""
+def binding(driver: str | None, override: str | None) -> str:
+    """A driver_bind value: the bound driver ("none") and a driver_override that was set."""
+    text = driver or NONE
+    return f"{text} (driver_override {override})" if override else text
+
+
+def _set_binding(dev_dir: Path, value: str, *, making: bool) -> None:
+    """Bring the PCI device at `dev_dir` to the binding `value` (see `binding`).
+
+    Binding goes through driver_override, which makes exactly that driver take the device
+    (vfio-pci has no ID table of its own).  Made, the override stays on the new driver while the
+    change is in force; undone, the override the device had comes back.
+    """
+    m = _BINDING.match(value)
+    if m is None:
+        raise HostError(f"unreadable driver binding {value!r} in the journal")
+    driver = m["driver"]
+    override = driver if making and driver != NONE else (m["override"] or "")
     addr = dev_dir.name
     current = _driver_of(dev_dir)
-    if current != NONE and current != driver:
-        _write(dev_dir / "driver" / "unbind", addr)
-    _write(dev_dir / "driver_override", "")
-    if driver != NONE and _driver_of(dev_dir) != driver:
-        _write(dev_dir.parent.parent / "drivers" / driver / "bind", addr)
+    if current != driver:
+        if current != NONE:
+            _write(dev_dir / "driver" / "unbind", addr)
+        if driver != NONE:
+            _write(dev_dir / "driver_override", driver)
+            _write(dev_dir.parent.parent / "drivers_probe", addr)  # …/bus/pci/drivers_probe
+            now = _driver_of(dev_dir)
+            if now != driver:
+                raise HostError(f"{addr} is bound to {now}, not {driver}, after the probe (dmesg)")
+    _write(dev_dir / "driver_override", override)
 
 
 def _match(rx: re.Pattern[str], change: HostChange) -> re.Match[str]:
@@ -174,10 +180,7 @@ def _set(change: HostChange, value: str, nvme: NvmeCli) -> None:
     if kind == "sysfs_write":
         _set_attr(Path(change.target), value)
     elif kind == "driver_bind":
-        if value == change.after:
-            _bind(Path(change.target), value)
-        else:
-            _unbind_to(Path(change.target), value)
+        _set_binding(Path(change.target), value, making=value == change.after)
     elif kind == "nvme_virt_mgmt":
         m = _match(_SECONDARY, change)
         dev, ctrl = Path(m["dev"]), int(m["ctrl"])

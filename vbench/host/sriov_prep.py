@@ -24,7 +24,7 @@ from pathlib import Path
 import pyudev
 
 from vbench.errors import HostError
-from vbench.host.changes import NONE, HostChange
+from vbench.host.changes import NONE, HostChange, binding
 from vbench.host.nvme import NvmeQuery, SecondaryController, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import in_testbed, reexec_under_umockdev
@@ -270,13 +270,21 @@ def plan_vf(
     changes.extend(nvme_changes)
     if bind is not None:
         vf = vf_address(state, vf_index)
-        current = _link(str(state.dev_dir.parent / vf), "driver") if vf in state.vfs else None
+        vf_dir = state.dev_dir.parent / vf
+        current, override = None, None
+        if vf in state.vfs:
+            current = _link(str(vf_dir), "driver")
+            try:
+                text = (vf_dir / "driver_override").read_text().strip()
+            except OSError:
+                text = ""
+            override = None if text in ("", "(null)") else text
         if (current or NONE) != bind:
             changes.append(
                 HostChange(
                     kind="driver_bind",
-                    target=str(state.dev_dir.parent / vf),
-                    before=current or NONE,
+                    target=str(vf_dir),
+                    before=binding(current, override),
                     after=bind,
                     describe=f"bind VF {vf} of {pf} to {bind} (was {current or 'unbound'})",
                 )
