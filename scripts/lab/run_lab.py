@@ -132,15 +132,17 @@ def qemu_argv(kernel: Path, initrd: Path, share: Path, nvme_img: Path, vfio_img:
         "-smp", "2",
         "-m", str(L1_MEMORY_MIB),
         "-device", "intel-iommu,intremap=on,caching-mode=on",
-        "-nographic", "-no-reboot",
+        "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
         "-kernel", str(kernel),
         "-initrd", str(initrd),
         # nvme_core.multipath=0: each controller's namespace is its own block device, found by
         # the controller's PCI address (no hidden nvmeXcYnZ paths)
         "-append", "intel_iommu=on iommu=pt console=ttyS0 panic=-1 quiet nvme_core.multipath=0",
-        "-virtfs",
-        "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-        "-virtfs", f"local,path={share},mount_tag=lab,security_model=none,multidevs=remap",
+        # this host's root (read-only) and the lab's share, at fixed slots 02.0 and 03.0
+        "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot,addr=02.0",
+        "-fsdev", f"local,id=lab,path={share},security_model=none,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=lab,mount_tag=lab,addr=03.0",
         # the SR-IOV NVMe PF at 0000:00:04.0 (as in tests/data/testbeds/lab-iommu-sriov)
         "-drive", f"file={nvme_img},if=none,id=nvm,format=raw",
         "-device", "nvme-subsys,id=subsys0",
