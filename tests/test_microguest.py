@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,47 @@ def test_changed_input_rebuilds(tmp_path: Path) -> None:
     assert third.digest not in (first.digest, second.digest)
     # no half-built temporary directories are left behind
     assert not [p for p in (cache / "microguest").iterdir() if p.name.startswith(".")]
+
+
+def _fake_kernel(boot: Path, modules_root: Path, release: str, modules: Iterable[str]) -> None:
+    (boot / f"vmlinuz-{release}").write_bytes(b"kernel")
+    moddir = modules_root / release
+    moddir.mkdir(parents=True)
+    dep = "".join(f"kernel/drivers/{m.replace('_', '-')}.ko.xz:\n" for m in modules)
+    (moddir / "modules.dep").write_text(dep)
+
+
+def test_the_kernel_is_chosen_by_version_and_by_the_modules_the_build_needs(
+    tmp_path: Path,
+) -> None:
+    boot, mods = tmp_path / "boot", tmp_path / "modules"
+    boot.mkdir()
+    _fake_kernel(boot, mods, "6.9.0-1", mg.MICROGUEST_MODULES)
+    _fake_kernel(boot, mods, "6.10.0-1", mg.MICROGUEST_MODULES)  # newer, though "6.1" < "6.9"
+    _fake_kernel(boot, mods, "6.11.0-1", mg.MICROGUEST_MODULES[:-1])  # newest, lacks nvme
+    (boot / "vmlinuz-6.12.0-1").write_bytes(b"no modules")
+    found = mg.kernel_candidates(boot, mods)
+    assert [k.name for k, _ in found] == [
+        "vmlinuz-6.12.0-1",
+        "vmlinuz-6.11.0-1",
+        "vmlinuz-6.10.0-1",
+        "vmlinuz-6.9.0-1",
+    ]
+    assert found[0][1] == f"no {mods / '6.12.0-1' / 'modules.dep'}"
+    assert found[1][1] == "lacks nvme"
+    assert mg.find_kernel(boot, mods) == boot / "vmlinuz-6.10.0-1"
+
+
+def test_vbench_check_reports_the_kernel_the_builder_takes() -> None:
+    from vbench.host.checks import check_guest_kernel, read_facts
+    from vbench.host.paths import HostPaths
+
+    result = check_guest_kernel(read_facts(HostPaths()))
+    try:
+        kernel = mg.find_kernel()
+    except HostError as exc:
+        assert result.status.value == "WARN"  # neither the check nor the builder finds one
+        assert "apt-get install linux-image-amd64" in str(exc)
+        return
+    assert result.status.value == "PASS"
+    assert result.data["kernel"] == str(kernel)

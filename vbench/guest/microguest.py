@@ -27,6 +27,13 @@ from importlib import resources
 from pathlib import Path
 
 from vbench.errors import HostError
+from vbench.packages import (
+    AGENT_MODULES,
+    DEVICE_MODULES,
+    MICROGUEST_MODULES,
+    MICROGUEST_PROGRAMS,
+    install_hint,
+)
 
 BUILDER_VERSION = "3"
 MAX_INITRD_BYTES = 30 * 1024 * 1024
@@ -42,33 +49,6 @@ DEFAULT_CMDLINE = (
     "random.trust_cpu=on"
 )
 
-# Modules for the agent channel (loaded first) and for every disk and NIC model in the modes.
-AGENT_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_console")
-DEVICE_MODULES: tuple[str, ...] = (
-    "virtio_blk",
-    "virtio_scsi",
-    "sd_mod",
-    "virtio_net",
-    "ata_piix",
-    "ahci",
-    "libata",
-    "e1000",
-    "e1000e",
-    "8139cp",
-    "8139too",
-    "nvme",
-)
-
-# (program, host path, Debian package, openSUSE package)
-_PROGRAMS: tuple[tuple[str, str, str, str], ...] = (
-    ("busybox", "/bin/busybox", "busybox-static", "busybox"),
-    ("fio", "/usr/bin/fio", "fio", "fio"),
-    ("stress-ng", "/usr/bin/stress-ng", "stress-ng", "stress-ng"),
-    ("iperf3", "/usr/bin/iperf3", "iperf3", "iperf"),
-    ("qemu-ga", "/usr/sbin/qemu-ga", "qemu-guest-agent", "qemu-guest-agent"),
-)
-
-_KERNEL_PKGS = ("linux-image-amd64", "kernel-default")
 # Libraries that fio (and stress-ng) link only for engines vbench never uses (Ceph RBD,
 # GlusterFS, NBD, RDMA, PMEM, IPsec).  They pull in ~70 MB (ceph-common, boost, ICU data...), so
 # the image ships small stubs in their place: same soname and versioned symbols, each function
@@ -201,25 +181,45 @@ def image_path(host_path: str) -> str:
 # --- host discovery -----------------------------------------------------------------------------
 
 
-def _missing(what: str, debian: str, suse: str) -> HostError:
-    return HostError(
-        f"{what} not found: install it (Debian/Ubuntu: `apt-get install {debian}`, "
-        f"openSUSE: `zypper install {suse}`)"
-    )
+def _missing(what: str, need: str) -> HostError:
+    return HostError(install_hint(what, need))
+
+
+def _version_key(p: Path) -> list[int]:
+    return [int(x) for x in re.findall(r"\d+", p.name)]
+
+
+def kernel_candidates(
+    boot: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")
+) -> list[tuple[Path, str | None]]:
+    """Every /boot/vmlinuz-*, newest version first, with why it cannot serve the microguest
+    (None: it can).  The builder takes the first usable one; `vbench check` reports the list."""
+    out: list[tuple[Path, str | None]] = []
+    for kernel in sorted(boot.glob("vmlinuz-*"), key=_version_key, reverse=True):
+        dep = modules_root / kernel.name.removeprefix("vmlinuz-") / "modules.dep"
+        problem: str | None = None
+        try:
+            table = parse_modules_dep(dep.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            problem = f"no {dep}"
+        else:
+            lacking = [m for m in MICROGUEST_MODULES if m not in table]
+            if lacking:
+                problem = f"lacks {', '.join(lacking)}"
+            elif not os.access(kernel, os.R_OK):
+                problem = "not readable by this user"
+        out.append((kernel, problem))
+    return out
 
 
 def find_kernel(boot: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")) -> Path:
-    """The newest /boot/vmlinuz-* that has a modules.dep (the running kernel may be foreign)."""
-
-    def version_key(p: Path) -> list[int]:
-        return [int(x) for x in re.findall(r"\d+", p.name)]
-
-    candidates = sorted(boot.glob("vmlinuz-*"), key=version_key, reverse=True)
-    for kernel in candidates:
-        release = kernel.name.removeprefix("vmlinuz-")
-        if (modules_root / release / "modules.dep").is_file() and os.access(kernel, os.R_OK):
+    """The newest /boot/vmlinuz-* with the microguest's modules (the running one may be foreign)."""
+    candidates = kernel_candidates(boot, modules_root)
+    for kernel, problem in candidates:
+        if problem is None:
             return kernel
-    raise _missing("a readable kernel in /boot with modules in /lib/modules", *_KERNEL_PKGS)
+    tried = "; ".join(f"{k.name}: {p}" for k, p in candidates) or f"no {boot}/vmlinuz-*"
+    raise _missing(f"a readable kernel with the microguest's modules ({tried})", "kernel")
 
 
 def host_sources() -> HostSources:
@@ -227,10 +227,10 @@ def host_sources() -> HostSources:
     kernel = find_kernel()
     release = kernel.name.removeprefix("vmlinuz-")
     programs: list[tuple[str, Path]] = []
-    for name, path, debian, suse in _PROGRAMS:
+    for name, path in MICROGUEST_PROGRAMS:
         p = Path(path)
         if not p.is_file():
-            raise _missing(f"{name} ({path})", debian, suse)
+            raise _missing(f"{name} ({path})", name)
         programs.append((name, p))
     return HostSources(
         kernel=kernel,
@@ -261,7 +261,7 @@ def _compressor(config: Path) -> tuple[str, ...]:
     for option, argv in _COMPRESSORS:
         if f"{option}=y" in text and shutil.which(argv[0]) is not None:
             return argv
-    raise _missing("an initramfs compressor (lz4, zstd or gzip)", "lz4", "lz4")
+    raise _missing("an initramfs compressor (lz4, zstd or gzip)", "lz4")
 
 
 def default_init_script() -> str:
@@ -290,7 +290,7 @@ def _busybox_applets(busybox: Path) -> list[str]:
         [str(busybox), "--list-full"], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        raise _missing("a busybox with --list-full", "busybox-static", "busybox")
+        raise _missing("a busybox with --list-full", "busybox")
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -415,8 +415,10 @@ def _objdump(path: Path) -> str:
 def make_stubs(binaries: Sequence[Path], out_dir: Path) -> list[str]:
     """Build stubs of STUB_LIBS for what `binaries` import from them; returns the sonames made."""
     cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or shutil.which("objdump") is None:
-        raise HostError("a C compiler is needed to build the microguest: `apt-get install gcc`")
+    if cc is None:
+        raise _missing("a C compiler (cc or gcc) to build the microguest's stubs", "gcc")
+    if shutil.which("objdump") is None:
+        raise _missing("objdump", "objdump")
     wanted: dict[str, tuple[str | None, str]] = {}
     for binary in binaries:
         for name, version, defined, kind in parse_dynamic_symbols(_objdump(binary)):
@@ -513,11 +515,7 @@ def _plan(src: HostSources, stub_dir: Path | None = None) -> _Plan:
         agent = resolve_modules(dep_text, AGENT_MODULES)
         devices = [m for m in resolve_modules(dep_text, DEVICE_MODULES) if m not in agent]
     except KeyError as exc:
-        raise HostError(
-            f"kernel module {exc.args[0]} is not in {dep_path}: install the distribution kernel "
-            "(Debian: `apt-get install linux-image-amd64`, openSUSE: `zypper install "
-            "kernel-default`)"
-        ) from None
+        raise _missing(f"kernel module {exc.args[0]} in {dep_path}", "kernel") from None
     for rel in [*agent, *devices]:
         plan.add_file(f"usr/lib/modules/{rel}", src.modules_dir / rel, 0o644)
     plan.modules = [*agent, *devices]

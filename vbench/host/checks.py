@@ -28,10 +28,12 @@ import pyudev
 
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
+from vbench.guest.microguest import kernel_candidates
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
 from vbench.model import ModeId
+from vbench.packages import MICROGUEST_MODULES
 from vbench.readiness import (
     DEFAULT_REQUESTED,
     CheckReport,
@@ -51,7 +53,6 @@ CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "devices", "blkio")
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_hv", "kvm_pvm")
 WORKLOAD_TOOLS = ("fio", "stress-ng", "iperf3", "qemu-ga", "busybox")
-MICROGUEST_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "e1000", "ata_piix", "ahci", "nvme")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1280,39 +1281,25 @@ def check_tools(f: HostFacts) -> CheckResult:
     )
 
 
-def _kernel_has(moddir: Path, names: Iterable[str]) -> list[str]:
-    builtin = read_text(moddir / "modules.builtin") or ""
-    dep = read_text(moddir / "modules.dep") or ""
-    have: set[str] = set()
-    for line in (builtin + "\n" + dep).splitlines():
-        base = line.split(":", 1)[0].rsplit("/", 1)[-1]
-        base = re.sub(r"\.ko(\.\w+)?$", "", base)
-        have.add(_norm(base))
-    return [n for n in names if n not in have]
-
-
 def check_guest_kernel(f: HostFacts) -> CheckResult:
+    """The kernel the microguest builder would take, chosen by the builder's own rule."""
     title = "A kernel with modules for the microguest"
-    boot = Path("/boot")
-    candidates = sorted(
-        (p.name.removeprefix("vmlinuz-") for p in boot.glob("vmlinuz-*")), reverse=True
-    )
-    tried: list[str] = []
-    for ver in candidates:
-        moddir = Path("/lib/modules") / ver
-        if not moddir.is_dir():
-            tried.append(f"{ver}: no /lib/modules/{ver}")
-            continue
-        lacking = _kernel_has(moddir, MICROGUEST_MODULES)
-        if not lacking:
+    candidates = kernel_candidates()
+    for kernel, problem in candidates:
+        if problem is None:
+            release = kernel.name.removeprefix("vmlinuz-")
             return CheckResult(
                 "guest.kernel",
                 title,
                 Status.PASS,
-                f"/boot/vmlinuz-{ver} with {', '.join(MICROGUEST_MODULES)}",
-                data={"kernel": f"/boot/vmlinuz-{ver}", "modules": str(moddir)},
+                f"{kernel} with the microguest's {len(MICROGUEST_MODULES)} modules",
+                data={
+                    "kernel": str(kernel),
+                    "modules": str(Path("/lib/modules") / release),
+                    "needed": list(MICROGUEST_MODULES),
+                },
             )
-        tried.append(f"{ver}: lacks {', '.join(lacking)}")
+    tried = [f"{k.name.removeprefix('vmlinuz-')}: {p}" for k, p in candidates]
     obs = "; ".join(tried) if tried else "no /boot/vmlinuz-*"
     return CheckResult(
         "guest.kernel",
