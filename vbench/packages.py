@@ -142,13 +142,22 @@ def package_for(name: str, family: str) -> str:
     return row.package(family) if row else name
 
 
-def install_hint(what: str, name: str) -> str:
-    """The one line for a missing input: what is missing and both families' install commands."""
-    row = need(name)
+def install_advice(name: str) -> str | None:
+    """How to install `name` on both families, as a phrase ("install it (Debian/Ubuntu: ...)"),
+    or None for a name the table does not know."""
+    row = _BY_NAME.get(name)
+    if row is None:
+        return None
     return (
-        f"{what} not found: install it (Debian/Ubuntu: `apt-get install {row.debian}`, "
+        f"install it (Debian/Ubuntu: `apt-get install {row.debian}`, "
         f"openSUSE: `zypper install {row.suse}`)"
     )
+
+
+def install_hint(what: str, name: str) -> str:
+    """The one line for a missing input: what is missing and both families' install commands."""
+    need(name)  # KeyError for a name nobody put in the table
+    return f"{what} not found: {install_advice(name)}"
 
 
 def install_command(names: Iterable[str], family: str) -> str:

@@ -13,7 +13,6 @@ import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any, Protocol
 import libvirt
 
 from vbench import __version__
+from vbench.command import CommandFailed
+from vbench.command import run as run_command
 from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
 from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
@@ -138,18 +139,14 @@ def new_run_id(scenario_name: str) -> str:
 
 
 def _tool_version(argv: list[str]) -> str:
-    exe = shutil.which(argv[0])
-    if exe is None:
+    if shutil.which(argv[0]) is None:
         return "not installed"
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_command(argv, timeout_s=10, check=False)
+    except CommandFailed:
         return "unknown"
-    return (
-        (out.stdout or out.stderr).strip().splitlines()[0]
-        if (out.stdout or out.stderr)
-        else "unknown"
-    )
+    text = (out.out or out.err).strip()
+    return text.splitlines()[0] if text else "unknown"
 
 
 def _libvirt_version(n: int) -> str:

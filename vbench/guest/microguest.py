@@ -14,11 +14,11 @@ used and concurrent builders cannot corrupt each other.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from vbench.command import CommandFailed, run
 from vbench.errors import HostError
 from vbench.packages import (
     AGENT_MODULES,
@@ -275,23 +276,19 @@ def _ldd(binary: Path, stub_dir: Path | None = None) -> list[Path]:
         env["LD_LIBRARY_PATH"] = str(stub_dir)  # the stubs win over the real libraries
     else:
         env.pop("LD_LIBRARY_PATH", None)
-    proc = subprocess.run(
-        ["ldd", str(binary)], capture_output=True, text=True, check=False, env=env
-    )
-    if proc.returncode != 0:
-        if "not a dynamic executable" in proc.stdout + proc.stderr:
+    proc = run(["ldd", str(binary)], timeout_s=60, check=False, env=env)
+    if proc.exitcode != 0:
+        if "not a dynamic executable" in proc.out + proc.err:
             return []
-        raise HostError(f"`ldd {binary}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return parse_ldd(proc.stdout)
+        raise HostError(f"`ldd {binary}` failed: {proc.err.strip() or proc.out.strip()}")
+    return parse_ldd(proc.out)
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
-    proc = subprocess.run(
-        [str(busybox), "--list-full"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
+    proc = run([str(busybox), "--list-full"], timeout_s=30, check=False)
+    if proc.exitcode != 0:
         raise _missing("a busybox with --list-full", "busybox")
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    return [line.strip() for line in proc.out.splitlines() if line.strip()]
 
 
 # --- the kernel: boot the uncompressed ELF through PVH when the kernel supports it -------------
@@ -318,8 +315,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
         return zlib.decompressobj(wbits=31).decompress(bzimage[off:])
 
     def try_zstd(off: int) -> bytes:
-        proc = subprocess.run(["zstd", "-dcq"], input=bzimage[off:], capture_output=True)
-        return proc.stdout
+        return run(["zstd", "-dcq"], input=bzimage[off:], timeout_s=120, check=False).stdout
 
     attempts: tuple[tuple[bytes, Callable[[int], bytes]], ...] = (
         (b"\xfd7zXZ\x00", try_xz),
@@ -332,7 +328,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
             continue
         try:
             out = decompress(off)
-        except (lzma.LZMAError, zlib.error, gzip.BadGzipFile, OSError):
+        except (lzma.LZMAError, zlib.error, gzip.BadGzipFile, OSError, CommandFailed):
             continue
         if out[:4] == b"\x7fELF":
             return out
@@ -406,10 +402,10 @@ def stub_source(soname: str, symbols: dict[str, tuple[str | None, str]]) -> tupl
 
 
 def _objdump(path: Path) -> str:
-    proc = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
+    proc = run(["objdump", "-T", str(path)], timeout_s=120, check=False)
+    if proc.exitcode != 0:
         raise HostError(f"`objdump -T {path}` failed: install binutils")
-    return proc.stdout
+    return proc.out
 
 
 def make_stubs(binaries: Sequence[Path], out_dir: Path) -> list[str]:
@@ -447,9 +443,9 @@ def make_stubs(binaries: Sequence[Path], out_dir: Path) -> list[str]:
             (out_dir / f"{soname}.map").write_text(script, encoding="utf-8")
             argv.append(f"-Wl,--version-script,{out_dir / f'{soname}.map'}")
         argv += ["-o", str(out_dir / soname), str(c_file)]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise HostError(f"building the {soname} stub failed: {proc.stderr.strip()[-300:]}")
+        proc = run(argv, timeout_s=300, check=False, need="gcc")
+        if proc.exitcode != 0:
+            raise HostError(f"building the {soname} stub failed: {proc.err.strip()[-300:]}")
         made.append(soname)
     return made
 
@@ -585,25 +581,25 @@ class _CpioWriter:
 
 def _write_initrd(plan: _Plan, compression: Sequence[str], dest: Path) -> int:
     """Write the compressed cpio to `dest`; returns the uncompressed size."""
-    with dest.open("wb") as fh:
-        proc = subprocess.Popen(list(compression), stdin=subprocess.PIPE, stdout=fh)
-        assert proc.stdin is not None
-        cpio = _CpioWriter(proc.stdin.write)
-        for d in plan.all_dirs():
-            if d not in plan.links:
-                cpio.directory(d)
-        for name in sorted(plan.links):
-            cpio.symlink(name, plan.links[name])
-        for name in sorted(plan.data):
-            body, mode = plan.data[name]
-            cpio.file(name, body, mode)
-        for name in sorted(plan.files):
-            path, mode = plan.files[name]
-            cpio.file(name, path.read_bytes(), mode)
-        cpio.trailer()
-        proc.stdin.close()
-        if proc.wait() != 0:
-            raise HostError(f"`{' '.join(compression)}` failed compressing the initramfs")
+    # Built in memory (tens of MB) and compressed by one `run`: the one way vbench runs programs.
+    buf = io.BytesIO()
+    cpio = _CpioWriter(buf.write)
+    for d in plan.all_dirs():
+        if d not in plan.links:
+            cpio.directory(d)
+    for name in sorted(plan.links):
+        cpio.symlink(name, plan.links[name])
+    for name in sorted(plan.data):
+        body, mode = plan.data[name]
+        cpio.file(name, body, mode)
+    for name in sorted(plan.files):
+        path, mode = plan.files[name]
+        cpio.file(name, path.read_bytes(), mode)
+    cpio.trailer()
+    proc = run(list(compression), input=buf.getvalue(), timeout_s=600, check=False)
+    if proc.exitcode != 0:
+        raise HostError(f"`{' '.join(compression)}` failed compressing the initramfs")
+    dest.write_bytes(proc.stdout)
     return cpio.size
 
 
