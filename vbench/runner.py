@@ -33,6 +33,7 @@ from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
 from vbench.host.checks import check_document
+from vbench.host.facts import read_system_facts
 from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
 from vbench.model import (
     BAREMETAL,
@@ -154,27 +155,7 @@ def _libvirt_version(n: int) -> str:
 
 
 def _host_facts() -> dict[str, object]:
-    facts: dict[str, object] = {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "arch": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                facts["memory_mib"] = int(line.split()[1]) // 1024
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                facts["os"] = line.split("=", 1)[1].strip().strip('"')
-    return facts
+    return read_system_facts().manifest()
 
 
 def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
@@ -183,7 +164,7 @@ def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
         "python": platform.python_version(),
         "libvirt": _libvirt_version(conn.getLibVersion()),
         "qemu": _libvirt_version(conn.getVersion()),
-        "host_kernel": platform.release(),
+        "host_kernel": read_system_facts().kernel,
         "guest_kernel": guest.kernel_release,
         "fio": _tool_version(["fio", "--version"]),
     }

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 import shutil
-import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -29,6 +27,7 @@ import pyudev
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
 from vbench.guest.microguest import kernel_candidates
+from vbench.host.facts import SystemFacts, read_system_facts
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
@@ -83,34 +82,48 @@ def _norm(module: str) -> str:
     return module.replace("-", "_")
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        out[key.strip()] = value.strip().strip("\"'")
-    return out
-
-
 @dataclass(frozen=True)
 class HostFacts:
-    """Facts read once and shared by the checks."""
+    """Facts read once and shared by the checks (the host's identity: `vbench.host.facts`)."""
 
     paths: HostPaths
-    live: bool  # reading the real host (not a testbed)
-    root: Path  # "/" or the testbed directory (for etc/os-release)
-    cpu_flags: frozenset[str]
-    cpu_vendor: str
-    cpu_model: str
-    arch: str
+    system: SystemFacts
     cmdline: str
-    kernel_release: str
-    os_release: Mapping[str, str]
     modules_loaded: frozenset[str]  # normalized names
     modules_source: str  # where the loaded set came from
     modules_dir: Path  # lib/modules/<release>
+
+    @property
+    def live(self) -> bool:  # reading the real host (not a testbed)
+        return self.system.live
+
+    @property
+    def root(self) -> Path:  # "/" or the testbed directory (for etc/os-release)
+        return self.system.root
+
+    @property
+    def cpu_flags(self) -> frozenset[str]:
+        return self.system.cpu.flags
+
+    @property
+    def cpu_vendor(self) -> str:
+        return self.system.cpu.vendor
+
+    @property
+    def cpu_model(self) -> str:
+        return self.system.cpu.model
+
+    @property
+    def arch(self) -> str:
+        return self.system.arch
+
+    @property
+    def kernel_release(self) -> str:
+        return self.system.kernel
+
+    @property
+    def os_release(self) -> Mapping[str, str]:
+        return self.system.os_release
 
     @property
     def cmdline_args(self) -> dict[str, str]:
@@ -147,25 +160,8 @@ class HostFacts:
 
 
 def read_facts(paths: HostPaths) -> HostFacts:
-    live = paths.proc_root == Path("/proc")
-    root = Path("/") if live else paths.proc_root.parent
-    cpuinfo = read_text(paths.proc("cpuinfo")) or ""
-    flags: set[str] = set()
-    vendor = model = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("flags", "Features", "features") and not flags:
-            flags = set(value.split())
-        elif key == "vendor_id" and not vendor:
-            vendor = value.strip()
-        elif key == "model name" and not model:
-            model = value.strip()
+    system = read_system_facts(paths)
     cmdline = (read_text(paths.proc("cmdline")) or "").strip()
-    release = read_first_line(paths.proc("sys/kernel/osrelease")) or (
-        platform.release() if live else ""
-    )
-    osr_text = read_text(root / "etc/os-release") or read_text(root / "usr/lib/os-release")
     modules_text = read_text(paths.proc("modules"))
     if modules_text is not None:
         loaded = frozenset(_norm(line.split()[0]) for line in modules_text.splitlines() if line)
@@ -173,21 +169,14 @@ def read_facts(paths: HostPaths) -> HostFacts:
     else:
         loaded = frozenset(_norm(n) for n in _listdir(paths.sys("module")))
         source = "/sys/module (no /proc/modules)"
-    modules_root = Path("/lib/modules") if live else root / "lib/modules"
+    modules_root = Path("/lib/modules") if system.live else system.root / "lib/modules"
     return HostFacts(
         paths=paths,
-        live=live,
-        root=root,
-        cpu_flags=frozenset(flags),
-        cpu_vendor=vendor,
-        cpu_model=model,
-        arch=platform.machine() if live else ("x86_64" if vendor else platform.machine()),
+        system=system,
         cmdline=cmdline,
-        kernel_release=release,
-        os_release=parse_os_release(osr_text) if osr_text else {},
         modules_loaded=loaded,
         modules_source=source,
-        modules_dir=modules_root / release,
+        modules_dir=modules_root / system.kernel,
     )
 
 
@@ -839,13 +828,7 @@ def check_vfio_dev(f: HostFacts) -> CheckResult:
 
 
 def _meminfo_kib(f: HostFacts, key: str) -> int | None:
-    for line in (read_text(f.paths.proc("meminfo")) or "").splitlines():
-        if line.startswith(key + ":"):
-            try:
-                return int(line.split()[1])
-            except (IndexError, ValueError):
-                return None
-    return None
+    return f.system.meminfo_kib.get(key)
 
 
 def _int(path: Path) -> int | None:
@@ -1385,7 +1368,7 @@ def run_checks(
             with contextlib.suppress(libvirt.libvirtError):
                 lv.conn.close()
     host: dict[str, Any] = {
-        "hostname": hostname or (socket.gethostname() if f.live else f.root.name),
+        "hostname": hostname or f.system.hostname,
         "testbed": None if f.live else str(f.root),
         "arch": f.arch,
         "cpu_vendor": f.cpu_vendor,
