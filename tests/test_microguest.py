@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from vbench.errors import HostError
+from vbench.guest import kernel as gk
 from vbench.guest import microguest as mg
+from vbench.packages import MICROGUEST_MODULES
 
 MODULES_DEP = """\
 kernel/drivers/virtio/virtio.ko:
@@ -226,11 +228,11 @@ def test_the_kernel_is_chosen_by_version_and_by_the_modules_the_build_needs(
 ) -> None:
     boot, mods = tmp_path / "boot", tmp_path / "modules"
     boot.mkdir()
-    _fake_kernel(boot, mods, "6.9.0-1", mg.MICROGUEST_MODULES)
-    _fake_kernel(boot, mods, "6.10.0-1", mg.MICROGUEST_MODULES)  # newer, though "6.1" < "6.9"
-    _fake_kernel(boot, mods, "6.11.0-1", mg.MICROGUEST_MODULES[:-1])  # newest, lacks nvme
+    _fake_kernel(boot, mods, "6.9.0-1", MICROGUEST_MODULES)
+    _fake_kernel(boot, mods, "6.10.0-1", MICROGUEST_MODULES)  # newer, though "6.1" < "6.9"
+    _fake_kernel(boot, mods, "6.11.0-1", MICROGUEST_MODULES[:-1])  # newest, lacks nvme
     (boot / "vmlinuz-6.12.0-1").write_bytes(b"no modules")
-    found = mg.kernel_candidates(boot, mods)
+    found = gk.kernel_candidates(boot, mods)
     assert [k.name for k, _ in found] == [
         "vmlinuz-6.12.0-1",
         "vmlinuz-6.11.0-1",

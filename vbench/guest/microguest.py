@@ -28,13 +28,9 @@ from pathlib import Path
 
 from vbench.command import CommandFailed, run
 from vbench.errors import HostError
-from vbench.packages import (
-    AGENT_MODULES,
-    DEVICE_MODULES,
-    MICROGUEST_MODULES,
-    MICROGUEST_PROGRAMS,
-    install_hint,
-)
+from vbench.guest.kernel import find_kernel, module_name, parse_modules_dep
+from vbench.guest.kernel import missing_input as _missing
+from vbench.packages import AGENT_MODULES, DEVICE_MODULES, MICROGUEST_PROGRAMS
 
 BUILDER_VERSION = "3"
 MAX_INITRD_BYTES = 30 * 1024 * 1024
@@ -108,25 +104,6 @@ def default_cache_root() -> Path:
 # --- pure helpers -------------------------------------------------------------------------------
 
 
-def module_name(path: str) -> str:
-    """The kernel's module name for a modules.dep path: `kernel/x/nvme-core.ko.xz` -> nvme_core."""
-    base = path.rsplit("/", 1)[-1]
-    base = re.sub(r"\.ko(\.(xz|zst|gz))?$", "", base)
-    return base.replace("-", "_")
-
-
-def parse_modules_dep(text: str) -> dict[str, tuple[str, list[str]]]:
-    """modules.dep as {module name: (path, [paths of its dependencies])}."""
-    table: dict[str, tuple[str, list[str]]] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        path, _, deps = line.partition(":")
-        path = path.strip()
-        table[module_name(path)] = (path, deps.split())
-    return table
-
-
 def resolve_modules(dep_text: str, wanted: Iterable[str]) -> list[str]:
     """Paths of `wanted` modules and everything they depend on, each after its dependencies.
 
@@ -180,47 +157,6 @@ def image_path(host_path: str) -> str:
 
 
 # --- host discovery -----------------------------------------------------------------------------
-
-
-def _missing(what: str, need: str) -> HostError:
-    return HostError(install_hint(what, need))
-
-
-def _version_key(p: Path) -> list[int]:
-    return [int(x) for x in re.findall(r"\d+", p.name)]
-
-
-def kernel_candidates(
-    boot: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")
-) -> list[tuple[Path, str | None]]:
-    """Every /boot/vmlinuz-*, newest version first, with why it cannot serve the microguest
-    (None: it can).  The builder takes the first usable one; `vbench check` reports the list."""
-    out: list[tuple[Path, str | None]] = []
-    for kernel in sorted(boot.glob("vmlinuz-*"), key=_version_key, reverse=True):
-        dep = modules_root / kernel.name.removeprefix("vmlinuz-") / "modules.dep"
-        problem: str | None = None
-        try:
-            table = parse_modules_dep(dep.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            problem = f"no {dep}"
-        else:
-            lacking = [m for m in MICROGUEST_MODULES if m not in table]
-            if lacking:
-                problem = f"lacks {', '.join(lacking)}"
-            elif not os.access(kernel, os.R_OK):
-                problem = "not readable by this user"
-        out.append((kernel, problem))
-    return out
-
-
-def find_kernel(boot: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")) -> Path:
-    """The newest /boot/vmlinuz-* with the microguest's modules (the running one may be foreign)."""
-    candidates = kernel_candidates(boot, modules_root)
-    for kernel, problem in candidates:
-        if problem is None:
-            return kernel
-    tried = "; ".join(f"{k.name}: {p}" for k, p in candidates) or f"no {boot}/vmlinuz-*"
-    raise _missing(f"a readable kernel with the microguest's modules ({tried})", "kernel")
 
 
 def host_sources() -> HostSources:

@@ -26,7 +26,7 @@ import pyudev
 
 from vbench import __version__
 from vbench.errors import LibvirtUnavailable
-from vbench.guest.microguest import kernel_candidates
+from vbench.guest.kernel import kernel_candidates
 from vbench.host.facts import SystemFacts, read_system_facts
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
