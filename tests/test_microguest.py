@@ -257,3 +257,15 @@ def test_vbench_check_reports_the_kernel_the_builder_takes() -> None:
         return
     assert result.status.value == "PASS"
     assert result.data["kernel"] == str(kernel)
+
+
+def test_modules_in_dep_agrees_with_the_full_parse() -> None:
+    text = (
+        "kernel/drivers/virtio/virtio-pci.ko.zst: kernel/x/virtio_ring.ko\n"
+        "kernel/drivers/block/xvirtio_blk.ko:\n"  # another module whose name ends alike
+        "kernel/drivers/nvme/host/nvme.ko.xz: kernel/drivers/nvme/host/nvme-core.ko.xz\n"
+        "kernel/drivers/nvme/host/nvme-core.ko.xz:\n"
+    )
+    wanted = ["virtio_pci", "virtio_blk", "nvme", "nvme_core", "e1000"]
+    assert gk.modules_in_dep(text, wanted) == {"virtio_pci", "nvme", "nvme_core"}
+    assert gk.modules_in_dep(text, wanted) == set(gk.parse_modules_dep(text)) & set(wanted)
