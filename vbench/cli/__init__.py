@@ -10,14 +10,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 import typer.main
-from typer._click import Command, Context  # typer vendors click; its types are these
 from typer.core import TyperGroup
 
 from vbench import __version__
 from vbench.errors import VbenchError
+
+if TYPE_CHECKING:  # only for mypy: typer >= 0.2x vendors click here, older typer uses click itself
+    from typer._click import Command, Context
 
 # command name -> the module under vbench/cli/ that registers it on `app`
 COMMAND_MODULES: dict[str, str] = {
