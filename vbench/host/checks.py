@@ -27,6 +27,7 @@ import libvirt
 import pyudev
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
 from vbench.errors import LibvirtUnavailable
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
@@ -37,7 +38,6 @@ from vbench.readiness import (
     CheckReport,
     CheckResult,
     Status,
-    build_document,
     install_remedy,
     kernel_cmdline_remedy,
     module_load_remedy,
@@ -1424,10 +1424,9 @@ def check_document(
     requested: Iterable[ModeId] = DEFAULT_REQUESTED,
     strict: bool = False,
     paths: HostPaths | None = None,
-) -> dict[str, Any]:
+) -> CheckDocument:
     """The `vbench check --json` document (no probe), for `vbench run` to store in its manifest.
 
-    Read it back with `vbench.readiness.report_from_document`; `mode_verdicts` on it says which
-    modes the host could not do, and why.
+    Its `verdicts` say which modes the host could not do, and why.
     """
-    return build_document(run_checks(paths, uri, probe=False), strict, tuple(requested))
+    return CheckDocument.build(run_checks(paths, uri, probe=False), strict, tuple(requested))

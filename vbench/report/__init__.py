@@ -30,11 +30,11 @@ class ReportFiles:
 def build_report(run_path: Path, *, pdf: bool = True) -> ReportFiles:
     """Read the run directory at `run_path` and write its report beside the data.
 
-    Raises `vbench.errors.RunDirError` when `run_path` is not a readable run directory.
+    Raises `vbench.errors.RunDirError` (one line: file and line) when `run_path` is not a readable
+    run directory or is damaged.
     """
-    run = RunDir.open(run_path)
-    manifest = run.read_manifest()
-    samples = run.read_samples()
+    run = RunDir.open(run_path).load()
+    manifest, samples = run.manifest, run.samples
     modes = mode_order(manifest, samples)
     summary = summarize_samples(samples, modes)
     context = build_context(manifest, samples, summary, modes, run_path, utc_now())
