@@ -403,7 +403,7 @@ def _status_class(status: str) -> str:
     s = status.lower()
     if s in ("pass", "passed", "ok", "yes", "ready", "true"):
         return "ok"
-    if s in ("warn", "warning", "skip", "skipped", "unknown", "info"):
+    if s in ("warn", "warning", "skip", "skipped", "unknown", "info", "inconclusive"):
         return "warn"
     if s in ("fail", "failed", "error", "no", "false", "blocked"):
         return "bad"
