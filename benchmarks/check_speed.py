@@ -12,7 +12,6 @@ Prints min / median / max in milliseconds.  The target: the vbench command withi
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -20,8 +19,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from vbench.checkdoc import CheckDocument
 from vbench.host.checks import run_checks
-from vbench.readiness import build_document
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def in_process() -> object:
-        return json.dumps(build_document(run_checks(uri=args.connect)))
+        return CheckDocument.build(run_checks(uri=args.connect)).model_dump_json()
 
     vb_cmd = [sys.executable, "-c", "from vbench.cli import main; main()", "check", "--json"]
     if args.connect:
