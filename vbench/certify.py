@@ -154,7 +154,9 @@ class CertifySpec(BaseModel):
         if self.reference:
             return f"{subject} {op} {self.pct:g} % of {self.reference}"
         bound = self.min if self.min is not None else self.max
-        return f"{subject} {op} {bound}"
+        return (
+            f"{subject} {op} {bound:g}" if isinstance(bound, float) else f"{subject} {op} {bound}"
+        )
 
 
 class Status(StrEnum):
@@ -239,7 +241,7 @@ def _error(spec: CertifySpec, why: str) -> Verdict:
 
 
 def _num(value: float) -> str:
-    return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def evaluate_metric(
