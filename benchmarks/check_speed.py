@@ -18,7 +18,6 @@ Prints min / median / max in milliseconds.  The target (issue 7): the command's 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -28,8 +27,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from vbench.checkdoc import CheckDocument
 from vbench.host.checks import run_checks
-from vbench.readiness import build_document
 
 TARGET_MS = 250
 
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def in_process() -> object:
-        return json.dumps(build_document(run_checks(uri=args.connect)))
+        return CheckDocument.build(run_checks(uri=args.connect)).model_dump_json()
 
     vb_cmd = [sys.executable, "-c", "from vbench.cli import main; main()", "check", "--json"]
     if args.connect:

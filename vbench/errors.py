@@ -93,5 +93,9 @@ class RunDirError(VbenchError):
     """A run directory is missing, unreadable, or of an unknown format version."""
 
 
+class RecordError(VbenchError):
+    """A stored record (check document, manifest, samples) is damaged or of an unknown version."""
+
+
 class WorkloadOutputError(VbenchError):
     """A workload tool's output is empty, not the expected format, or reports a failed job."""

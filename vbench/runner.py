@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 import libvirt
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
 from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
@@ -190,7 +191,7 @@ class Runner:
         output: Path,
         uri: str | None = None,
         events: RunEvents | None = None,
-        checks: dict[str, Any] | None = None,
+        checks: CheckDocument | None = None,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -281,20 +282,19 @@ class Runner:
         return self.scenario.modes[trial.mode_index]
 
     def _record_skips(self, state: _State) -> None:
-        verdicts = {v.get("mode"): v for v in (self.checks or {}).get("verdicts", [])}
         for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
-            verdict = verdicts.get(mode.id.value, {})
+            verdict = self.checks.verdict(mode.id) if self.checks else None
             if mode.id in PROVISIONED_MODES:
-                if verdict and not verdict.get("ready", True):
-                    self.events.warn(f"host check: {label}: {verdict.get('summary', 'not ready')}")
+                if verdict and not verdict.ready:
+                    self.events.warn(f"host check: {label}: {verdict.summary}")
                 continue
-            if verdict and not verdict.get("ready", True):
-                reason = f"the host is not ready: {verdict.get('summary', '')}".rstrip(": ")
+            if verdict and not verdict.ready:
+                reason = f"the host is not ready: {verdict.summary}".rstrip(": ")
             else:
                 reason = (
                     f"provisioning {mode.id.display_name} is not implemented in vbench "
                     f"{__version__} yet (the host checks say: "
-                    f"{verdict.get('summary', 'see `vbench check`')})"
+                    f"{verdict.summary if verdict else 'see `vbench check`'})"
                 )
             state.manifest.skipped_modes.append(
                 SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)

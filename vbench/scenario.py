@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from vbench.certify import CertifySpec
 from vbench.errors import ScenarioError
 from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
 
@@ -177,6 +178,7 @@ class Scenario(_Strict):
     modes: list[ModeSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(min_length=1)
     run: RunSpec = Field(default_factory=RunSpec)
+    certify: list[CertifySpec] = []
 
     @field_validator("modes")
     @classmethod

@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, str] = {
     "cleanup": "run",
     "report": "report",
     "guest": "guest",
+    "bundle": "bundle",
 }
 
 

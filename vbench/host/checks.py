@@ -25,6 +25,7 @@ import libvirt
 import pyudev
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
 from vbench.errors import LibvirtUnavailable
 from vbench.guest.kernel import kernel_candidates
 from vbench.host.facts import SystemFacts, read_system_facts
@@ -38,7 +39,6 @@ from vbench.readiness import (
     CheckReport,
     CheckResult,
     Status,
-    build_document,
     install_remedy,
     kernel_cmdline_remedy,
     module_load_remedy,
@@ -1394,10 +1394,9 @@ def check_document(
     requested: Iterable[ModeId] = DEFAULT_REQUESTED,
     strict: bool = False,
     paths: HostPaths | None = None,
-) -> dict[str, Any]:
+) -> CheckDocument:
     """The `vbench check --json` document (no probe), for `vbench run` to store in its manifest.
 
-    Read it back with `vbench.readiness.report_from_document`; `mode_verdicts` on it says which
-    modes the host could not do, and why.
+    Its `verdicts` say which modes the host could not do, and why.
     """
-    return build_document(run_checks(paths, uri, probe=False), strict, tuple(requested))
+    return CheckDocument.build(run_checks(paths, uri, probe=False), strict, tuple(requested))
