@@ -60,6 +60,7 @@ need /bin/busybox        busybox-static         busybox
 need fio                 fio                    fio
 need stress-ng           stress-ng              stress-ng
 need iperf3              iperf3                 iperf
+need sockperf            sockperf               sockperf
 need /usr/sbin/qemu-ga   qemu-guest-agent       qemu-guest-agent
 need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
 need umockdev-run        umockdev               umockdev
