@@ -52,6 +52,10 @@ if [ -n "$vip" ]; then
     done
     { [ -n "$dev" ] && ip addr add "$vip" dev "$dev" && ip link set "$dev" up; } ||
         echo "vbench: no NIC for vbench.ip=$vip vbench.mac=$vmac" >/dev/console
+    # Ready means usable: e1000's link comes up on its 2 s watchdog, virtio's at once.
+    i=0
+    while [ -n "$dev" ] && [ "$(cat "/sys/class/net/$dev/carrier" 2>/dev/null)" != 1 ] &&
+        [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
 # Let the host know the devices are probed (GuestAgent.test_disk waits for this file).
 : >/run/vbench-ready
