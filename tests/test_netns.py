@@ -265,6 +265,43 @@ def _start_and_kill_a_run(run_id: str) -> None:
     proc.wait()
 
 
+_INTERRUPTED_RUN = """
+import signal, sys, time
+from vbench.host.netns import RunNetwork
+
+def term(*_):  # as the runner does: SIGTERM is handled like Ctrl-C
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, term)
+try:
+    with RunNetwork(sys.argv[1]) as net:
+        a = net.add_guest(0); net.attach(a)
+        net.add_guest(1)
+        net.start_server(["iperf3", "-s", "-B", str(a.host_address)])
+        net.start_server(["sockperf", "server", "-i", str(a.host_address)])
+        print("up", flush=True)
+        time.sleep(600)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_leave_nothing(run_id: str, sig: signal.Signals) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_RUN, run_id], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"up\n"
+    servers = netns._namespace_pids(namespace_name(run_id))
+    assert len(servers) == 2
+    proc.send_signal(sig)
+    assert proc.wait(30) == 130
+    _gone(run_id, servers)
+
+
 @needs_root
 def test_cleanup_removes_what_a_killed_run_left(run_id: str) -> None:
     _start_and_kill_a_run(run_id)
@@ -323,3 +360,35 @@ def test_cleanup_spares_a_foreign_tap_named_like_ours(run_id: str) -> None:
         assert name not in [lo.name for lo in find_leftovers(set())]
     finally:
         subprocess.run(["ip", "link", "del", name], check=True)
+
+
+@needs_root
+def test_vbench_cleanup_lists_a_killed_runs_network_but_not_a_live_ones(run_id: str) -> None:
+    """The real CLI, with --dry-run: a real cleanup here could take other people's leftovers."""
+    live_id = _run_id()
+    _start_and_kill_a_run(run_id)
+    with (
+        qemu_reachable_dir("vbench-netns-") as root,
+        RunScratch(live_id, root=root),
+        RunNetwork(live_id) as live_net,
+    ):
+        live_net.add_guest(0)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).parents[1]),
+            "VBENCH_SCRATCH": str(root),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "vbench", "cleanup", "--dry-run"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        said = " ".join(proc.stdout.split() + proc.stderr.split())
+        assert f"would remove namespace {namespace_name(run_id)} (run {run_id})" in said
+        assert f"would remove tap {tap_name(run_id, 1)} (run {run_id})" in said
+        assert live_id not in said
+        assert live_net.namespace in list_namespaces()  # a dry run removes nothing
+    assert namespace_name(run_id) in list_namespaces()  # the fixture removes it

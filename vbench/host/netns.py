@@ -471,25 +471,28 @@ class RunNetwork:
     # --- teardown ---
 
     def close(self) -> None:
-        """Stop servers, delete taps and the namespace.  Every step runs; the first error is
-        raised at the end."""
+        """Stop servers, delete taps and the namespace.
+
+        Every step runs even when one fails or a second Ctrl-C/SIGTERM lands in the middle (the
+        namespace must go whatever happened); the first error is raised at the end.
+        """
         if not self._created:
             return
         errors: list[BaseException] = []
         for server in list(self._servers):
             try:
                 self.stop_server(server)
-            except Exception as exc:  # keep going: the namespace must go anyway
+            except BaseException as exc:
                 errors.append(exc)
         for link in list(self._links.values()):
             try:
                 self.remove_guest(link)
-            except Exception as exc:
+            except BaseException as exc:
                 errors.append(exc)
         try:
             remove_namespace(self.namespace)
             self._created = False
-        except Exception as exc:
+        except BaseException as exc:
             errors.append(exc)
         if errors:
             raise errors[0]
