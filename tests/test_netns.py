@@ -186,6 +186,15 @@ def test_network_lifecycle_leaves_nothing(run_id: str) -> None:
         server = net.start_server(["iperf3", "-s", "-B", str(link.host_address), "-p", "5201"])
         assert ("tcp", link.host_address, 5201) in server.wait_bound(1)
         pids = [server.pid]
+        # a second guest (density): its own /30 on its own tap, routed beside the first
+        second = net.add_guest(1)
+        net.attach(second)
+        routes = subprocess.run(
+            ["ip", "-n", net.namespace, "-o", "route", "show"], capture_output=True, text=True
+        ).stdout
+        for lk in (link, second):
+            subnet = ipaddress.IPv4Network(f"{lk.host_address}/{LINK_PREFIXLEN}", strict=False)
+            assert f"{subnet} dev {lk.tap} " in routes, routes
     _gone(run_id, pids)
 
 

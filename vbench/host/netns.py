@@ -555,7 +555,10 @@ def find_leftovers(live_run_ids: Collection[str]) -> list[NetLeftover]:
         run_id = ns.removeprefix(NETNS_PREFIX)
         if not ns.startswith(NETNS_PREFIX) or not _RUN_ID.match(run_id) or run_id in live:
             continue
-        links = _links(ns)
+        try:
+            links = _links(ns)
+        except CommandFailed:
+            continue  # cannot look inside (not root): cannot tell it is ours, so never touch it
         if all(lk.get("ifname") == "lo" or _is_our_tap(lk) for lk in links):
             found.append(NetLeftover("namespace", ns, run_id))
     for lk in _links():
@@ -574,6 +577,6 @@ def remove_leftover(leftover: NetLeftover) -> None:
     if leftover.kind == "namespace":
         remove_namespace(leftover.name)
     elif leftover.kind == "tap":
-        _run([_ip(), "link", "del", "dev", leftover.name], check=False)
+        _run([_ip(), "link", "del", "dev", leftover.name])
     else:
         raise ValueError(f"unknown leftover kind {leftover.kind!r}")
