@@ -160,8 +160,8 @@ def test_iperf3_and_sockperf_over_the_modes_nic(
     figures = {s.metric: s.value for s in samples}
     assert figures["tx.throughput"] > 0 and figures["rx.throughput"] > 0
     assert figures["tx.bytes"] > 0 and figures["rx.bytes"] > 0
-    assert 0 < figures["rtt_p50"] <= figures["rtt_p99"] <= figures["rtt_p99.9"]
-    assert figures["round_trips"] > 0
+    assert 0 < figures["rtt.p50"] <= figures["rtt.p99"] <= figures["rtt.p99.9"]
+    assert figures["rtt.rate"] > 0
     rounded = {k: round(v, 1) for k, v in figures.items()}
     print(f"\nNETWORK {mode}/{nic} (TCG): {json.dumps(rounded)}")
 

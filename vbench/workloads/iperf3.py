@@ -24,15 +24,15 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from vbench.errors import WorkloadOutputError
 from vbench.model import Sample, WorkloadCase
-from vbench.workloads.fio import SampleLabels
 from vbench.workloads.peer import (
     Metric,
     Needs,
-    StrictSpec,
+    SampleLabels,
+    Spec,
     Target,
     bind_address,
     peer_address,
@@ -47,21 +47,67 @@ DIRECTIONS: tuple[str, ...] = ("tx", "rx", "bidir")
 _TIMEOUT_MARGIN_S = 30.0
 _CONNECT_TIMEOUT_MS = 10_000
 
-_GROUP = "network throughput"
+_GROUP = "network"
 METRICS: tuple[Metric, ...] = (
-    Metric("tx.throughput", "Mbit/s", True, "Throughput guest -> peer", _GROUP),
-    Metric("rx.throughput", "Mbit/s", True, "Throughput peer -> guest", _GROUP),
-    Metric("tx.retransmits", "count", False, "TCP retransmissions guest -> peer", _GROUP),
-    Metric("rx.retransmits", "count", False, "TCP retransmissions peer -> guest", _GROUP),
-    # for cross-checks against the NIC's own counters (libvirt interface statistics)
-    Metric("tx.bytes", "B", None, "Bytes received by the peer", _GROUP),
-    Metric("rx.bytes", "B", None, "Bytes received by the guest", _GROUP),
-    Metric("client_cpu", "%", None, "CPU of the iperf3 client (guest)", "network cost"),
-    Metric("server_cpu", "%", None, "CPU of the iperf3 server (peer)", "network cost"),
+    Metric(
+        "tx.throughput",
+        "Mbit/s",
+        True,
+        "network tx throughput",
+        _GROUP,
+        note="guest to peer, as received by the peer",
+        overview=True,
+        chart=True,
+    ),
+    Metric(
+        "rx.throughput",
+        "Mbit/s",
+        True,
+        "network rx throughput",
+        _GROUP,
+        note="peer to guest, as received by the guest",
+        overview=True,
+        chart=True,
+    ),
+    Metric(
+        "tx.retransmits",
+        "count",
+        False,
+        "network tx retransmits",
+        _GROUP,
+        note="TCP retransmissions by the guest",
+    ),
+    Metric(
+        "rx.retransmits",
+        "count",
+        False,
+        "network rx retransmits",
+        _GROUP,
+        note="TCP retransmissions by the peer",
+    ),
+    # what arrived, for cross-checks against the NIC's own counters (libvirt interface stats)
+    Metric("tx.bytes", "B", None, "network tx bytes", _GROUP, note="received by the peer"),
+    Metric("rx.bytes", "B", None, "network rx bytes", _GROUP, note="received by the guest"),
+    Metric(
+        "iperf3.client_cpu",
+        "%",
+        None,
+        "network client CPU",
+        _GROUP,
+        note="iperf3 client (where the case runs), user + system",
+    ),
+    Metric(
+        "iperf3.server_cpu",
+        "%",
+        None,
+        "network server CPU",
+        _GROUP,
+        note="iperf3 server (the peer), user + system",
+    ),
 )
 
 
-class Iperf3Spec(StrictSpec):
+class Iperf3Spec(Spec):
     """`[[workloads]] kind = "iperf3"`: the matrix is direction x streams."""
 
     kind: Literal["iperf3"]
@@ -97,8 +143,11 @@ class Iperf3:
     needs: ClassVar[Needs] = Needs.NETWORK
     raw_name: ClassVar[str] = "iperf3.json"
     metrics: ClassVar[tuple[Metric, ...]] = METRICS
+    version_argv: ClassVar[tuple[str, ...]] = ("iperf3", "--version")
 
-    def cases(self, spec: Iperf3Spec) -> list[WorkloadCase]:
+    def cases(self, spec: BaseModel) -> list[WorkloadCase]:
+        if not isinstance(spec, Iperf3Spec):
+            raise TypeError(f"iperf3 cases from a {type(spec).__name__}")
         return [
             WorkloadCase(
                 KIND,
@@ -221,6 +270,9 @@ def parse_iperf3_json(raw: bytes) -> dict[str, float]:
     cpu = end.get("cpu_utilization_percent")
     if isinstance(cpu, Mapping):
         # iperf3 calls the client "host" and the server "remote"
-        out["client_cpu"] = _number(cpu, "host_total", "cpu_utilization_percent")
-        out["server_cpu"] = _number(cpu, "remote_total", "cpu_utilization_percent")
+        out["iperf3.client_cpu"] = _number(cpu, "host_total", "cpu_utilization_percent")
+        out["iperf3.server_cpu"] = _number(cpu, "remote_total", "cpu_utilization_percent")
     return out
+
+
+IPERF3 = Iperf3()

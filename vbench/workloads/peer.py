@@ -1,9 +1,10 @@
 """What the network workloads (iperf3, sockperf) share: the peer they talk to, and how they label.
 
-Until the workload contract (`vbench/workloads/base.py`: `Needs`, `Metric`, `Target`, `Workload`)
-lands, `Needs`, `Metric` and `Target` here are stand-ins with the contract's exact fields, so
-that `Iperf3` and `Sockperf` drop into it: when base.py is merged, delete these three and import
-them from there (and subclass `Workload`).
+Until the workload contract (`vbench/workloads/base.py`) is on main, `Needs`, `Metric`, `Target`
+and `Spec` here are stand-ins with the contract's exact fields and defaults (as on the
+`workloads` branch), and `SampleLabels` is re-exported from where main keeps it, so that `Iperf3`
+and `Sockperf` drop into the contract: on merge, import these five from `vbench.workloads.base`
+instead, subclass `Workload`, and register `IPERF3`/`SOCKPERF` and their specs.
 
 Pure: no subprocess, no sockets.
 """
@@ -19,6 +20,17 @@ from pydantic import BaseModel, ConfigDict
 
 from vbench.model import Sample
 from vbench.workloads.fio import SampleLabels
+
+__all__ = [
+    "Metric",
+    "Needs",
+    "SampleLabels",
+    "Spec",
+    "Target",
+    "bind_address",
+    "peer_address",
+    "samples",
+]
 
 # Test traffic goes only to addresses vbench created: the link-local /30s of the run's network
 # namespace (vbench.host.netns), or loopback (a peer on the same side).
@@ -40,8 +52,15 @@ class Metric:
     name: str
     unit: str
     higher_is_better: bool | None
-    label: str
+    label: str  # starts with the group when the group names it ("round trip p99")
     group: str
+    note: str = ""
+    overview: bool = False  # in the report's key-results table
+    chart: bool = False  # a panel in the workload's chart
+
+    @property
+    def short_label(self) -> str:
+        return self.label.removeprefix(f"{self.group} ") if self.group else self.label
 
 
 @dataclass(frozen=True)
@@ -54,8 +73,9 @@ class Target:
     vcpus: int = 1
 
 
-class StrictSpec(BaseModel):
-    # as vbench.scenario: TOML has real types, so "2" is not an int
+class Spec(BaseModel):
+    """Stand-in for vbench.workloads.base.Spec: strict (TOML has real types), no unknown keys."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 

@@ -25,15 +25,15 @@ import itertools
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from vbench.errors import WorkloadOutputError
 from vbench.model import Sample, WorkloadCase
-from vbench.workloads.fio import SampleLabels
 from vbench.workloads.peer import (
     Metric,
     Needs,
-    StrictSpec,
+    SampleLabels,
+    Spec,
     Target,
     bind_address,
     peer_address,
@@ -47,24 +47,34 @@ PROTOCOLS: tuple[str, ...] = ("udp", "tcp")
 # sockperf's warm-up (~0.4 s) and start-up; under TCG a 5 s run took 7.7 s in all.
 _TIMEOUT_MARGIN_S = 30.0
 
-_GROUP = "network latency"
+_GROUP = "round trip"
+# (metric, sockperf's percentile) -- sockperf prints percentiles with three decimals
 PERCENTILES: tuple[tuple[str, str], ...] = (
-    ("rtt_p50", "50.000"),
-    ("rtt_p99", "99.000"),
-    ("rtt_p99.9", "99.900"),
+    ("rtt.p50", "50.000"),
+    ("rtt.p99", "99.000"),
+    ("rtt.p99.9", "99.900"),
 )
 METRICS: tuple[Metric, ...] = (
-    Metric("rtt_mean", "us", False, "Round trip, mean", _GROUP),
-    Metric("rtt_p50", "us", False, "Round trip, median", _GROUP),
-    Metric("rtt_p99", "us", False, "Round trip, p99", _GROUP),
-    Metric("rtt_p99.9", "us", False, "Round trip, p99.9", _GROUP),
-    Metric("rtt_max", "us", False, "Round trip, largest", _GROUP),
-    Metric("round_trips", "1/s", True, "Round trips per second", _GROUP),
-    Metric("dropped", "count", False, "Messages dropped", _GROUP),
+    Metric("rtt.mean", "us", False, "round trip mean", _GROUP),
+    Metric(
+        "rtt.p50",
+        "us",
+        False,
+        "round trip p50",
+        _GROUP,
+        note="one message there and back (sockperf --full-rtt)",
+        overview=True,
+        chart=True,
+    ),
+    Metric("rtt.p99", "us", False, "round trip p99", _GROUP, overview=True, chart=True),
+    Metric("rtt.p99.9", "us", False, "round trip p99.9", _GROUP, chart=True),
+    Metric("rtt.max", "us", False, "round trip max", _GROUP),
+    Metric("rtt.rate", "1/s", True, "round trip rate", _GROUP, note="round trips per second"),
+    Metric("rtt.dropped", "count", False, "round trip messages dropped", _GROUP),
 )
 
 
-class SockperfSpec(StrictSpec):
+class SockperfSpec(Spec):
     """`[[workloads]] kind = "sockperf"`: the matrix is protocol x msg_size."""
 
     kind: Literal["sockperf"]
@@ -98,8 +108,11 @@ class Sockperf:
     needs: ClassVar[Needs] = Needs.NETWORK
     raw_name: ClassVar[str] = "sockperf.txt"
     metrics: ClassVar[tuple[Metric, ...]] = METRICS
+    version_argv: ClassVar[tuple[str, ...]] = ("sockperf", "--version")
 
-    def cases(self, spec: SockperfSpec) -> list[WorkloadCase]:
+    def cases(self, spec: BaseModel) -> list[WorkloadCase]:
+        if not isinstance(spec, SockperfSpec):
+            raise TypeError(f"sockperf cases from a {type(spec).__name__}")
         return [
             WorkloadCase(
                 KIND, {"protocol": protocol, "msg_size": size, "duration_s": spec.duration_s}
@@ -189,16 +202,19 @@ def parse_sockperf(raw: bytes) -> dict[str, float]:
         raise WorkloadOutputError("sockperf measured no round trips")
 
     percentiles = {p: float(v) for p, v in _PERCENTILE.findall(text)}
-    out: dict[str, float] = {"rtt_mean": float(avg.group(2))}
+    out: dict[str, float] = {"rtt.mean": float(avg.group(2))}
     for name, key in PERCENTILES:
         if key not in percentiles:
             raise WorkloadOutputError(f"sockperf output has no percentile {key}")
         out[name] = percentiles[key]
     maximum = _MAX.search(text)
     if maximum is not None:
-        out["rtt_max"] = float(maximum.group(1))
-    out["round_trips"] = received / runtime
+        out["rtt.max"] = float(maximum.group(1))
+    out["rtt.rate"] = received / runtime
     dropped = _DROPPED.search(text)
     if dropped is not None:
-        out["dropped"] = float(dropped.group(1))
+        out["rtt.dropped"] = float(dropped.group(1))
     return out
+
+
+SOCKPERF = Sockperf()
