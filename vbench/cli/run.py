@@ -18,8 +18,6 @@ from rich.progress import (
 )
 
 from vbench.cli import app
-from vbench.host.netns import find_leftovers as find_net_leftovers
-from vbench.host.netns import remove_leftover as remove_net_leftover
 from vbench.runner import Runner
 from vbench.scenario import load_scenario
 from vbench.virt.connection import connection
@@ -131,6 +129,9 @@ def cleanup_command(
     (`vbench-<run-id>`, with the peer servers in them) and taps (`vbt...`) are removed only when
     no live run holds their run's lock.
     """
+    from vbench.host.netns import find_leftovers as find_net_leftovers
+    from vbench.host.netns import remove_leftover as remove_net_leftover
+
     with connection(connect) as conn:
         live = live_run_ids()
         leftovers = [
