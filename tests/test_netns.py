@@ -199,6 +199,34 @@ def test_network_lifecycle_leaves_nothing(run_id: str) -> None:
 
 
 @needs_root
+def test_every_host_change_is_recorded_before_it_is_made(run_id: str) -> None:
+    seen: list[tuple[str, bool, bool]] = []
+    ns = namespace_name(run_id)
+
+    def record(what: str) -> None:  # what exists at the moment the change is announced
+        seen.append((what, ns in list_namespaces(), bool(_taps_of(run_id))))
+
+    with RunNetwork(run_id, record=record) as net, net.guest(0) as link:
+        net.attach(link)
+        with net.server(["iperf3", "-s", "-B", str(link.host_address)]):
+            pass
+    whats = [w.split()[0] + " " + w.split()[1] for w, _, _ in seen]
+    assert whats == [
+        "create network",
+        "create tap",
+        "move tap",
+        "start `iperf3",
+        "stop `iperf3",
+        "delete tap",
+        "delete network",
+    ]
+    assert seen[0][1:] == (False, False)  # announced before the namespace existed
+    assert seen[1][1:] == (True, False)  # ... and the tap
+    assert seen[2][2] is True  # the tap is still in the root namespace when its move is announced
+    _gone(run_id)
+
+
+@needs_root
 def test_an_exception_inside_leaves_nothing(run_id: str) -> None:
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="boom"), RunNetwork(run_id) as net:

@@ -32,7 +32,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -353,9 +353,13 @@ class RunNetwork:
                 net.attach(link)                      # once QEMU has opened the tap
                 with net.server(["iperf3", "-s", "-B", str(link.host_address)]):
                     ...                               # the guest talks to link.host_address
+
+    `record`, when given, is called with one line describing each change to the host *before* it
+    is made (and each undo), for the run's journal of host changes.
     """
 
     run_id: str
+    record: Callable[[str], None] | None = None
     namespace: str = field(init=False)
     _links: dict[str, GuestLink] = field(default_factory=dict, init=False)
     _servers: list[ServerProcess] = field(default_factory=list, init=False)
@@ -363,6 +367,10 @@ class RunNetwork:
 
     def __post_init__(self) -> None:
         self.namespace = namespace_name(self.run_id)
+
+    def _record(self, what: str) -> None:
+        if self.record is not None:
+            self.record(what)
 
     def __enter__(self) -> RunNetwork:
         self.create()
@@ -380,6 +388,7 @@ class RunNetwork:
                 f"network namespace {self.namespace} already exists: another run with this id, "
                 "or a leftover (`vbench cleanup` removes leftovers)"
             )
+        self._record(f"create network namespace {self.namespace}")
         _run([ip, "netns", "add", self.namespace])
         self._created = True
         try:
@@ -398,6 +407,7 @@ class RunNetwork:
         if link.tap in self._links:
             raise ValueError(f"guest {index} already has a tap ({link.tap})")
         ip = _ip()
+        self._record(f"create tap {link.tap} (guest {index}) in the root namespace, down")
         # Registered first: a Ctrl-C landing inside `ip tuntap add` still has close() delete it.
         self._links[link.tap] = link
         try:
@@ -413,6 +423,9 @@ class RunNetwork:
     def attach(self, link: GuestLink) -> None:
         """Move the tap (already opened by the running guest) into the namespace and address it."""
         ip = _ip()
+        self._record(
+            f"move tap {link.tap} into {self.namespace} as {link.host_address}/{LINK_PREFIXLEN}"
+        )
         _run([ip, "link", "set", "dev", link.tap, "netns", self.namespace])
         ns = [ip, "-n", self.namespace]
         _run([*ns, "addr", "add", f"{link.host_address}/{LINK_PREFIXLEN}", "dev", link.tap])
@@ -421,6 +434,7 @@ class RunNetwork:
     def remove_guest(self, link: GuestLink) -> None:
         """Delete the tap, wherever it is (root namespace or ours); already gone is fine."""
         ip = _ip()
+        self._record(f"delete tap {link.tap}")
         for where in ([ip, "-n", self.namespace], [ip]):
             if _run([*where, "link", "del", "dev", link.tap], check=False).returncode == 0:
                 break
@@ -443,6 +457,7 @@ class RunNetwork:
         """Start a peer server in the namespace; returns once it listens (or is bound)."""
         if not self._created:
             raise RuntimeError("RunNetwork.start_server before create()")
+        self._record(f"start `{' '.join(argv)}` in {self.namespace}")
         server = ServerProcess(self.namespace, argv, log)
         self._servers.append(server)
         try:
@@ -453,6 +468,7 @@ class RunNetwork:
         return server
 
     def stop_server(self, server: ServerProcess) -> None:
+        self._record(f"stop `{' '.join(server.argv)}` (pid {server.pid})")
         try:
             server.stop()
         finally:
@@ -490,6 +506,7 @@ class RunNetwork:
             except BaseException as exc:
                 errors.append(exc)
         try:
+            self._record(f"delete network namespace {self.namespace}")
             remove_namespace(self.namespace)
             self._created = False
         except BaseException as exc:
