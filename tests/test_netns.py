@@ -429,3 +429,12 @@ def test_vbench_cleanup_lists_a_killed_runs_network_but_not_a_live_ones(run_id: 
         assert live_id not in said
         assert live_net.namespace in list_namespaces()  # a dry run removes nothing
     assert namespace_name(run_id) in list_namespaces()  # the fixture removes it
+
+
+@needs_root
+def test_a_servers_log_is_kept_and_its_tail_explains_a_failure(run_id: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with RunNetwork(run_id) as net, pytest.raises(HostError) as err:
+        net.start_server(["iperf3", "-s", "-B", "169.254.1.1"], log=log)
+    assert "Cannot assign requested address" in log.read_text()
+    assert "Cannot assign requested address" in str(err.value)

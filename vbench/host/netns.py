@@ -274,7 +274,7 @@ class ServerProcess:
         self.log_path = log
         # Output to a file, not a pipe: iperf3 -s prints every test, and a full pipe would
         # block it.  Closed in stop().
-        out: IO[bytes] = log.open("wb") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115
+        out: IO[bytes] = log.open("w+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115
         self._out = out
         try:
             self._proc = subprocess.Popen(
