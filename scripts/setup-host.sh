@@ -62,6 +62,8 @@ need /bin/busybox        busybox-static         busybox
 need fio                 fio                    fio
 need stress-ng           stress-ng              stress-ng
 need iperf3              iperf3                 iperf
+need sockperf            sockperf               sockperf
+need ip                  iproute2               iproute2
 need /usr/sbin/qemu-ga   qemu-guest-agent       qemu-guest-agent
 need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
 need lz4                 lz4                    lz4

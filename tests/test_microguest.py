@@ -151,6 +151,7 @@ def test_build_is_small_bootable_and_complete(built: tuple[Path, mg.Microguest])
     for name in ("init", "usr/bin/busybox", "usr/bin/fio", "usr/bin/stress-ng", "usr/bin/iperf3"):
         assert name in members, name
     assert "usr/sbin/qemu-ga" in members
+    assert "usr/bin/sockperf" in members  # the network workloads' latency client
     assert "usr/lib64/ld-linux-x86-64.so.2" in members
     assert members["bin"] == b"usr/bin"  # merged /usr, like the host
     # fio's unused engine libraries are stubs, not the 70 MB Ceph/Gluster stack

@@ -14,13 +14,22 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from vbench.errors import CommandFailed, CommandNotFound, CommandTimedOut
 from vbench.packages import install_advice
 
 TAIL_BYTES = 4000  # of stderr (or stdout, when stderr is empty) kept in a CommandFailed
 
-__all__ = ["CommandFailed", "CommandNotFound", "CommandResult", "CommandTimedOut", "run"]
+__all__ = [
+    "Background",
+    "CommandFailed",
+    "CommandNotFound",
+    "CommandResult",
+    "CommandTimedOut",
+    "run",
+    "spawn",
+]
 
 
 @dataclass(frozen=True)
@@ -89,3 +98,56 @@ def run(
     if check and proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, _tail(proc.stdout, proc.stderr))
     return result
+
+
+class Background:
+    """A long-running program started by `spawn()` (a peer server): poll it, stop it, reap it."""
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes]) -> None:
+        self.argv = tuple(argv)
+        self._proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while it runs."""
+        return self._proc.poll()
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM, SIGKILL after `grace_s`; reaped either way."""
+        if self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(grace_s)
+
+
+def spawn(argv: list[str], *, output: IO[bytes], new_session: bool = True) -> Background:
+    """Start `argv` in the background, stdin closed, stdout and stderr into the file `output`.
+
+    A file, not a pipe: a chatty server would block on a full pipe nobody reads.  `new_session`:
+    the terminal's Ctrl-C reaches vbench only, which stops its children in order.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        name = os.path.basename(argv[0])
+        raise CommandNotFound(
+            argv, install_advice(name) or "is it installed, executable and on $PATH?"
+        ) from None
+    return Background(argv, proc)

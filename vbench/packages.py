@@ -68,6 +68,8 @@ NEEDS: tuple[Need, ...] = (
     Need("fio", "fio", "fio", "fio", ("fio",)),
     Need("stress-ng", "stress-ng", "stress-ng", "stress-ng", ("stress-ng",)),
     Need("iperf3", "iperf3", "iperf", "iperf3", ("iperf3",)),
+    Need("sockperf", "sockperf", "sockperf", "sockperf", ("sockperf",)),
+    Need("ip", "iproute2", "iproute2", "iproute2", ("ip",)),
     Need(
         "qemu-ga",
         "qemu-guest-agent",
@@ -108,6 +110,7 @@ MICROGUEST_PROGRAMS: tuple[tuple[str, str], ...] = (
     ("fio", "/usr/bin/fio"),
     ("stress-ng", "/usr/bin/stress-ng"),
     ("iperf3", "/usr/bin/iperf3"),
+    ("sockperf", "/usr/bin/sockperf"),
     ("qemu-ga", "/usr/sbin/qemu-ga"),
 )
 

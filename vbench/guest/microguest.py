@@ -1,8 +1,8 @@
 """The microguest: a kernel + initramfs assembled from the host's own files, with no download.
 
-The initramfs holds busybox, fio, stress-ng, iperf3 and qemu-ga (with exactly the shared
-libraries `ldd` says they load: none for Debian's static busybox), the kernel modules of the
-disk and NIC models we benchmark (resolved through modules.dep, loaded in dependency order by
+The initramfs holds busybox, fio, stress-ng, iperf3, sockperf and qemu-ga (with exactly the
+shared libraries `ldd` says they load: none for Debian's static busybox), the kernel modules of
+the disk and NIC models we benchmark (resolved through modules.dep, loaded in dependency order by
 /init), and a short /init script.
 
 It is cached under `default_cache_root()` by a digest of every input (source path, size and

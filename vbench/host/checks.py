@@ -51,7 +51,7 @@ PASSTHROUGH = (VFIO, SRIOV)
 CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "devices", "blkio")
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_hv", "kvm_pvm")
-WORKLOAD_TOOLS = ("fio", "stress-ng", "iperf3", "qemu-ga", "busybox")
+WORKLOAD_TOOLS = ("fio", "stress-ng", "iperf3", "sockperf", "qemu-ga", "busybox")
 
 
 # --------------------------------------------------------------------------------------------
