@@ -46,6 +46,7 @@ def _root(
 
 # Register the commands (each module adds its own to `app`).
 from vbench.cli import check as _check  # noqa: E402,F401
+from vbench.cli import compare as _compare  # noqa: E402,F401
 from vbench.cli import guest as _guest  # noqa: E402,F401
 from vbench.cli import report as _report  # noqa: E402,F401
 from vbench.cli import run as _run  # noqa: E402,F401

@@ -499,7 +499,8 @@ def fmt_ratio(value: object) -> str:
     return f"{float(value) * 100:.1f}%"  # type: ignore[arg-type]
 
 
-def _cell(row: Mapping[str, Any], metric: str, is_reference: bool) -> Cell:
+def summary_cell(row: Mapping[str, Any], metric: str, is_reference: bool) -> Cell:
+    """One table cell from a summary row (see `analysis.SUMMARY_COLUMNS`)."""
     n = int(row["n"])
     cell = Cell(median=fmt(row["median"]), n=n)
     if n >= 2:
@@ -559,7 +560,7 @@ def _sections(
             by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
             reference = str(mrows["reference"].iloc[0]) if len(mrows) else ""
             cells = [
-                _cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
+                summary_cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
                 for m in present
             ]
             rows.append(
@@ -741,6 +742,18 @@ def _environment() -> jinja2.Environment:
 
 def render_html(context: Mapping[str, Any]) -> str:
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of the report's environment (autoescape, strict undefined), e.g. compare's."""
+    return _environment().get_template(name)
+
+
+def base_css(footer: str) -> str:
+    """The report's stylesheet (the `style` block of report.html.j2) for pages that share its
+    look; `footer` is what every PDF page's bottom-left margin shows."""
+    report = template("report.html.j2")
+    return "".join(report.blocks["style"](report.new_context({"m": {"run_id": footer}})))
 
 
 def render_pdf(html: str) -> bytes:
