@@ -218,7 +218,7 @@ def test_table_cells_show_ci_percent_of_reference_significance_and_flags(
     assert f"{pct:.1f}%" in text
     low, high = bootstrap_median_ci(pv) or (0.0, 0.0)
     # three repetitions: the median's bootstrap interval is their range, and the cell says so
-    assert (low, high) == (min(pv), max(pv))
+    assert (low, high) == pytest.approx((min(pv), max(pv)))
     assert f"CI = range {low:,.0f} {DASH} {high:,.0f}" in text
     # 3 against 3 repetitions: Mann-Whitney cannot reach 5 %, and the table says so
     assert "n too small" in text

@@ -14,8 +14,10 @@ from vbench.stats import (
     Flag,
     FlagKind,
     bootstrap_median_ci,
+    bootstrap_median_cis,
     holm,
     mann_whitney,
+    mann_whitney_many,
     mean_ci,
     min_attainable_p,
     ratio_of_medians_ci,
@@ -136,6 +138,33 @@ def test_bootstrap_median_ci_is_reproducible_and_inside_the_range() -> None:
     assert a is not None
     assert min(values) <= a[0] <= statistics.median(values) <= a[1] <= max(values)
     assert bootstrap_median_ci(values, seed=4) is not None
+
+
+def test_the_vectorized_median_is_numpys() -> None:
+    np = pytest.importorskip("numpy")
+    from vbench.stats import _median
+
+    x = np.random.default_rng(1).normal(size=(4, 7, 6))
+    for n in (1, 2, 5, 6):
+        assert np.allclose(_median(x[..., :n]), np.median(x[..., :n], axis=-1))
+    assert np.allclose(_median(x, axis=1), np.median(x, axis=1))
+
+
+def test_batched_intervals_equal_what_each_group_gets_alone() -> None:
+    rng = random.Random(2)
+    groups = [[rng.gauss(50, 5) for _ in range(n)] for n in (1, 3, 3, 4, 7, 3)]
+    batched = bootstrap_median_cis(groups)
+    assert batched[0] is None
+    for group, ci in zip(groups[1:], batched[1:], strict=True):
+        alone = bootstrap_median_ci(group)
+        assert ci is not None and alone is not None
+        # same seed, and SciPy draws one set of resampled indices for the whole batch: a group
+        # gets the interval it gets alone, whatever else is in its batch
+        assert ci == pytest.approx(alone)
+        assert min(group) <= ci[0] <= statistics.median(group) <= ci[1] <= max(group)
+    pairs = [(groups[i], groups[j]) for i, j in ((1, 2), (3, 4), (2, 5))]
+    tests = mann_whitney_many(pairs)
+    assert [t.p_value for t in tests] == [mann_whitney(x, y).p_value for x, y in pairs]
 
 
 def test_bootstrap_median_ci_covers_about_95_percent() -> None:

@@ -14,7 +14,14 @@ import pandas as pd
 
 from vbench.model import MODE_TITLES, ModeId
 from vbench.results import Manifest
-from vbench.stats import DEFAULT_ALPHA, Flag, holm, relative_change, stability_flags, summarize
+from vbench.stats import (
+    DEFAULT_ALPHA,
+    Flag,
+    holm,
+    relative_changes,
+    stability_flags,
+    summarize_many,
+)
 
 BAREMETAL = "baremetal"
 DIRECTION_ORDER = ("read", "write", "trim")
@@ -249,57 +256,73 @@ def summarize_samples(
     extra: dict[tuple[str, str, str], list[CaseFlag]] = {}
     for cf in case_flags:
         extra.setdefault((cf.workload, cf.parameters, cf.mode), []).append(cf)
-    for (workload, parameters, metric), group in frame.groupby(
-        ["workload", "parameters", "metric"], sort=False
+    # One pass over the groups, then every summary and comparison computed together (batched).
+    figures: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    units: dict[tuple[str, str, str], set[str]] = {}
+    for (workload, parameters, metric, mode), group in frame.groupby(
+        ["workload", "parameters", "metric", "mode"], sort=False
     ):
-        by_mode = {
-            str(mode): [float(v) for v in g["value"].tolist()]
-            for mode, g in group.groupby("mode", sort=False)
-        }
-        units = group["unit"].dropna().astype(str).unique().tolist()
-        unit = units[0] if len(units) == 1 else "/".join(units)
+        key = (str(workload), str(parameters), str(metric))
+        figures.setdefault(key, {})[str(mode)] = [float(v) for v in group["value"].tolist()]
+        units.setdefault(key, set()).update(group["unit"].dropna().astype(str).tolist())
+    cells: list[tuple[tuple[str, str, str], str, str | None]] = []  # (figure, mode, reference)
+    for key, by_mode in figures.items():
         present = sorted(by_mode, key=lambda m: (rank.get(m, len(rank)), m))
         ref = choose_reference(present, reference)
-        for mode in present:
-            values = by_mode[mode]
-            s = summarize(values)
-            rel = relative_change(values, by_mode[ref]) if ref is not None and mode != ref else None
-            given = [
-                cf.flag
-                for cf in extra.get((str(workload), str(parameters), mode), [])
-                if cf.metric in (None, str(metric))
-            ]
-            rows.append(
-                {
-                    "workload": str(workload),
-                    "parameters": str(parameters),
-                    "metric": str(metric),
-                    "unit": unit,
-                    "mode": mode,
-                    "n": s.n,
-                    "median": s.median,
-                    "mean": s.mean,
-                    "stdev": s.stdev,
-                    "cv": s.cv,
-                    "min": s.min,
-                    "max": s.max,
-                    "q1": s.q1,
-                    "q3": s.q3,
-                    "ci_low": s.ci_low,
-                    "ci_high": s.ci_high,
-                    "median_ci_low": s.median_ci_low,
-                    "median_ci_high": s.median_ci_high,
-                    "reference": ref,
-                    "ratio": rel.ratio if rel else None,
-                    "ratio_low": rel.ratio_low if rel else None,
-                    "ratio_high": rel.ratio_high if rel else None,
-                    "p_value": rel.p_value if rel else None,
-                    "p_holm": None,
-                    "significant": None,
-                    "min_p": rel.test.min_p if rel else None,
-                    "flags": stability_flags(values, given),
-                }
-            )
+        cells += [(key, mode, ref) for mode in present]
+    summaries = summarize_many([figures[key][mode] for key, mode, _ in cells])
+    compared = [i for i, (_, mode, ref) in enumerate(cells) if ref is not None and mode != ref]
+    changes = dict(
+        zip(
+            compared,
+            relative_changes(
+                [
+                    (figures[cells[i][0]][cells[i][1]], figures[cells[i][0]][str(cells[i][2])])
+                    for i in compared
+                ]
+            ),
+            strict=True,
+        )
+    )
+    for i, ((workload, parameters, metric), mode, ref) in enumerate(cells):
+        s = summaries[i]
+        rel = changes.get(i)
+        given = [
+            cf.flag
+            for cf in extra.get((workload, parameters, mode), [])
+            if cf.metric in (None, metric)
+        ]
+        rows.append(
+            {
+                "workload": workload,
+                "parameters": parameters,
+                "metric": metric,
+                "unit": "/".join(sorted(units[(workload, parameters, metric)])),
+                "mode": mode,
+                "n": s.n,
+                "median": s.median,
+                "mean": s.mean,
+                "stdev": s.stdev,
+                "cv": s.cv,
+                "min": s.min,
+                "max": s.max,
+                "q1": s.q1,
+                "q3": s.q3,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "median_ci_low": s.median_ci_low,
+                "median_ci_high": s.median_ci_high,
+                "reference": ref,
+                "ratio": rel.ratio if rel else None,
+                "ratio_low": rel.ratio_low if rel else None,
+                "ratio_high": rel.ratio_high if rel else None,
+                "p_value": rel.p_value if rel else None,
+                "p_holm": None,
+                "significant": None,
+                "min_p": rel.test.min_p if rel else None,
+                "flags": stability_flags(figures[(workload, parameters, metric)][mode], given),
+            }
+        )
     tested = [i for i, r in enumerate(rows) if r["p_value"] is not None]
     for i, p in zip(tested, holm([float(rows[i]["p_value"]) for i in tested]), strict=True):
         rows[i]["p_holm"] = p

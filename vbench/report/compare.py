@@ -43,7 +43,14 @@ from vbench.report.render import (
     template,
 )
 from vbench.results import Manifest, RunDir, atomic_write, utc_now
-from vbench.stats import DEFAULT_ALPHA, holm, relative_change, stability_flags, summarize
+from vbench.stats import (
+    DEFAULT_ALPHA,
+    Summary,
+    holm,
+    relative_changes,
+    stability_flags,
+    summarize_many,
+)
 
 COMPARE_HTML = "compare.html"
 COMPARE_PDF = "compare.pdf"
@@ -215,8 +222,9 @@ def _pair_unmatched(
     return out
 
 
-def _row(run: str, case: CaseKey, metric: str, unit: str, values: list[float]) -> dict[str, Any]:
-    s = summarize(values)
+def _row(
+    run: str, case: CaseKey, metric: str, unit: str, values: list[float], s: Summary
+) -> dict[str, Any]:
     return {
         "run": run,
         "workload": case.workload,
@@ -299,8 +307,9 @@ def compare_runs(runs: Sequence[Run], *, alpha: float = DEFAULT_ALPHA) -> Compar
     units = _units(first)
     rows: list[dict[str, Any]] = []
     not_compared: list[NotCompared] = []
-    ref_rows: dict[tuple[CaseKey, str], dict[str, Any]] = {}
-    later: list[dict[str, Any]] = []
+    ref_items: dict[tuple[CaseKey, str], list[float]] = {}
+    # (run label, case, metric, values, the first run's values)
+    later_items: list[tuple[str, CaseKey, str, list[float], list[float]]] = []
     for other in others:
         cases_b = _cases(other)
         common = [c for c in cases_a if c in cases_b]
@@ -328,30 +337,42 @@ def compare_runs(runs: Sequence[Run], *, alpha: float = DEFAULT_ALPHA) -> Compar
                     )
                 )
             for metric in (m for m in metrics_a if m in metrics_b):
-                unit = units.get((case.workload, metric), "")
-                key = (case, metric)
-                if key not in ref_rows:
-                    ref_rows[key] = _row(first.label, case, metric, unit, metrics_a[metric])
-                row = _row(other.label, case, metric, unit, metrics_b[metric])
-                rel = relative_change(metrics_b[metric], metrics_a[metric])
-                row["reference"] = first.label
-                if rel is not None:
-                    row.update(
-                        ratio=rel.ratio,
-                        ratio_low=rel.ratio_low,
-                        ratio_high=rel.ratio_high,
-                        p_value=rel.p_value,
-                        min_p=rel.test.min_p,
-                    )
-                later.append(row)
+                ref_items.setdefault((case, metric), metrics_a[metric])
+                later_items.append(
+                    (other.label, case, metric, metrics_b[metric], metrics_a[metric])
+                )
+    # Every summary and comparison of the page computed together (batched SciPy calls).
+    summaries = summarize_many([*ref_items.values(), *(item[3] for item in later_items)])
+    changes = relative_changes([(item[3], item[4]) for item in later_items])
+    ref_rows = {
+        key: _row(first.label, key[0], key[1], units.get((key[0].workload, key[1]), ""), v, s)
+        for (key, v), s in zip(ref_items.items(), summaries, strict=False)
+    }
+    later: list[dict[str, Any]] = []
+    for (label, case, metric, values, _), s, rel in zip(
+        later_items, summaries[len(ref_items) :], changes, strict=True
+    ):
+        row = _row(label, case, metric, units.get((case.workload, metric), ""), values, s)
+        row["reference"] = first.label
+        if rel is not None:
+            row.update(
+                ratio=rel.ratio,
+                ratio_low=rel.ratio_low,
+                ratio_high=rel.ratio_high,
+                p_value=rel.p_value,
+                min_p=rel.test.min_p,
+            )
+        later.append(row)
     tested = [r for r in later if r["p_value"] is not None]
     for r, p in zip(tested, holm([float(r["p_value"]) for r in tested]), strict=True):
         r["p_holm"] = p
         r["significant"] = p <= alpha
     # Reference rows first, each followed by the rows compared with it.
+    by_key: dict[tuple[CaseKey, str], list[dict[str, Any]]] = {}
+    for r in later:
+        by_key.setdefault((_key(r), str(r["metric"])), []).append(r)
     for key, ref in ref_rows.items():
-        rows.append(ref)
-        rows += [r for r in later if (_key(r), r["metric"]) == key]
+        rows += [ref, *by_key.get(key, [])]
     return Comparison(
         runs=tuple(runs),
         rows=pd.DataFrame(rows, columns=list(COLUMNS)),
