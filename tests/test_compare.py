@@ -199,6 +199,30 @@ def test_mismatched_cases_are_listed_not_compared(tmp_path: Path) -> None:
     assert "Not compared" in text and "runtime_s: 5 / 2" in text and "only in run B" in text
 
 
+def test_three_runs_are_each_compared_with_the_first(tmp_path: Path) -> None:
+    other_runtime = PARAMS.replace("runtime_s=5", "runtime_s=2")
+    a = _write_run(tmp_path, "run-a", {("pv", PARAMS): _fio("run-a", "pv", PARAMS, A_FILES)})
+    b = _write_run(tmp_path, "run-b", {("pv", PARAMS): _fio("run-b", "pv", PARAMS, B_FILES)})
+    c = _write_run(
+        tmp_path, "run-c", {("pv", other_runtime): _fio("run-c", "pv", other_runtime, B_FILES)}
+    )
+    d = _write_run(tmp_path, "run-d", {("pv", PARAMS): _fio("run-d", "pv", PARAMS, A_FILES)})
+    files = build_compare([a, b, c, d], tmp_path / "cmp", pdf=False)
+    comparison = files.comparison
+    iops = comparison.rows[comparison.rows["metric"] == "read.iops"]
+    assert list(iops["run"]) == ["A", "B", "D"]  # C's job differs
+    assert list(iops["reference"])[1:] == ["A", "A"]
+    assert iops.iloc[2]["ratio"] == 1.0  # D repeats A's outputs
+    assert [(n.runs, n.reason) for n in comparison.not_compared] == [
+        ("A, C", "job parameters differ (A / C): runtime_s: 5 / 2")
+    ]
+    compared = comparison.compared
+    assert len(compared) == 2 * len(comparison.rows) // 3  # B and D rows, Holm over both
+    assert list(compared["p_holm"]) == pytest.approx(holm(list(compared["p_value"])))
+    text = _text(files.html.read_text())
+    assert "Run A reference Run B Run C Run D" in text and "not in this run" in text
+
+
 def test_parameter_differences() -> None:
     assert parameter_differences("bs=4k,rw=read", "bs=4k,rw=read") == []
     assert parameter_differences("bs=4k,rw=read", "bs=8k,iodepth=4,rw=read") == [
