@@ -19,7 +19,7 @@ def compare(
         None,
         "--output",
         "-o",
-        help="Directory for compare.html and compare.pdf; default reports/compare-<A>-vs-<B>...",
+        help="Directory for compare.html and compare.pdf; default compare-<A>-vs-<B> beside RUN_A.",
     ),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Write only compare.html (no WeasyPrint)."),
 ) -> None:
