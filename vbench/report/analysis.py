@@ -1,19 +1,27 @@
 """From tidy samples to per-(workload, parameters, metric, mode) summaries; the metric catalogue.
 
-The baseline of every comparison is the first mode of the run (the scenario's order); bare metal
-(`mode == "baremetal"`), when present, is shown as one more column but is never the baseline.
+Every mode is compared with one reference per metric: a chosen mode, else bare metal where it ran
+(`mode == "baremetal"`: % of native), else the first mode of the run (the scenario's order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from vbench.model import MODE_TITLES, ModeId
 from vbench.results import Manifest
-from vbench.stats import relative_change, summarize
+from vbench.stats import (
+    DEFAULT_ALPHA,
+    Flag,
+    holm,
+    relative_changes,
+    stability_flags,
+    summarize_many,
+)
 
 BAREMETAL = "baremetal"
 DIRECTION_ORDER = ("read", "write", "trim")
@@ -69,16 +77,24 @@ SUMMARY_COLUMNS = (
     "median",
     "mean",
     "stdev",
+    "cv",
     "min",
     "max",
     "q1",
     "q3",
-    "ci_low",
+    "ci_low",  # of the mean (Student t)
     "ci_high",
-    "baseline",
-    "rel_pct",
-    "rel_low",
-    "rel_high",
+    "median_ci_low",  # of the median (bootstrap)
+    "median_ci_high",
+    "reference",  # the mode this row is compared with
+    "ratio",  # median / reference's median
+    "ratio_low",
+    "ratio_high",
+    "p_value",  # Mann-Whitney U against the reference, two-sided
+    "p_holm",  # Holm-adjusted over every comparison of the table
+    "significant",  # p_holm <= alpha
+    "min_p",  # the smallest p-value these sample sizes allow
+    "flags",  # tuple[vbench.stats.Flag, ...]
 )
 
 
@@ -197,59 +213,137 @@ def parse_parameters(parameters: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def summarize_samples(samples: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
-    """One row per (workload, parameters, metric, mode), with relative change vs the baseline.
+@dataclass(frozen=True)
+class CaseFlag:
+    """A flag raised outside the statistics (a failed cross-check) for one figure's repetitions:
+    `metric` None flags every metric of that (workload, parameters, mode)."""
 
-    The baseline is the first of `modes` that has values for the metric (bare metal excluded);
-    `rel_*` are percentages of the mean (see `vbench.stats.relative_change`).
+    workload: str
+    parameters: str
+    mode: str
+    flag: Flag
+    metric: str | None = None
+
+
+def choose_reference(present: Sequence[str], chosen: str | None = None) -> str | None:
+    """The mode a metric is compared with: `chosen`, else bare metal, else the first mode."""
+    if chosen is not None and chosen in present:
+        return chosen
+    if BAREMETAL in present:
+        return BAREMETAL
+    return present[0] if present else None
+
+
+def summarize_samples(
+    samples: pd.DataFrame,
+    modes: Sequence[str],
+    *,
+    reference: str | None = None,
+    case_flags: Iterable[CaseFlag] = (),
+    alpha: float = DEFAULT_ALPHA,
+) -> pd.DataFrame:
+    """One row per (workload, parameters, metric, mode): the summary, the ratio of its median to
+    the reference's (see `choose_reference`) with its interval, the Mann-Whitney test against the
+    reference Holm-adjusted over every comparison of the table, and the stability flags.
     """
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     if samples.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in SUMMARY_COLUMNS})
     frame = samples.copy()
     frame["parameters"] = frame["parameters"].fillna("").astype(str)
     frame["mode"] = frame["mode"].astype(str)
     rank = {m: i for i, m in enumerate(modes)}
-    for (workload, parameters, metric), group in frame.groupby(
-        ["workload", "parameters", "metric"], sort=False
+    extra: dict[tuple[str, str, str], list[CaseFlag]] = {}
+    for cf in case_flags:
+        extra.setdefault((cf.workload, cf.parameters, cf.mode), []).append(cf)
+    # One pass over the groups, then every summary and comparison computed together (batched).
+    figures: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    units: dict[tuple[str, str, str], set[str]] = {}
+    for (workload, parameters, metric, mode), group in frame.groupby(
+        ["workload", "parameters", "metric", "mode"], sort=False
     ):
-        by_mode = {
-            str(mode): [float(v) for v in g["value"].tolist()]
-            for mode, g in group.groupby("mode", sort=False)
-        }
-        units = group["unit"].dropna().astype(str).unique().tolist()
-        unit = units[0] if len(units) == 1 else "/".join(units)
+        key = (str(workload), str(parameters), str(metric))
+        figures.setdefault(key, {})[str(mode)] = [float(v) for v in group["value"].tolist()]
+        units.setdefault(key, set()).update(group["unit"].dropna().astype(str).tolist())
+    cells: list[tuple[tuple[str, str, str], str, str | None]] = []  # (figure, mode, reference)
+    for key, by_mode in figures.items():
         present = sorted(by_mode, key=lambda m: (rank.get(m, len(rank)), m))
-        baseline = next((m for m in present if m != BAREMETAL), None)
-        for mode in present:
-            values = by_mode[mode]
-            s = summarize(values)
-            rel = (
-                relative_change(values, by_mode[baseline])
-                if baseline is not None and mode != baseline
-                else None
-            )
-            rows.append(
-                {
-                    "workload": str(workload),
-                    "parameters": str(parameters),
-                    "metric": str(metric),
-                    "unit": unit,
-                    "mode": mode,
-                    "n": s.n,
-                    "median": s.median,
-                    "mean": s.mean,
-                    "stdev": s.stdev,
-                    "min": s.min,
-                    "max": s.max,
-                    "q1": s.q1,
-                    "q3": s.q3,
-                    "ci_low": s.ci_low,
-                    "ci_high": s.ci_high,
-                    "baseline": baseline,
-                    "rel_pct": rel.percent if rel else None,
-                    "rel_low": rel.ci_low if rel else None,
-                    "rel_high": rel.ci_high if rel else None,
-                }
-            )
+        ref = choose_reference(present, reference)
+        cells += [(key, mode, ref) for mode in present]
+    summaries = summarize_many([figures[key][mode] for key, mode, _ in cells])
+    compared = [i for i, (_, mode, ref) in enumerate(cells) if ref is not None and mode != ref]
+    changes = dict(
+        zip(
+            compared,
+            relative_changes(
+                [
+                    (figures[cells[i][0]][cells[i][1]], figures[cells[i][0]][str(cells[i][2])])
+                    for i in compared
+                ]
+            ),
+            strict=True,
+        )
+    )
+    for i, ((workload, parameters, metric), mode, ref) in enumerate(cells):
+        s = summaries[i]
+        rel = changes.get(i)
+        given = [
+            cf.flag
+            for cf in extra.get((workload, parameters, mode), [])
+            if cf.metric in (None, metric)
+        ]
+        rows.append(
+            {
+                "workload": workload,
+                "parameters": parameters,
+                "metric": metric,
+                "unit": "/".join(sorted(units[(workload, parameters, metric)])),
+                "mode": mode,
+                "n": s.n,
+                "median": s.median,
+                "mean": s.mean,
+                "stdev": s.stdev,
+                "cv": s.cv,
+                "min": s.min,
+                "max": s.max,
+                "q1": s.q1,
+                "q3": s.q3,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "median_ci_low": s.median_ci_low,
+                "median_ci_high": s.median_ci_high,
+                "reference": ref,
+                "ratio": rel.ratio if rel else None,
+                "ratio_low": rel.ratio_low if rel else None,
+                "ratio_high": rel.ratio_high if rel else None,
+                "p_value": rel.p_value if rel else None,
+                "p_holm": None,
+                "significant": None,
+                "min_p": rel.test.min_p if rel else None,
+                "flags": stability_flags(figures[(workload, parameters, metric)][mode], given),
+            }
+        )
+    tested = [i for i, r in enumerate(rows) if r["p_value"] is not None]
+    for i, p in zip(tested, holm([float(rows[i]["p_value"]) for i in tested]), strict=True):
+        rows[i]["p_holm"] = p
+        rows[i]["significant"] = p <= alpha
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def flags_document(summary: pd.DataFrame) -> dict[str, Any]:
+    """The stability flags of a summary as JSON-ready data (the run directory's `flags.json`)."""
+    figures = [
+        {
+            "workload": str(r["workload"]),
+            "parameters": str(r["parameters"]),
+            "metric": str(r["metric"]),
+            "mode": str(r["mode"]),
+            "n": int(r["n"]),
+            "flags": [
+                {"kind": str(f.kind), "short": f.short, "message": f.message} for f in r["flags"]
+            ],
+        }
+        for r in summary.to_dict("records")
+        if r["flags"]
+    ]
+    return {"format_version": 1, "figures": figures}
