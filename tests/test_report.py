@@ -27,7 +27,8 @@ from vbench.results import (
     TrialRecord,
 )
 from vbench.stats import summarize
-from vbench.workloads.fio import SampleLabels, parse_fio_json
+from vbench.workloads.base import SampleLabels
+from vbench.workloads.fio import parse_fio_json
 
 DATA = Path(__file__).parent / "data" / "fio"
 RUN_ID = "20250101T100000-quick"
@@ -93,7 +94,7 @@ def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[P
     extra.setdefault("trials", trials)
     extra.setdefault("cases", cases)
     run.write_manifest(_manifest(status, **extra))
-    run.write_samples(samples)
+    run.append_samples(samples)
     return run.path, samples
 
 
@@ -265,10 +266,10 @@ def test_run_without_samples_renders_no_results(tmp_path: Path) -> None:
 
 
 def test_baremetal_is_a_column_but_not_the_baseline(tmp_path: Path) -> None:
-    run_path, samples = _make_run(tmp_path)
+    run_path, _ = _make_run(tmp_path)
     text = (DATA / "randread-4k-libaio-qd16.json").read_text()
     extra = parse_fio_json(text, SampleLabels(RUN_ID, "bm-0", "baremetal", "fio", PARAMS, 0, 1.7e9))
-    RunDir(run_path).write_samples(samples + extra)
+    RunDir(run_path).append_samples(extra)
     frame = RunDir.open(run_path).read_samples()
     modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
     assert modes == ["fv", "pv", "baremetal"]
@@ -415,7 +416,7 @@ def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
                 s.timestamp,
             )
         )
-    RunDir(run_path).write_samples(samples + extra)
+    RunDir(run_path).append_samples(extra)
     return extra
 
 

@@ -43,7 +43,9 @@ def test_manifest_and_samples_round_trip(tmp_path: Path) -> None:
     m = _manifest()
     m.status = "interrupted"
     run.write_manifest(m)
-    run.write_samples([_sample(10.0), _sample(12.5, 1)])
+    run.append_samples([_sample(10.0)])
+    run.append_samples([])
+    run.append_samples([_sample(12.5, 1)])
     back = RunDir.open(tmp_path / "r1").read_manifest()
     assert back == m
     frame = load_samples(tmp_path / "r1")
@@ -93,3 +95,18 @@ def test_a_broken_manifest_names_the_key(tmp_path: Path) -> None:
 def test_samples_reject_non_finite_values() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         _sample(float("nan"))
+
+
+def test_samples_are_appended_as_cases_finish(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "r1")
+    run.write_manifest(_manifest())
+    run.append_samples([_sample(10.0)])
+    path = tmp_path / "r1" / "samples.csv"
+    first = path.read_bytes()
+    inode = path.stat().st_ino
+    run.append_samples([_sample(12.5, 1), _sample(14.0, 2)])
+    data = path.read_bytes()
+    assert data.startswith(first)  # earlier rows are never rewritten
+    assert path.stat().st_ino == inode  # the same file, not a replacement
+    assert data.count(b"run_id,") == 1  # one header
+    assert load_samples(tmp_path / "r1")["value"].tolist() == [10.0, 12.5, 14.0]

@@ -2,12 +2,14 @@
 
     <output>/<run-id>/
       manifest.json      what ran, where, with what, and how it ended
-      samples.csv        one row per measured value (see vbench.model.SAMPLE_COLUMNS)
-      raw/<case-id>/     fio.json, domain.xml, console.log, ...
+      samples.csv        one row per measured value (see vbench.model.SAMPLE_COLUMNS), appended
+                         as cases finish
+      raw/<case-id>/     the workload's output (fio.json, stress-ng.yaml), domain.xml, console.log
       report.html, report.pdf
 
-Every file is written to a temporary name and renamed, so a reader never sees half a file and an
-interrupted run stays readable (its manifest says `interrupted`).
+Every other file is written to a temporary name and renamed, so a reader never sees half a file;
+samples.csv grows by whole rows, flushed per case.  An interrupted run stays readable (its
+manifest says `interrupted`).
 """
 
 from __future__ import annotations
@@ -143,13 +145,26 @@ class RunDir:
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
 
-    def write_samples(self, samples: list[Sample]) -> None:
+    def append_samples(self, samples: list[Sample]) -> None:
+        """Add rows to samples.csv (its header first if the file is new), as cases finish.
+
+        Rows are appended whole and flushed to disk, so an interrupted run keeps every finished
+        case's samples; earlier rows are never rewritten.
+        """
+        if not samples:
+            return
+        path = self.path / SAMPLES
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(SAMPLE_COLUMNS), lineterminator="\n")
-        writer.writeheader()
+        new = not path.exists() or path.stat().st_size == 0
+        if new:
+            writer.writeheader()
         for s in samples:
             writer.writerow(s.as_row())
-        atomic_write(self.path / SAMPLES, buf.getvalue())
+        with path.open("a", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
 
     def raw_dir(self, case_id: str) -> Path:
         d = self.path / "raw" / case_id
