@@ -502,3 +502,36 @@ def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, st
     assert 'class="r better"' in row
     if pdf:
         assert "QEMU CPU per request" in pdf
+
+
+def test_stress_ng_section_from_the_catalogue(tmp_path: Path) -> None:
+    """A workload the report has never heard of by name: labels, group, overview and chart all come
+    from its catalogue.  Real stress-ng YAML stands in for the repetitions of each mode."""
+    from vbench.workloads.stress_ng import STRESS_NG
+
+    run_path, _ = _make_run(tmp_path)
+    yaml_dir = Path(__file__).parent / "data" / "stress-ng"
+    files = {"fv": "cpu-matrixprod-2workers.yaml", "pv": "memcpy-libc-1worker.yaml"}
+    params = "stressor=cpu,timeout_s=5,workers=vcpus"
+    extra: list[Sample] = []
+    for mode, name in files.items():
+        for rep in range(3):
+            labels = SampleLabels(
+                RUN_ID, f"r{rep}-{mode}-sng", mode, "stress-ng", params, rep, 1.7e9
+            )
+            extra += STRESS_NG.parse((yaml_dir / name).read_bytes(), labels)
+    RunDir(run_path).append_samples(extra)
+    html = build_report(run_path, pdf=False).html.read_text()
+    text = _text(html)
+    # in the section's table, under the group heading `cpu`, rows carry the short label
+    assert 'class="dir"><td colspan="3">cpu</td>' in html
+    assert "bogo-ops/s (ops/s)" in text and "bogo-ops/CPU-s (ops/s)" in text
+    assert "stress-ng — stressor=cpu, workers=vcpus" in text  # the section title
+    overview = text[text.index("Key results") : text.index("Environment")]
+    assert "stress-ng stressor=cpu, workers=vcpus" in overview
+    assert "cpu bogo-ops/s" in overview
+    # higher is better: pv's 3,903.7 bogo-ops/s against the fv baseline's 1,770.7 is better
+    row = html[html.index("bogo-ops/s <span") :]
+    row = row[: row.index("</tr>")]
+    assert 'class="r better"' in row
+    assert html.count("<svg") >= 2  # the fio chart and the stress-ng chart

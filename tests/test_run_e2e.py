@@ -135,6 +135,7 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
         assert (run / "raw" / trial / "console.log").stat().st_size > 0
     html = (run / "report.html").read_text()
     assert "fv" in html and "pv" in html and "baremetal" in html
+    assert "bogo-ops/CPU-s" in html  # the stress-ng rows, labelled from the catalogue
     assert (run / "report.pdf").read_bytes().startswith(b"%PDF")
     assert _vbench_domains() == []
     assert _scratch_dirs(Path(env["VBENCH_SCRATCH"])) == []

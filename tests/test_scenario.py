@@ -126,9 +126,14 @@ def test_quick_scenario_interleaves_modes_within_each_repetition() -> None:
     ]
     assert all(isinstance(t, Trial) for t in trials)
     assert [t.mode_index for t in trials] == [0, 1, 0, 1, 0, 1]
-    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m
+    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu
     slugs = [w.slug for w in trials[0].workloads]
-    assert slugs == ["fio-randread-4k-qd16-j1", "fio-randwrite-4k-qd16-j1", "fio-read-1m-qd4-j1"]
+    assert slugs == [
+        "fio-randread-4k-qd16-j1",
+        "fio-randwrite-4k-qd16-j1",
+        "fio-read-1m-qd4-j1",
+        "stress-ng-cpu-matrixprod-wvcpus",
+    ]
     assert all(t.workloads == trials[0].workloads for t in trials)
 
 

@@ -123,6 +123,8 @@ class Workload(ABC):
     raw_name: ClassVar[str]  # stdout kept as raw/<case>/<raw_name>, e.g. "fio.json"
     metrics: ClassVar[tuple[Metric, ...]]
     version_argv: ClassVar[tuple[str, ...]]  # prints the tool's version (for the manifest)
+    parameter_order: ClassVar[tuple[str, ...]] = ()  # how the report lists a case's parameters
+    key_parameters: ClassVar[tuple[str, ...]] = ()  # the ones naming a case in the overview
 
     @abstractmethod
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:

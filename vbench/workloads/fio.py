@@ -388,6 +388,19 @@ class Fio(Workload):
     raw_name = "fio.json"
     metrics = FIO_METRICS
     version_argv = ("fio", "--version")
+    parameter_order = (
+        "rw",
+        "bs",
+        "iodepth",
+        "numjobs",
+        "ioengine",
+        "direct",
+        "size",
+        "precondition",
+        "runtime_s",
+        "ramp_s",
+    )
+    key_parameters = ("rw", "bs", "iodepth", "numjobs")
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, FioSpec):

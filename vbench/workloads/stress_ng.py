@@ -16,7 +16,7 @@ Metrics (catalogue `STRESS_NG_METRICS`, group `cpu`; the stressor is a case para
 
 | metric                   | unit  | from the YAML `metrics[]` entry of the case's stressor |
 |--------------------------|-------|--------------------------------------------------------|
-| `cpu.bogo_ops_s_real`    | ops/s | `bogo-ops-per-second-real-time` (all instances)        |
+| `cpu.bogo_ops_s_real`    | ops/s | `bogo-ops-per-second-real-time` (all workers)          |
 | `cpu.bogo_ops_s_usr_sys` | ops/s | `bogo-ops-per-second-usr-sys-time` (per CPU second)    |
 | `cpu.bogo_ops`           | ops   | `bogo-ops`                                             |
 | `cpu.usage_per_instance` | %     | `cpu-usage-per-instance`                               |
@@ -122,7 +122,7 @@ STRESS_NG_METRICS: tuple[Metric, ...] = (
         "cpu.bogo_ops_s_real",
         "ops/s",
         True,
-        "cpu bogo-ops/s (real time)",
+        "cpu bogo-ops/s",
         "cpu",
         note="all workers, per second of wall time",
         overview=True,
@@ -132,9 +132,9 @@ STRESS_NG_METRICS: tuple[Metric, ...] = (
         "cpu.bogo_ops_s_usr_sys",
         "ops/s",
         True,
-        "cpu bogo-ops/s (usr+sys time)",
+        "cpu bogo-ops/CPU-s",
         "cpu",
-        note="per second of CPU time the workers got",
+        note="per second of usr+sys CPU time the workers got",
         chart=True,
     ),
     Metric("cpu.bogo_ops", "ops", True, "cpu bogo-ops", "cpu", note="done in the run time"),
@@ -243,6 +243,8 @@ class StressNg(Workload):
     raw_name = "stress-ng.yaml"
     metrics = STRESS_NG_METRICS
     version_argv = ("stress-ng", "--version")
+    parameter_order = ("stressor", "method", "workers", "timeout_s")
+    key_parameters = ("stressor", "method", "workers")
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, StressNgSpec):
