@@ -535,3 +535,13 @@ def test_stress_ng_section_from_the_catalogue(tmp_path: Path) -> None:
     row = row[: row.index("</tr>")]
     assert 'class="r better"' in row
     assert html.count("<svg") >= 2  # the fio chart and the stress-ng chart
+    # how to read each workload's figures, from the workloads present
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops compare only runs of the same stressor" in text
+
+
+def test_notes_only_of_the_workloads_present(built: tuple[Path, list[Sample], Any]) -> None:
+    _, _, files = built
+    text = _text(files.html.read_text())
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops" not in text  # no stress-ng in this run

@@ -107,6 +107,12 @@ def key_parameters(workload: str) -> tuple[str, ...]:
     return w.key_parameters if w else ()
 
 
+def workload_notes(workloads: Iterable[str]) -> list[str]:
+    """How to read the figures of each workload present (its `about`), in registry order."""
+    present = set(workloads)
+    return [w.about for kind, w in WORKLOADS.items() if kind in present and w.about]
+
+
 def unit_label(unit: str) -> str:
     return UNIT_LABELS.get(unit, unit)
 

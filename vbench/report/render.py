@@ -32,6 +32,7 @@ from vbench.report.analysis import (
     parameter_rank,
     parse_parameters,
     unit_label,
+    workload_notes,
 )
 from vbench.report.plots import mode_colors, workload_chart_svg
 from vbench.results import SAMPLES, Manifest
@@ -677,6 +678,7 @@ def build_context(
         "case_counts": counts,
         "n_samples": len(samples),
         "sections": sections,
+        "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),

@@ -125,6 +125,7 @@ class Workload(ABC):
     version_argv: ClassVar[tuple[str, ...]]  # prints the tool's version (for the manifest)
     parameter_order: ClassVar[tuple[str, ...]] = ()  # how the report lists a case's parameters
     key_parameters: ClassVar[tuple[str, ...]] = ()  # the ones naming a case in the overview
+    about: ClassVar[str] = ""  # one sentence for the report's readers: how to read its figures
 
     @abstractmethod
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:

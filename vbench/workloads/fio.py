@@ -401,6 +401,10 @@ class Fio(Workload):
         "ramp_s",
     )
     key_parameters = ("rw", "bs", "iodepth", "numjobs")
+    about = (
+        "fio latencies are completion latencies (clat) in µs; bandwidth in MiB/s "
+        "(1 MiB = 1,048,576 bytes)."
+    )
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, FioSpec):

@@ -245,6 +245,10 @@ class StressNg(Workload):
     version_argv = ("stress-ng", "--version")
     parameter_order = ("stressor", "method", "workers", "timeout_s")
     key_parameters = ("stressor", "method", "workers")
+    about = (
+        "stress-ng bogo-ops compare only runs of the same stressor, method, worker count and "
+        "stress-ng version; workers=vcpus means one per guest vCPU (the same count on bare metal)."
+    )
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, StressNgSpec):
