@@ -450,12 +450,7 @@ class Runner:
                 executor = GuestExecutor(
                     agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
                 )
-                target = Target(
-                    where="guest",
-                    # the test disk as the guest names it, looked up only if a case needs it
-                    disk=agent.test_disk() if self._needs(trial, Needs.DISK) else None,
-                    vcpus=self.scenario.guest.vcpus,
-                )
+                target = self._guest_target(agent, trial)
                 block_dev = disk_target_dev(mode.effective_disk_bus)
                 self._run_cases(
                     state,
@@ -482,6 +477,16 @@ class Runner:
                 state.rundir.write_raw(tid, "console.log", console.read_bytes())
             disk.unlink(missing_ok=True)
             state.save()
+
+    def _guest_target(self, agent: GuestAgent, trial: Trial) -> Target:
+        """What the trial's cases run against inside the guest: the test disk as the guest names
+        it (looked up only if a case needs a disk) and the guest's vCPUs."""
+        needs_disk = self._needs(trial, Needs.DISK)
+        return Target(
+            where="guest",
+            disk=agent.test_disk() if needs_disk else None,
+            vcpus=self.scenario.guest.vcpus,
+        )
 
     def _boot_sample(self, run_id: str, trial: Trial, mode: ModeSpec, seconds: float) -> Sample:
         return Sample(

@@ -32,7 +32,6 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from vbench.errors import WorkloadOutputError
@@ -157,6 +156,8 @@ _YAML_KEYS = (
 
 
 def _load(text: str) -> Mapping[str, Any]:
+    import yaml  # here: only parsing needs it, not every CLI start that loads the scenario types
+
     if not text.strip():
         raise WorkloadOutputError("stress-ng printed nothing: no YAML report to parse")
     try:
