@@ -134,3 +134,18 @@ def test_cases_argv_timeout_and_slugs(kind: str) -> None:
             assert argv[0] == w.version_argv[0]
         assert w.timeout(case) > 0
         assert (w.server_argv(case) is not None) == (w.needs is Needs.NETWORK)
+
+
+def test_host_cost_metrics_are_catalogued_with_their_units() -> None:
+    """What the runner adds to every case (vbench.metrics.cost) is in the common catalogue."""
+    from vbench.metrics.cost import CostSnapshot, cost_metrics
+
+    before = CostSnapshot(10.0, 1_000_000_000, 100, 50, 1000, 4000)
+    after = CostSnapshot(12.0, 2_500_000_000, 1100, 550, 2000, 4800)
+    emitted = cost_metrics(before, after)
+    assert {name for name, _, _ in emitted} == {
+        m.name for m in COMMON_METRICS if m.group == "host cost"
+    }
+    for name, _, unit in emitted:
+        entry = metric(name)
+        assert entry is not None and entry.unit == unit, name

@@ -57,7 +57,7 @@ from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
 from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
-from vbench.workloads.common import BOOT, BOOT_TO_AGENT
+from vbench.workloads.common import BOOT, BOOT_METRIC
 
 # Modes this version can provision; the others are skipped with a reason, never dropped silently.
 PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
@@ -496,9 +496,9 @@ class Runner:
             workload=BOOT,
             parameters="",
             repetition=trial.repetition,
-            metric=BOOT_TO_AGENT,
+            metric=BOOT_METRIC.name,
             value=seconds,
-            unit="s",
+            unit=BOOT_METRIC.unit,
             timestamp=time.time(),
         )
 
