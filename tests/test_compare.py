@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import rewrite_samples
 
 from vbench.errors import RunDirError
 from vbench.model import Sample
@@ -89,7 +90,7 @@ def _write_run(
         versions or {"qemu": "7.2.0", "libvirt": "9.0.0"},
     )
     run.write_manifest(manifest.model_copy(update={"cases": records, "trials": trials}))
-    run.write_samples(samples)
+    rewrite_samples(run, samples)
     return run.path
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from support import rewrite_samples
 
 from vbench.checkdoc import CheckDocument
 from vbench.errors import RunDirError
@@ -38,7 +39,8 @@ from vbench.stats import (
     stability_flags,
     summarize,
 )
-from vbench.workloads.fio import SampleLabels, parse_fio_json
+from vbench.workloads.base import SampleLabels
+from vbench.workloads.fio import parse_fio_json
 
 DATA = Path(__file__).parent / "data" / "fio"
 # A run directory written by vbench 0.1 (manifest format 1), kept to prove it still renders.
@@ -106,9 +108,32 @@ def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[P
     extra.setdefault("trials", trials)
     extra.setdefault("cases", cases)
     run.write_manifest(_manifest(status, **extra))
-    run.write_samples(samples)
+    run.append_samples(samples)
     return run.path, samples
 
+
+
+def _append_listed(run_path: Path, samples: list[Sample]) -> None:
+    """Append samples and list their cases in the manifest, as the runner does."""
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    known = set(manifest.case_ids())
+    for s in samples:
+        if s.case_id not in known:
+            known.add(s.case_id)
+            manifest.cases.append(
+                CaseRecord(
+                    case_id=s.case_id,
+                    mode=s.mode,
+                    mode_id=s.mode,
+                    workload=s.workload,
+                    parameters=s.parameters,
+                    repetition=s.repetition,
+                    status="ok",
+                )
+            )
+    run.write_manifest(manifest)
+    run.append_samples(samples)
 
 def _pdf_text(path: Path) -> str | None:
     if shutil.which("pdftotext") is None:
@@ -254,7 +279,7 @@ def test_reference_is_baremetal_when_it_ran_or_a_chosen_mode(tmp_path: Path) -> 
         )
     )
     run.write_manifest(manifest)
-    run.write_samples(samples + extra)
+    rewrite_samples(run, samples + extra)
     frame = RunDir.open(run_path).read_samples()
     modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
     summary = summarize_samples(frame, modes)
@@ -484,7 +509,7 @@ def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
                 s.timestamp,
             )
         )
-    RunDir(run_path).write_samples(samples + extra)
+    _append_listed(run_path, extra)
     return extra
 
 
@@ -576,3 +601,46 @@ def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, st
     assert 'class="r better"' in row
     if pdf:
         assert "QEMU CPU per request" in pdf
+
+
+def test_stress_ng_section_from_the_catalogue(tmp_path: Path) -> None:
+    """A workload the report has never heard of by name: labels, group, overview and chart all come
+    from its catalogue.  Real stress-ng YAML stands in for the repetitions of each mode."""
+    from vbench.workloads.stress_ng import STRESS_NG
+
+    run_path, _ = _make_run(tmp_path)
+    yaml_dir = Path(__file__).parent / "data" / "stress-ng"
+    files = {"fv": "cpu-matrixprod-2workers.yaml", "pv": "memcpy-libc-1worker.yaml"}
+    params = "stressor=cpu,timeout_s=5,workers=vcpus"
+    extra: list[Sample] = []
+    for mode, name in files.items():
+        for rep in range(3):
+            labels = SampleLabels(
+                RUN_ID, f"r{rep}-{mode}-sng", mode, "stress-ng", params, rep, 1.7e9
+            )
+            extra += STRESS_NG.parse((yaml_dir / name).read_bytes(), labels)
+    _append_listed(run_path, extra)
+    html = build_report(run_path, pdf=False).html.read_text()
+    text = _text(html)
+    # in the section's table, under the group heading `cpu`, rows carry the short label
+    assert 'class="dir"><td colspan="3">cpu</td>' in html
+    assert "bogo-ops/s (ops/s)" in text and "bogo-ops/CPU-s (ops/s)" in text
+    assert "stress-ng — stressor=cpu, workers=vcpus" in text  # the section title
+    overview = text[text.index("Key results") : text.index("Environment")]
+    assert "stress-ng stressor=cpu, workers=vcpus" in overview
+    assert "cpu bogo-ops/s" in overview
+    # higher is better: pv's 3,903.7 bogo-ops/s against the fv baseline's 1,770.7 is better
+    row = html[html.index("bogo-ops/s <span") :]
+    row = row[: row.index("</tr>")]
+    assert 'class="r better"' in row
+    assert html.count("<svg") >= 2  # the fio chart and the stress-ng chart
+    # how to read each workload's figures, from the workloads present
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops compare only runs of the same stressor" in text
+
+
+def test_notes_only_of_the_workloads_present(built: tuple[Path, list[Sample], Any]) -> None:
+    _, _, files = built
+    text = _text(files.html.read_text())
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops" not in text  # no stress-ng in this run

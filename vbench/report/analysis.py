@@ -1,5 +1,7 @@
-"""From tidy samples to per-(workload, parameters, metric, mode) summaries; the metric catalogue.
+"""From tidy samples to per-(workload, parameters, metric, mode) summaries.
 
+What a metric is called, its unit, direction and group come from the metric catalogue
+(`vbench.workloads.metric`); nothing here knows a metric by name.
 Every mode is compared with one reference per metric: a chosen mode, else bare metal where it ran
 (`mode == "baremetal"`: % of native), else the first mode of the run (the scenario's order).
 """
@@ -12,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from vbench.model import MODE_TITLES, ModeId
+from vbench.model import BAREMETAL, MODE_TITLES, ModeId
 from vbench.results import Manifest
 from vbench.stats import (
     DEFAULT_ALPHA,
@@ -22,50 +24,11 @@ from vbench.stats import (
     stability_flags,
     summarize_many,
 )
+from vbench.workloads import CATALOGUE, GROUP_NOTES, WORKLOADS, Metric, group_order
+from vbench.workloads import metric as catalogue_entry
 
-BAREMETAL = "baremetal"
-DIRECTION_ORDER = ("read", "write", "trim")
-METRIC_ORDER = ("iops", "bw", "clat_mean", "clat_p50", "clat_p99", "clat_p99.9", "lat_mean")
-KEY_METRICS = ("iops", "bw", "clat_p99")
-COST = "host cost"
-# Row groups of a workload table, in this order: fio directions, then what the mode costs.
-GROUP_ORDER = (*DIRECTION_ORDER, COST, "")
-# What each mode costs the host, in table order (full metric names).
-COST_METRICS = (
-    "host.qemu_cpu_per_io",
-    "host.qemu_cpu_util",
-    "host.cpu_busy",
-    "guest.disk_reqs",
-)
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    label: str
-    higher_is_better: bool | None  # None: neither (a count, a denominator)
-    note: str = ""
-
-
-METRICS: dict[str, MetricInfo] = {
-    "iops": MetricInfo("IOPS", True),
-    "bw": MetricInfo("bandwidth", True),
-    "clat_mean": MetricInfo("clat mean", False),
-    "clat_p50": MetricInfo("clat p50", False),
-    "clat_p99": MetricInfo("clat p99", False),
-    "clat_p99.9": MetricInfo("clat p99.9", False),
-    "lat_mean": MetricInfo("total lat mean", False),
-    # full names: metrics without a fio direction
-    "host.qemu_cpu_per_io": MetricInfo(
-        "QEMU CPU per request", False, "QEMU process CPU time per guest disk request"
-    ),
-    "host.qemu_cpu_util": MetricInfo(
-        "QEMU CPU", False, "QEMU process CPU time (vCPUs + device emulation) / wall time"
-    ),
-    "host.cpu_busy": MetricInfo("host CPU busy", False, "all CPUs of the host"),
-    "guest.disk_reqs": MetricInfo("guest disk requests", None, "completed in the case"),
-    "boot_to_agent": MetricInfo("boot to guest agent", False, "guest start to agent reply"),
-}
 UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s", "count": "requests"}
+_CATALOGUE_RANK = {m.name: i for i, m in enumerate(CATALOGUE)}
 
 SUMMARY_COLUMNS = (
     "workload",
@@ -98,57 +61,73 @@ SUMMARY_COLUMNS = (
 )
 
 
-def split_metric(metric: str) -> tuple[str, str]:
-    """`read.clat_p99` -> (`read`, `clat_p99`); a metric without a direction -> (``, metric)."""
-    direction, dot, name = metric.partition(".")
-    return (direction, name) if dot else ("", metric)
+def metric_info(name: str) -> Metric | None:
+    """The catalogue entry of a metric; None for one no catalogue knows (shown by its name)."""
+    return catalogue_entry(name)
 
 
-def metric_info(metric: str) -> MetricInfo | None:
-    """The catalogue entry: by full name (`host.qemu_cpu_util`), else by name (`read.iops`)."""
-    return METRICS.get(metric) or METRICS.get(split_metric(metric)[1])
+def metric_group(name: str) -> str:
+    """The table group of a metric: `read`, `cpu`, `host cost`, ... or `` (ungrouped)."""
+    info = catalogue_entry(name)
+    return info.group if info else ""
 
 
-def metric_group(metric: str) -> str:
-    """The table group of a metric: a fio direction, `host cost`, or `` (e.g. boot time)."""
-    if metric in COST_METRICS or metric.startswith("host."):
-        return COST
-    direction = split_metric(metric)[0]
-    return direction if direction in DIRECTION_ORDER else ""
+def group_note(group: str) -> str:
+    return GROUP_NOTES.get(group, "")
 
 
-def metric_sort_key(metric: str) -> tuple[int, int, str]:
-    group = metric_group(metric)
-    g = GROUP_ORDER.index(group)
-    if group == COST:
-        m = COST_METRICS.index(metric) if metric in COST_METRICS else len(COST_METRICS)
-    else:
-        name = split_metric(metric)[1]
-        m = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
-    return (g, m, metric)
+def metric_sort_key(name: str) -> tuple[int, int, str]:
+    """Groups in catalogue order, then catalogue order within a group; unknown metrics last."""
+    groups = group_order()
+    group = metric_group(name)
+    g = groups.index(group) if group in groups else len(groups)
+    return (g, _CATALOGUE_RANK.get(name, len(_CATALOGUE_RANK)), name)
 
 
-def metric_label(metric: str, *, with_direction: bool = True) -> str:
-    """`read.clat_p99` -> `read clat p99` (clat: fio's completion latency);
-    `host.qemu_cpu_per_io` -> `QEMU CPU per request`."""
-    if metric in METRICS:
-        return METRICS[metric].label
-    direction, name = split_metric(metric)
-    info = METRICS.get(name)
-    if direction not in DIRECTION_ORDER:
-        return metric
-    label = info.label if info else name
-    return f"{direction} {label}" if with_direction else label
+def metric_label(name: str, *, with_group: bool = True) -> str:
+    """`read.clat_p99` -> `read clat p99` (`clat p99` inside its group's rows)."""
+    info = catalogue_entry(name)
+    if info is None:
+        return name
+    return info.label if with_group else info.short_label
 
 
-def metric_note(metric: str) -> str:
-    info = metric_info(metric)
+def metric_note(name: str) -> str:
+    info = catalogue_entry(name)
     return info.note if info else ""
 
 
-def higher_is_better(metric: str) -> bool | None:
-    info = metric_info(metric)
+def higher_is_better(name: str) -> bool | None:
+    info = catalogue_entry(name)
     return info.higher_is_better if info else None
+
+
+def in_overview(name: str) -> bool:
+    info = catalogue_entry(name)
+    return info is not None and info.overview
+
+
+def in_chart(name: str) -> bool:
+    info = catalogue_entry(name)
+    return info is not None and info.chart
+
+
+def parameter_rank(workload: str) -> dict[str, int]:
+    """The order a workload's parameters are shown in (its own order; others sort after)."""
+    w = WORKLOADS.get(workload)
+    return {k: i for i, k in enumerate(w.parameter_order)} if w else {}
+
+
+def key_parameters(workload: str) -> tuple[str, ...]:
+    """The parameters that name a case of the workload in the overview table."""
+    w = WORKLOADS.get(workload)
+    return w.key_parameters if w else ()
+
+
+def workload_notes(workloads: Iterable[str]) -> list[str]:
+    """How to read the figures of each workload present (its `about`), in registry order."""
+    present = set(workloads)
+    return [w.about for kind, w in WORKLOADS.items() if kind in present and w.about]
 
 
 def unit_label(unit: str) -> str:

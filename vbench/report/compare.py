@@ -29,12 +29,12 @@ from vbench.report.analysis import (
     metric_sort_key,
     mode_order,
     mode_title,
+    parameter_rank,
     parse_parameters,
     unit_label,
 )
 from vbench.report.render import (
     DASH,
-    PARAMETER_ORDER,
     TCG_WARNING,
     _flatten,
     base_css,
@@ -427,7 +427,7 @@ def _sections(comparison: Comparison) -> list[dict[str, Any]]:
             )
             last_mode = mode
         params = parse_parameters(str(parameters))
-        order = {k: i for i, k in enumerate(PARAMETER_ORDER)}
+        order = parameter_rank(str(workload))
         params.sort(key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
         sections.append(
             {

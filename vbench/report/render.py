@@ -22,18 +22,20 @@ from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import Status
 from vbench.report.analysis import (
-    COST,
-    DIRECTION_ORDER,
     choose_reference,
+    group_note,
     higher_is_better,
+    in_overview,
+    key_parameters,
     metric_group,
     metric_label,
     metric_note,
     metric_sort_key,
     mode_title,
+    parameter_rank,
     parse_parameters,
-    split_metric,
     unit_label,
+    workload_notes,
 )
 from vbench.report.plots import mode_colors, workload_chart_svg
 from vbench.results import SAMPLES, Manifest
@@ -44,7 +46,6 @@ TCG_WARNING = (
     "each other on this machine only; they are not hardware figures."
 )
 DASH = "\u2013"  # en dash: empty cells and ranges
-PARAMETER_ORDER = ("rw", "bs", "iodepth", "numjobs", "ioengine", "direct", "runtime_s", "ramp_s")
 
 
 def fmt(value: object) -> str:
@@ -141,9 +142,10 @@ class MetricRow:
     label: str
     unit: str
     cells: list[Cell]
-    direction: str = ""  # the row group: a fio direction or "host cost"
+    direction: str = ""  # the row group of the catalogue: "read", "cpu", "host cost", ...
     first_of_direction: bool = False
     note: str = ""
+    group_note: str = ""  # shown beside the group's heading
 
 
 @dataclass
@@ -151,6 +153,7 @@ class WorkloadSection:
     anchor: str
     workload: str
     parameters: list[tuple[str, str]]
+    key_parameters: list[tuple[str, str]]  # those that name the case (section title, overview)
     rows: list[MetricRow]
     chart: str | None
     modes: list[str]
@@ -489,17 +492,18 @@ def _sections(
             rows.append(
                 MetricRow(
                     metric=metric,
-                    label=metric_label(metric, with_direction=False),
+                    label=metric_label(metric, with_group=False),
                     unit=unit_label(str(mrows["unit"].iloc[0])),
                     note=metric_note(metric),
                     cells=cells,
                     direction=direction,
                     first_of_direction=direction != last_direction,
+                    group_note=group_note(direction),
                 )
             )
             last_direction = direction
         params = parse_parameters(str(parameters))
-        rank = {k: i for i, k in enumerate(PARAMETER_ORDER)}
+        rank = parameter_rank(str(workload))
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
         wsamples = samples[
             (samples["workload"] == workload) & (samples["parameters"] == parameters)
@@ -510,6 +514,7 @@ def _sections(
                 anchor=f"w{index}",
                 workload=str(workload),
                 parameters=params,
+                key_parameters=[(k, v) for k, v in params if k in key_parameters(str(workload))],
                 rows=rows,
                 chart=chart,
                 modes=present,
@@ -518,27 +523,14 @@ def _sections(
     return sections
 
 
-# What each mode delivers, then what it costs the host.
-OVERVIEW_METRICS = ("iops", "bw", "clat_p99", "host.qemu_cpu_per_io", "boot_to_agent")
-
-
-def _in_overview(metric: str) -> bool:
-    if metric in OVERVIEW_METRICS:
-        return True
-    direction, name = split_metric(metric)
-    return direction in DIRECTION_ORDER and name in OVERVIEW_METRICS
-
-
 def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list[dict[str, Any]]:
     """Key metrics of every workload in one table: one row per (workload, metric), cells by mode."""
     out: list[dict[str, Any]] = []
     for section in sections:
         start = len(out)
-        short = ", ".join(
-            f"{k}={v}" for k, v in section.parameters if k in ("rw", "bs", "iodepth", "numjobs")
-        )
+        short = ", ".join(f"{k}={v}" for k, v in section.key_parameters)
         for row in section.rows:
-            if not _in_overview(row.metric):
+            if not in_overview(row.metric):
                 continue
             by_mode = dict(zip(section.modes, row.cells, strict=True))
             out.append(
@@ -546,7 +538,6 @@ def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list
                     "anchor": section.anchor,
                     "workload": f"{section.workload} {short}".strip(),
                     "metric": metric_label(row.metric),
-                    "cost": row.direction == COST,
                     "unit": row.unit,
                     "cells": [by_mode.get(m) for m in modes],
                     "rowspan": 0,
@@ -638,6 +629,7 @@ def build_context(
         "case_counts": counts,
         "n_samples": len(samples),
         "sections": sections,
+        "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
