@@ -1,6 +1,7 @@
 """The guests' QEMU processes as libvirt sees them: `virConnect.domainListGetStats` per tick.
 
 One call for all the run's guests, asking only for the groups a derived figure needs:
+  state      state, state.reason: a guest paused by an I/O error (disk full) shows here
   cpu-total  cpu.time, cpu.user, cpu.system (ns): the whole QEMU process, vCPUs *and* device
              emulation / virtio back-ends, i.e. what the I/O mode costs the host
   vcpu       vcpu.<n>.time, .wait, .delay (ns); KVM's per-vCPU counters (exits, ...) when present
@@ -30,7 +31,8 @@ from vbench.samplers import Value
 SOURCE = "libvirt"
 
 STATS_GROUPS = (
-    libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
     | libvirt.VIR_DOMAIN_STATS_VCPU
     | libvirt.VIR_DOMAIN_STATS_BLOCK
     | libvirt.VIR_DOMAIN_STATS_INTERFACE
@@ -58,6 +60,8 @@ _UNITS = {
 
 def _unit(key: str) -> str:
     """The unit of one libvirt stats key (domain stats are documented in virsh(1) domstats)."""
+    if key.startswith("state"):
+        return "enum"  # virDomainState / its reason, as numbers
     if key.startswith("cpu.") or re.match(r"^vcpu\.\d+\.(time|wait|delay)$", key):
         return "ns"
     if key.startswith("balloon."):
@@ -83,7 +87,7 @@ def parse_domain_stats(stats: Mapping[str, Any], source: str = SOURCE) -> list[V
             wanted = _BLOCK_KEYS if group == "block" else _NET_KEYS
             if dev is not None and rest in wanted:
                 metric = f"{group}.{dev}.{rest}"
-        elif key in ("cpu.time", "cpu.user", "cpu.system"):
+        elif key in ("state.state", "state.reason", "cpu.time", "cpu.user", "cpu.system"):
             metric = key
         elif m := _VCPU.match(key):
             if m.group(1) != "state":  # time, wait, delay; KVM's counters (exits, ...) too
@@ -111,6 +115,7 @@ class LibvirtSampler:
         self._conn = conn
         self._domains = dict(domains)
         self._by_uuid = {dom.UUIDString(): source for source, dom in self._domains.items()}
+        self._names = {source: dom.name() for source, dom in self._domains.items()}
         self.every = every
 
     @classmethod
@@ -126,8 +131,13 @@ class LibvirtSampler:
             msg = (exc.get_error_message() or str(exc)).strip()
             raise VbenchError(f"libvirt domain stats: {msg}") from None
         out: list[Value] = []
+        missing = dict(self._by_uuid)
         for dom, stats in records:
-            source = self._by_uuid.get(dom.UUIDString())
+            source = missing.pop(dom.UUIDString(), None)
             if source is not None:
                 out += parse_domain_stats(stats, source)
+        if missing:
+            # libvirt skips a domain that is gone instead of failing the call.
+            names = ", ".join(self._names[s] for s in missing.values())
+            raise VbenchError(f"libvirt has no stats for guest {names} (no longer running?)")
         return out
