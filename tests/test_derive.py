@@ -15,9 +15,9 @@ Row = tuple[str, str, float, float, str]  # source, metric, t_s, value, unit
 
 
 def frame(rows: list[Row]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [("run", "case", *r) for r in rows], columns=list(SERIES_COLUMNS)
-    ).astype({"t_s": float, "value": float})
+    return pd.DataFrame([("run", "case", *r) for r in rows], columns=list(SERIES_COLUMNS)).astype(
+        {"t_s": float, "value": float}
+    )
 
 
 def guest_case(*, reqs: float = 10_000, cpu_ns: float = 2e9, window: float = 10.0) -> pd.DataFrame:
@@ -82,7 +82,12 @@ def test_same_figures_as_the_before_after_snapshots() -> None:
     )
     old = {m: (v, u) for m, v, u in cost_metrics(before, after)}
     new = {f.metric: (f.value, f.unit) for f in derive_case(series).figures}
-    assert set(old) == {"host.qemu_cpu_util", "host.qemu_cpu_per_io", "guest.disk_reqs", "host.cpu_busy"}
+    assert set(old) == {
+        "host.qemu_cpu_util",
+        "host.qemu_cpu_per_io",
+        "guest.disk_reqs",
+        "host.cpu_busy",
+    }
     for metric, (value, unit) in old.items():
         assert new[metric][1] == unit
         assert new[metric][0] == pytest.approx(value), metric

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -171,7 +172,9 @@ def testconn() -> libvirt.virConnect:
     conn.close()
 
 
-TEST_DOMAIN = "<domain type='test'><name>{}</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+TEST_DOMAIN = (
+    "<domain type='test'><name>{}</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+)
 
 
 @pytest.mark.libvirt_test
@@ -262,14 +265,14 @@ def test_sampling_thread_ticks_first_and_last_and_survives_a_failing_sampler(
     time.sleep(0.32)
     report = sampling.stop()
     assert threads == {"vbench-sampler"}
-    assert 6 <= report.ticks <= 9
+    assert 4 <= report.ticks <= 9  # 0, 0.05 ... 0.30 and the last; fewer if the host is loaded
     assert report.ticks == len(batches)
     assert report.readings == sum(len(b) for b in batches)
     assert "guest-get-cpustats" in report.errors["guest"]
     # Ticks are 50 ms apart on the monotonic clock, the last one taken by stop().
     starts = [b[0].t_s for b in batches]
     assert starts == sorted(starts)
-    assert all(0.03 < b - a < 0.12 for a, b in zip(starts[:-2], starts[1:-1], strict=True))
+    assert all(0.03 < b - a < 0.15 for a, b in itertools.pairwise(starts[:-1]))
     assert 0.3 < report.wall_s < 0.6
     assert 0 < report.thread_cpu_s < report.wall_s
 
