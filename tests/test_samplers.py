@@ -6,12 +6,15 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import libvirt
 import pytest
+from support import needs_umockdev
 
 from vbench.errors import VbenchError
 from vbench.guest.agent import GuestAgent
@@ -29,6 +32,14 @@ from vbench.samplers.host import (
 from vbench.samplers.libvirt_stats import STATS_GROUPS, LibvirtSampler, parse_domain_stats
 
 DATA = Path(__file__).parent / "data"
+
+
+def umockdev_argv_for(recording: Path) -> list[str]:
+    umockdev = shutil.which("umockdev-run")
+    assert umockdev is not None
+    return [umockdev, "-d", str(recording), "--"]
+
+
 HOST = DATA / "procfs" / "debian12-2cpu"
 
 
@@ -311,3 +322,40 @@ def test_sink_failure_is_reported_not_raised() -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="> 0"):
         Sampling([], lambda b: None, interval_s=0)
+
+
+UDEV_PROBE = """
+import json, os, sys
+from pathlib import Path
+from vbench.host.paths import HostPaths
+from vbench.samplers.host import HostSampler, block_device_from_devnum
+part = block_device_from_devnum(os.makedev(259, 2))
+disk = block_device_from_devnum(os.makedev(259, 0))
+none = block_device_from_devnum(os.makedev(8, 99))
+values = HostSampler(HostPaths(proc_root=Path(sys.argv[1])), disk=part).sample()
+print(json.dumps({
+    "part": part and part.name, "disk": disk and disk.name, "none": none,
+    "values": {v.metric: v.value for v in values},
+}))
+"""
+
+
+@needs_umockdev
+def test_partition_walked_to_its_disk_under_umockdev(tmp_path: Path) -> None:
+    argv = umockdev_argv_for(DATA / "umockdev" / "nvme-partition.umockdev")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.run(
+        [*argv, sys.executable, "-c", UDEV_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["part"] == "nvme0n1"  # the partition's I/O is counted on its disk
+    assert out["disk"] == "nvme0n1"
+    assert out["none"] is None
+    assert out["values"]["disk.nvme0n1.rd.reqs"] == 254040
+    assert out["values"]["disk.nvme0n1.wr.bytes"] == 9774800 * 512

@@ -115,19 +115,31 @@ def parse_block_stat(text: str) -> dict[str, tuple[float, str]]:
 def find_block_device(path: Path) -> BlockDevice | None:
     """The whole disk holding `path`'s file system, or None when it is not on a block device.
 
-    From the file system's device number (st_dev) through pyudev to the block device; a
-    partition is walked up to its disk.  tmpfs, overlay and btrfs subvolumes have anonymous device
-    numbers (major 0): no disk is behind them that the kernel counts for this file system.
+    tmpfs, overlay and btrfs subvolumes have anonymous device numbers (major 0): no disk is
+    behind them that the kernel counts for this file system.
     """
-    import pyudev  # imported here: the rest of the host sampler needs no udev
-
     devnum = os.stat(path).st_dev
     if os.major(devnum) == 0:
         return None
+    return block_device_from_devnum(devnum)
+
+
+def block_device_from_devnum(devnum: int) -> BlockDevice | None:
+    """The whole disk of a block device number, through pyudev; a partition is walked up to its
+    disk.  A device-mapper device (LUKS, LVM) is a disk in its own right: its counters are the
+    file system's I/O, its slaves' include everything else on them.
+    """
+    import pyudev  # imported here: the rest of the host sampler needs no udev
+
+    context = pyudev.Context()
     try:
-        device = pyudev.Devices.from_device_number(pyudev.Context(), "block", devnum)
+        device = pyudev.Devices.from_device_number(context, "block", devnum)
     except pyudev.DeviceNotFoundError:
-        return None
+        # No /sys/dev/block link (umockdev's testbeds have none): look the number up instead.
+        found = [d for d in context.list_devices(subsystem="block") if d.device_number == devnum]
+        if not found:
+            return None
+        device = found[0]
     if device.device_type == "partition":
         parent = device.find_parent("block", "disk")
         if parent is None:
