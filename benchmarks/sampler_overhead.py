@@ -2,12 +2,13 @@
 """What do the samplers cost?  Two measurements (issue 7, "Overhead"):
 
 1. **CPU**: every sampler (libvirt domain stats of a running microguest, host /proc + disk + NIC,
-   the guest's agent) at 1 Hz for `--seconds`.  The cost in this process is the sampler thread's
-   CPU time (`time.thread_time`), per sampler and in all; the goal is <= 1 % of one host core.
-   Work the samplers cause elsewhere is shown beside it: libvirtd's CPU time over the sampling
-   window against an equal window without sampling (noisy on a shared machine), the CPU time of
-   the idle guest's QEMU process (what the agent's answers cost the host: it is inside a case's
-   host.qemu_cpu_* figures) and the guest's busy time (its own cpustats) over both windows.
+   the guest's agent) at 1 Hz for `--seconds`; then libvirt alone, the guest alone, and all with
+   the guest sampler at a lower rate (`--guest-every`).  The cost in this process is the sampler
+   thread's CPU time (`time.thread_time`), per sampler and in all; the goal is <= 1 % of one host
+   core.  Work the samplers cause elsewhere is shown beside it, against a window without
+   sampling (noisy on a shared machine): libvirtd's CPU time, the CPU time of the idle guest's
+   QEMU process (QMP queries and the agent's answers: inside a case's host.qemu_cpu_* figures)
+   and the guest's busy time (its own cpustats).
 2. **fio**: the same fio job on a file on the host (randread 4k, O_DIRECT, libaio) `--pairs`
    times with the samplers on and off, the order alternating per pair (on-off, off-on, ...) so
    drift cancels.  The samplers' effect is within run-to-run noise when the 95 % confidence
@@ -111,6 +112,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=6, help="fio runs with samplers on and off")
     ap.add_argument("--fio-runtime", type=int, default=5, help="seconds per fio run")
     ap.add_argument("--interval", type=float, default=1.0, help="sampling interval (s)")
+    ap.add_argument("--guest-every", type=int, default=5, help="guest sampler's lower rate")
     ap.add_argument("-c", "--connect", default=None, help="libvirt URI")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = ap.parse_args()
@@ -146,59 +148,62 @@ def main() -> int:
         agent.test_disk()  # the guest has finished probing: its idle CPU is steady from here
         block = find_block_device(workdir)
 
-        def samplers() -> list[Timed]:
-            return [
-                Timed(LibvirtSampler.for_domain(conn, dom)),
-                Timed(HostSampler(disk=block, net_ifaces=["lo"])),
-                Timed(GuestSampler(agent)),
-            ]
+        def samplers(which: str = "libvirt,host,guest", guest_every: int = 1) -> list[Timed]:
+            made: list[Sampler] = []
+            if "libvirt" in which:
+                made.append(LibvirtSampler.for_domain(conn, dom))
+            if "host" in which:
+                made.append(HostSampler(disk=block, net_ifaces=["lo"]))
+            if "guest" in which:
+                made.append(GuestSampler(agent, every=guest_every))
+            return [Timed(m) for m in made]
+
+        def window(timed: list[Timed] | None) -> dict[str, Any]:
+            """CPU of this thread, libvirtd, the guest's QEMU and the guest over one window."""
+            lv0, g0, q0 = libvirtd_cpu_s(), guest_busy_ms(agent), qemu_cpu_s(dom)
+            t0 = time.monotonic()
+            out: dict[str, Any] = {}
+            if timed is None:
+                time.sleep(args.seconds)
+            else:
+                with SeriesWriter(workdir / SERIES, "bench") as writer:
+                    sampling = Sampling(timed, writer.sink("cpu"), interval_s=args.interval)
+                    with sampling:
+                        time.sleep(args.seconds)
+                report = sampling.report
+                out |= {
+                    "ticks": report.ticks,
+                    "readings": report.readings,
+                    "errors": report.errors,
+                    "thread_pct_of_core": round(100 * report.cpu_share, 3),
+                    "per_sampler": {
+                        t.name: {
+                            "calls": t.calls,
+                            "cpu_ms_per_call": round(1e3 * t.cpu_s / max(1, t.calls), 3),
+                            "wall_ms_per_call": round(1e3 * t.wall_s / max(1, t.calls), 2),
+                        }
+                        for t in timed
+                    },
+                }
+            wall = time.monotonic() - t0
+            out |= {
+                "window_s": round(wall, 2),
+                "libvirtd_pct_of_core": round(100 * (libvirtd_cpu_s() - lv0) / wall, 3),
+                "guest_qemu_pct_of_core": round(100 * (qemu_cpu_s(dom) - q0) / wall, 3),
+                "guest_busy_pct": round(100 * (guest_busy_ms(agent) - g0) / 1e3 / wall, 3),
+            }
+            print(json.dumps(out), flush=True)
+            return out
 
         # -- 1. CPU ---------------------------------------------------------------------------
-        idle_lv0, idle_g0, idle_q0 = libvirtd_cpu_s(), guest_busy_ms(agent), qemu_cpu_s(dom)
-        t0 = time.monotonic()
-        time.sleep(args.seconds)
-        idle_wall = time.monotonic() - t0
-        idle_lv, idle_g = libvirtd_cpu_s() - idle_lv0, guest_busy_ms(agent) - idle_g0
-        idle_q = qemu_cpu_s(dom) - idle_q0
-
-        timed = samplers()
-        lv0, g0, q0 = libvirtd_cpu_s(), guest_busy_ms(agent), qemu_cpu_s(dom)
-        with SeriesWriter(workdir / SERIES, "bench") as writer:
-            sampling = Sampling(timed, writer.sink("cpu"), interval_s=args.interval)
-            with sampling:
-                time.sleep(args.seconds)
-        report = sampling.report
-        lv, g, q = libvirtd_cpu_s() - lv0, guest_busy_ms(agent) - g0, qemu_cpu_s(dom) - q0
         cpu = {
-            "window_s": round(report.wall_s, 2),
-            "ticks": report.ticks,
-            "readings": report.readings,
-            "errors": report.errors,
-            "thread_cpu_s": round(report.thread_cpu_s, 4),
-            "thread_pct_of_core": round(100 * report.cpu_share, 3),
-            "per_sampler": {
-                t.name: {
-                    "calls": t.calls,
-                    "cpu_ms_per_call": round(1e3 * t.cpu_s / max(1, t.calls), 3),
-                    "wall_ms_per_call": round(1e3 * t.wall_s / max(1, t.calls), 2),
-                }
-                for t in timed
-            },
-            "libvirtd_pct_of_core": {
-                "sampling": round(100 * lv / report.wall_s, 3),
-                "idle": round(100 * idle_lv / idle_wall, 3),
-            },
-            "guest_qemu_pct_of_core": {
-                "sampling": round(100 * q / report.wall_s, 3),
-                "idle": round(100 * idle_q / idle_wall, 3),
-            },
-            "guest_busy_pct": {
-                "sampling": round(100 * g / 1e3 / report.wall_s, 3),
-                "idle": round(100 * idle_g / 1e3 / idle_wall, 3),
-            },
+            "idle": window(None),
+            "all": window(samplers()),
+            "libvirt_alone": window(samplers("libvirt")),
+            "guest_alone": window(samplers("guest")),
+            f"all_guest_every_{args.guest_every}": window(samplers(guest_every=args.guest_every)),
         }
         result["cpu"] = cpu
-        print(json.dumps({"cpu": cpu}, indent=2), flush=True)
 
         # -- 2. fio with samplers on and off -------------------------------------------------
         if shutil.which("fio") is None:

@@ -193,7 +193,10 @@ def test_libvirt_sampler_on_the_test_driver(testconn: libvirt.virConnect) -> Non
     one = testconn.createXML(TEST_DOMAIN.format("sampler-a"), 0)
     two = testconn.createXML(TEST_DOMAIN.format("sampler-b"), 0)
     sampler = LibvirtSampler(testconn, {"libvirt.a": one, "libvirt.b": two})
+    assert sampler.groups & libvirt.VIR_DOMAIN_STATS_VM
     values = sampler.sample()
+    # No KVM counters came back (as under TCG): the VM group is not asked for again.
+    assert sampler.groups == STATS_GROUPS & ~libvirt.VIR_DOMAIN_STATS_VM
     # The test driver has only the state group; without ENFORCE_STATS it answers with that.
     assert {(v.source, v.metric, v.value) for v in values} >= {
         ("libvirt.a", "state.state", libvirt.VIR_DOMAIN_RUNNING),
