@@ -40,8 +40,8 @@ from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import build_microguest
 from vbench.samplers import Sampler, Sampling, Value
 from vbench.samplers.guest import GuestSampler
-from vbench.samplers.host import HostSampler, find_block_device
 from vbench.samplers.libvirt_stats import LibvirtSampler
+from vbench.samplers.sets import guest_samplers
 from vbench.series import SERIES, SeriesWriter
 from vbench.virt.connection import open_connection
 
@@ -146,16 +146,17 @@ def main() -> int:
         agent = GuestAgent(dom)
         agent.wait_ready(60)
         agent.test_disk()  # the guest has finished probing: its idle CPU is steady from here
-        block = find_block_device(workdir)
 
-        def samplers(which: str = "libvirt,host,guest", guest_every: int = 1) -> list[Timed]:
-            made: list[Sampler] = []
-            if "libvirt" in which:
-                made.append(LibvirtSampler.for_domain(conn, dom))
-            if "host" in which:
-                made.append(HostSampler(disk=block, net_ifaces=["lo"]))
-            if "guest" in which:
-                made.append(GuestSampler(agent, every=guest_every))
+        def samplers(which: str = "all", guest_every: int = 1) -> list[Timed]:
+            made: list[Sampler]
+            if which == "all":  # what a guest case runs with
+                made = guest_samplers(
+                    conn, agent, workdir, net_ifaces=["lo"], guest_every=guest_every
+                )
+            elif which == "libvirt":
+                made = [LibvirtSampler.for_domain(conn, dom)]
+            else:
+                made = [GuestSampler(agent, every=guest_every)]
             return [Timed(m) for m in made]
 
         def window(timed: list[Timed] | None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from vbench.samplers.host import (
     parse_proc_stat,
 )
 from vbench.samplers.libvirt_stats import STATS_GROUPS, LibvirtSampler, parse_domain_stats
+from vbench.samplers.sets import guest_samplers, host_samplers
 
 DATA = Path(__file__).parent / "data"
 
@@ -362,3 +363,16 @@ def test_partition_walked_to_its_disk_under_umockdev(tmp_path: Path) -> None:
     assert out["none"] is None
     assert out["values"]["disk.nvme0n1.rd.reqs"] == 254040
     assert out["values"]["disk.nvme0n1.wr.bytes"] == 9774800 * 512
+
+
+@pytest.mark.libvirt_test
+def test_the_sets_a_case_runs_with(testconn: libvirt.virConnect, tmp_path: Path) -> None:
+    agent = GuestAgent(testconn.lookupByName("test"))
+    assert [s.name for s in guest_samplers(testconn, agent, tmp_path)] == [
+        "libvirt",
+        "host",
+        "guest",
+    ]
+    assert [s.name for s in host_samplers(tmp_path, net_ifaces=["lo"])] == ["host"]
+    values = host_samplers(tmp_path, net_ifaces=["lo"])[0].sample()
+    assert {"cpu.busy_s", "net.lo.rx.bytes"} <= {v.metric for v in values}

@@ -23,9 +23,8 @@ from vbench.errors import HostError, LibvirtUnavailable
 from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.samplers import Sampling
-from vbench.samplers.guest import GuestSampler
-from vbench.samplers.host import HostSampler, find_block_device
-from vbench.samplers.libvirt_stats import LibvirtSampler
+from vbench.samplers.host import find_block_device
+from vbench.samplers.sets import guest_samplers
 from vbench.series import SERIES, SeriesWriter, load_series
 
 pytestmark = pytest.mark.e2e
@@ -87,12 +86,8 @@ def test_all_samplers_beside_fio_in_a_guest(
         agent.wait_ready(60)
         device = agent.test_disk()
         block = find_block_device(workdir)
-        samplers = [
-            LibvirtSampler.for_domain(conn, dom),
-            # "lo" stands in for the guest's tap until the run has one: a real NIC's sysfs.
-            HostSampler(disk=block, net_ifaces=["lo"]),
-            GuestSampler(agent),
-        ]
+        # "lo" stands in for the guest's tap until the run has one: a real NIC's sysfs.
+        samplers = guest_samplers(conn, agent, workdir, net_ifaces=["lo"])
         with SeriesWriter(tmp_path / SERIES, "e2e") as writer:
             sampling = Sampling(samplers, writer.sink("case1"), interval_s=1.0)
             with sampling:
