@@ -62,6 +62,34 @@ def test_block_cross_check_flags_over_five_percent() -> None:
     assert derive_case(guest_case(), workload_ios=9_524).flags == []  # 4.998 %
 
 
+def test_requests_split_by_the_guest_are_explained_by_the_bytes() -> None:
+    """Measured on an emulated SATA disk: fio's 622 reads of 1 MiB reached QEMU as 4976 requests
+    (8 x 128 KiB) and libvirt counted the same 652214272 bytes as fio."""
+    series = frame(
+        [
+            ("libvirt", "block.sda.rd.reqs", 0.0, 10, "count"),
+            ("libvirt", "block.sda.rd.reqs", 4.0, 10 + 4976, "count"),
+            ("libvirt", "block.sda.rd.bytes", 0.0, 40960, "B"),
+            ("libvirt", "block.sda.rd.bytes", 4.0, 40960 + 652214272, "B"),
+        ]
+    )
+    d = derive_case(series, workload_ios=622, workload_bytes=652214272)
+    reqs, moved = d.checks
+    assert (reqs.name, moved.name) == ("block_requests", "block_bytes")
+    assert reqs.disagreement_pct == pytest.approx(700.0)
+    assert reqs.explained_by is not None and "8.00 device requests per I/O" in reqs.explained_by
+    assert moved.disagreement_pct == 0.0
+    assert d.flags == []
+    # Without the bytes nothing explains it: flagged.
+    assert derive_case(series, workload_ios=622).flags == ["block_requests"]
+    # Bytes that disagree too: both flagged.
+    wrong = derive_case(series, workload_ios=622, workload_bytes=600_000_000)
+    assert wrong.flags == ["block_requests", "block_bytes"]
+    # Fewer requests than the workload's is never a split.
+    fewer = derive_case(series, workload_ios=6000, workload_bytes=652214272)
+    assert fewer.flags == ["block_requests"]
+
+
 def test_same_figures_as_the_before_after_snapshots() -> None:
     """derive.py replaces metrics/cost.py: on the same counters it gives the same figures."""
     before = CostSnapshot(100.0, 5_000_000_000, 100, 50, 40_000, 90_000)

@@ -129,16 +129,20 @@ def test_all_samplers_beside_fio_in_a_guest(
 
     job = json.loads(fio.stdout)["jobs"][0]
     fio_ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+    fio_bytes = job["read"]["io_bytes"] + job["write"]["io_bytes"]
     assert fio_ios > 0
-    derived = derive_case(series, workload_ios=fio_ios, disk="vda")
-    [check] = derived.checks
+    derived = derive_case(series, workload_ios=fio_ios, workload_bytes=fio_bytes, disk="vda")
+    check, moved = derived.checks
+    assert (check.name, moved.name) == ("block_requests", "block_bytes")
     print(
         f"\nfio ios {fio_ios}, libvirt block reqs {check.sampled:.0f}: "
-        f"{check.disagreement_pct:.2f} % apart; sampler thread CPU {report.thread_cpu_s:.3f} s "
+        f"{check.disagreement_pct:.2f} % apart; bytes {moved.disagreement_pct:.2f} % apart; "
+        f"sampler thread CPU {report.thread_cpu_s:.3f} s "
         f"in {report.wall_s:.1f} s ({100 * report.cpu_share:.2f} % of a core); "
         + ", ".join(f"{f.metric}={f.value:.4g} {f.unit}" for f in derived.figures)
     )
     assert check.disagreement_pct <= 5.0, check
+    assert moved.disagreement_pct <= 5.0, moved
     assert derived.flags == []
     for metric in ("host.qemu_cpu_per_io", "host.qemu_cpu_util", "guest.cpu_per_io"):
         value = derived.value(metric)
