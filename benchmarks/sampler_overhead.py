@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 from scipy import stats as st
 
+from vbench.command import run
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import build_microguest
@@ -102,7 +102,7 @@ def fio_iops(path: Path, runtime_s: int) -> float:
         f"--runtime={runtime_s}",
         "--output-format=json",
     ]
-    out = subprocess.run(argv, capture_output=True, check=True, timeout=runtime_s + 60).stdout
+    out = run(argv, timeout_s=runtime_s + 60).stdout
     return float(json.loads(out)["jobs"][0]["read"]["iops"])
 
 

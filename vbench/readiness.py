@@ -26,6 +26,7 @@ from typing import Any
 
 from vbench.inventory import BlockDevice, HostUse, Inventory, NetDevice, PciDevice
 from vbench.model import ModeId
+from vbench.packages import install_command
 
 FORMAT_VERSION = 1
 DOCUMENT_KIND = "vbench.check"
@@ -185,41 +186,9 @@ def module_load_remedy(modules: Sequence[str], os_release: Mapping[str, str]) ->
     return text
 
 
-_PACKAGE_NAMES: dict[str, dict[str, str]] = {
-    # tool -> family -> package
-    "qemu-ga": {
-        "debian": "qemu-guest-agent",
-        "suse": "qemu-guest-agent",
-        "redhat": "qemu-guest-agent",
-    },
-    "busybox": {"debian": "busybox-static", "suse": "busybox-static", "redhat": "busybox"},
-    "virt-host-validate": {
-        "debian": "libvirt-clients",
-        "suse": "libvirt-client",
-        "redhat": "libvirt-client",
-    },
-    "qemu-system-x86_64": {"debian": "qemu-system-x86", "suse": "qemu-x86", "redhat": "qemu-kvm"},
-    "libvirtd": {
-        "debian": "libvirt-daemon-system",
-        "suse": "libvirt-daemon",
-        "redhat": "libvirt-daemon",
-    },
-    "kernel": {"debian": "linux-image-amd64", "suse": "kernel-default", "redhat": "kernel"},
-}
-
-
 def install_remedy(tools: Iterable[str], os_release: Mapping[str, str]) -> str:
     """The package manager command that installs these tools on this distribution."""
-    fam = distro_family(os_release)
-    pkgs = [_PACKAGE_NAMES.get(t, {}).get(fam, t) for t in tools]
-    joined = " ".join(dict.fromkeys(pkgs))
-    if fam == "debian":
-        return f"`apt-get install {joined}`"
-    if fam == "suse":
-        return f"`zypper install {joined}`"
-    if fam == "redhat":
-        return f"`dnf install {joined}`"
-    return f"install {joined} (apt-get on Debian/Ubuntu, zypper on openSUSE/SLES)"
+    return install_command(tools, distro_family(os_release))
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any, Protocol
 import libvirt
 
 from vbench import __version__
+from vbench.command import CommandFailed
+from vbench.command import run as run_command
 from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
 from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
@@ -32,6 +33,7 @@ from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
 from vbench.host.checks import check_document
+from vbench.host.facts import read_system_facts
 from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
 from vbench.model import (
     BAREMETAL,
@@ -138,18 +140,14 @@ def new_run_id(scenario_name: str) -> str:
 
 
 def _tool_version(argv: list[str]) -> str:
-    exe = shutil.which(argv[0])
-    if exe is None:
+    if shutil.which(argv[0]) is None:
         return "not installed"
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_command(argv, timeout_s=10, check=False)
+    except CommandFailed:
         return "unknown"
-    return (
-        (out.stdout or out.stderr).strip().splitlines()[0]
-        if (out.stdout or out.stderr)
-        else "unknown"
-    )
+    text = (out.out or out.err).strip()
+    return text.splitlines()[0] if text else "unknown"
 
 
 def _libvirt_version(n: int) -> str:
@@ -157,27 +155,7 @@ def _libvirt_version(n: int) -> str:
 
 
 def _host_facts() -> dict[str, object]:
-    facts: dict[str, object] = {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "arch": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                facts["memory_mib"] = int(line.split()[1]) // 1024
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                facts["os"] = line.split("=", 1)[1].strip().strip('"')
-    return facts
+    return read_system_facts().manifest()
 
 
 def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
@@ -186,7 +164,7 @@ def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
         "python": platform.python_version(),
         "libvirt": _libvirt_version(conn.getLibVersion()),
         "qemu": _libvirt_version(conn.getVersion()),
-        "host_kernel": platform.release(),
+        "host_kernel": read_system_facts().kernel,
         "guest_kernel": guest.kernel_release,
         "fio": _tool_version(["fio", "--version"]),
     }

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from vbench.cli import app
 from vbench.errors import VbenchError
@@ -30,6 +28,10 @@ from vbench.readiness import (
     parse_modes,
 )
 
+if TYPE_CHECKING:  # rich loads only to draw the tables: `check --json` does without (~20 ms)
+    from rich.console import Console
+    from rich.table import Table
+
 STATUS_STYLE = {
     Status.PASS: "bold green",
     Status.WARN: "bold yellow",
@@ -43,6 +45,9 @@ class UsageError(VbenchError):
 
 
 def _checks_table(report: CheckReport) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Host checks", title_justify="left", expand=False, show_lines=False)
     table.add_column("Status", no_wrap=True)
     table.add_column("Check", max_width=26, overflow="fold")
@@ -60,6 +65,9 @@ def _checks_table(report: CheckReport) -> Table:
 
 
 def _devices_table(inv: Inventory) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="PCI devices", title_justify="left")
     for col in ("Address", "Device", "Driver", "IOMMU group", "SR-IOV", "Host use"):
         table.add_column(col, overflow="fold")
@@ -86,6 +94,9 @@ def _devices_table(inv: Inventory) -> Table:
 
 
 def _verdicts_table(verdicts: list[ModeVerdict], requested: tuple[ModeId, ...]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Readiness per mode (* = requested)", title_justify="left")
     table.add_column("Mode", no_wrap=True)
     table.add_column("Verdict", no_wrap=True)
@@ -227,5 +238,7 @@ def check(
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
+        from rich.console import Console
+
         render(report, strict, requested, Console(highlight=False))
     raise typer.Exit(int(doc["exit_code"]))
