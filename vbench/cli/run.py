@@ -18,7 +18,6 @@ from rich.progress import (
 )
 
 from vbench.cli import app
-from vbench.host.changes import leftover_journals
 from vbench.runner import Runner
 from vbench.scenario import load_scenario
 from vbench.virt.connection import connection
@@ -126,14 +125,20 @@ def cleanup_command(
         Path("reports"), "--output", "-o", help="Directory of the runs (their host-change records)."
     ),
 ) -> None:
-    """Destroy guests and scratch files left by earlier, killed runs, and undo their host changes.
+    """Destroy guests, network namespaces, taps and scratch files left by earlier, killed runs,
+    and undo their host changes.
 
     Only guests whose name starts with `vbench-` AND that carry vbench's run metadata are touched,
-    and never those of a run that is still going; scratch directories are removed only when no
-    live run holds their lock.  Host changes (VF counts, NVMe secondary controllers, driver
-    bindings) recorded in `<output>/<run-id>/host-changes.json` and still in force are undone,
-    newest first, after the guests that may use them are gone.
+    and never those of a run that is still going; scratch directories, network namespaces
+    (`vbench-<run-id>`, with the peer servers in them) and taps (`vbt...`) are removed only when
+    no live run holds their run's lock.  Host changes (VF counts, NVMe secondary controllers,
+    driver bindings) recorded in `<output>/<run-id>/host-changes.json` and still in force are
+    undone, newest first, after the guests that may use them are gone.
     """
+    from vbench.host.changes import leftover_journals
+    from vbench.host.netns import find_leftovers as find_net_leftovers
+    from vbench.host.netns import remove_leftover as remove_net_leftover
+
     with connection(connect) as conn:
         live = live_run_ids()
         leftovers = [
@@ -145,6 +150,13 @@ def cleanup_command(
             )
             if not dry_run:
                 destroy_guest(dom)
+    # After the guests (their QEMU no longer holds the taps), with the locks read afresh: a run
+    # that started meanwhile holds its lock before it creates its namespace.
+    net_leftovers = find_net_leftovers(live_run_ids())
+    for left in net_leftovers:
+        console.print(f"{'would remove' if dry_run else 'removing'} {left.describe()}")
+        if not dry_run:
+            remove_net_leftover(left)
     stale = stale_scratch_dirs()
     for d in stale:
         console.print(f"{'would remove' if dry_run else 'removing'} {d}")
@@ -158,7 +170,7 @@ def cleanup_command(
             problems += journal.restore()
     for line in problems:
         console.print(f"vbench: error: {line}", markup=False)
-    if not leftovers and not stale and not journals and not problems:
+    if not leftovers and not net_leftovers and not stale and not journals and not problems:
         console.print("nothing to clean up")
     if problems:
         raise typer.Exit(1)
