@@ -1,7 +1,7 @@
 """NVMe controllers through nvme-cli: secondary controllers (SR-IOV VFs) and namespace attachment.
 
-Every nvme-cli call goes through `NvmeCli.run`, which uses the host's one command runner
-(`vbench.host.baremetal.run_on_host`: argv lists, CommandFailed with the output tail).  Reads
+Every nvme-cli call goes through `NvmeCli.run`, which uses vbench's one command runner
+(`vbench.command.run`: argv lists, CommandFailed with the output tail).  Reads
 (`list-secondary`, `primary-ctrl-caps`, `list-ns -a`, `list-ctrl`) are Identify commands and
 change nothing; the writes (`virt-mgmt`, `attach-ns`, `detach-ns`) are called only by
 `vbench.host.changes`, which records each one before making it.
@@ -14,13 +14,12 @@ run the tests, so a recording of the real tool on the lab host stands in for it)
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from vbench.command import run
 from vbench.errors import CommandFailed, HostError
-from vbench.host.baremetal import run_on_host
 from vbench.host.paths import HostPaths
 
 NVME_TIMEOUT_S = 60.0
@@ -127,12 +126,8 @@ class NvmeCli:
         self.exe = exe
 
     def run(self, args: list[str]) -> str:
-        path = shutil.which(self.exe)
-        if path is None:
-            raise HostError(
-                f"{self.exe} is not installed on this host (install the `nvme-cli` package)"
-            )
-        return run_on_host([path, *args], timeout_s=NVME_TIMEOUT_S).stdout.decode(errors="replace")
+        """nvme-cli's stdout; CommandFailed (CommandNotFound names nvme-cli) otherwise."""
+        return run([self.exe, *args], timeout_s=NVME_TIMEOUT_S, need="nvme").out
 
     def _json(self, args: list[str]) -> Any:
         out = self.run([*args, "-o", "json"])
