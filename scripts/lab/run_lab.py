@@ -136,8 +136,12 @@ def qemu_argv(kernel: Path, initrd: Path, share: Path, nvme_img: Path, vfio_img:
         "-kernel", str(kernel),
         "-initrd", str(initrd),
         # nvme_core.multipath=0: each controller's namespace is its own block device, found by
-        # the controller's PCI address (no hidden nvmeXcYnZ paths)
-        "-append", "intel_iommu=on iommu=pt console=ttyS0 panic=-1 quiet nvme_core.multipath=0",
+        # the controller's PCI address (no hidden nvmeXcYnZ paths).  no_timer_check: on a busy
+        # host TCG is too slow for the IO-APIC timer test, which then panics ("timer doesn't
+        # work through Interrupt-remapped IO-APIC"; seen here at load 11)
+        "-append",
+        "intel_iommu=on iommu=pt console=ttyS0 panic=-1 quiet nvme_core.multipath=0 "
+        "no_timer_check tsc=reliable",
         # this host's root (read-only) and the lab's share, at fixed slots 02.0 and 03.0
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot,addr=02.0",
