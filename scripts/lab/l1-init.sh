@@ -9,9 +9,9 @@ export HOME=/root LANG=C.UTF-8
 say() { echo "lab-l1: $*"; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
+# /run afresh: the host's pid files and sockets there would fool L1's daemons.  /tmp and
+# /var/tmp stay (writable through the overlay): the checkout may live there.
 mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs tmp /tmp
-mount -t tmpfs tmp /var/tmp
 mkdir -p /dev/pts /dev/shm /dev/hugepages
 mount -t devpts devpts /dev/pts
 mount -t tmpfs shm /dev/shm
