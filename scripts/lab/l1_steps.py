@@ -176,7 +176,7 @@ def run_scenario(lab: Lab, pf: str, first: dict[str, Any], sigterm: bool) -> dic
     """`vbench run --prepare-host scenarios/lab.toml`; with `sigterm`, SIGTERM once host changes
     are in force.  Either way L1 must be back in its first state afterwards."""
     runs = lab.out / ("runs-sigterm" if sigterm else "runs")
-    argv = [*VBENCH, "run", "--prepare-host", "scenarios/lab.toml", "-o", str(runs)]
+    argv = [*VBENCH, "run", "--prepare-host", "--no-report", "scenarios/lab.toml", "-o", str(runs)]
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found: dict[str, Any] = {}
