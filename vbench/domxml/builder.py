@@ -23,6 +23,7 @@ DOMAIN_TYPES = ("qemu", "kvm")
 
 _TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _DOMAIN_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,200}$")  # libvirt refuses '/' in a name
 
 
@@ -36,29 +37,88 @@ def is_q35(machine: str) -> bool:
     return machine == "q35" or machine.startswith("pc-q35")
 
 
+def _check_pci(address: str) -> None:
+    if not _PCI_ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)")
+
+
+def pci_parts(address: str) -> dict[str, str]:
+    """libvirt's address attributes (domain, bus, slot, function) for DDDD:BB:SS.F, lower case."""
+    m = _PCI_ADDRESS.match(address)
+    if m is None:
+        _check_pci(address)
+    assert m is not None
+    domain, bus, slot, function = (g.lower() for g in m.groups())
+    return {
+        "domain": f"0x{domain}",
+        "bus": f"0x{bus}",
+        "slot": f"0x{slot}",
+        "function": f"0x{function}",
+    }
+
+
 @dataclass(frozen=True)
 class HostdevSpec:
     """A PCI device handed to the guest (VFIO pass-through or an SR-IOV VF)."""
 
-    pci_address: str  # DDDD:BB:SS.F
+    pci_address: str  # DDDD:BB:SS.F on the host
+    # where the guest sees it (DDDD:BB:SS.F): set, so that the guest side can find the device by
+    # address; None lets libvirt choose
+    guest_address: str | None = None
 
     def __post_init__(self) -> None:
-        if not _PCI_ADDRESS.match(self.pci_address):
-            raise ValueError(
-                f"{self.pci_address!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)"
-            )
+        _check_pci(self.pci_address)
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
 
     def parts(self) -> tuple[str, str, str, str]:
         """(domain, bus, slot, function) as libvirt's hex attributes, lower case."""
-        m = _PCI_ADDRESS.match(self.pci_address)
-        assert m is not None  # checked in __post_init__
-        domain, bus, slot, function = (g.lower() for g in m.groups())
-        return f"0x{domain}", f"0x{bus}", f"0x{slot}", f"0x{function}"
+        p = pci_parts(self.pci_address)
+        return p["domain"], p["bus"], p["slot"], p["function"]
 
     @property
     def nodedev_name(self) -> str:
         """libvirt's node device name for this address, e.g. `pci_0000_81_10_0`."""
         return "pci_" + re.sub(r"[:.]", "_", self.pci_address.lower())
+
+
+@dataclass(frozen=True)
+class HostdevNicSpec:
+    """An SR-IOV NIC VF as `<interface type='hostdev' managed='yes'>`: libvirt sets its MAC/VLAN."""
+
+    pci_address: str
+    mac: str
+    vlan: int | None = None
+    guest_address: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_pci(self.pci_address)
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
+        if not _MAC.match(self.mac):
+            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
+
+
+@dataclass(frozen=True)
+class NetworkNicSpec:
+    """A NIC from a libvirt network, e.g. a hostdev pool (`<forward mode='hostdev'>`) of VFs."""
+
+    network: str
+    mac: str
+    vlan: int | None = None
+    guest_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.network or "/" in self.network:
+            raise ValueError(f"{self.network!r} is not a libvirt network name")
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
+        if not _MAC.match(self.mac):
+            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
 
 
 @dataclass(frozen=True)
@@ -80,6 +140,10 @@ class DomainSpec:
     hostdevs: tuple[HostdevSpec, ...] = field(default_factory=tuple)
     emulator: str | None = None
     owner_pid: int | None = None
+    # pass-through NICs: SR-IOV VFs as interfaces, or NICs from a libvirt hostdev network
+    passthrough_nics: tuple[HostdevNicSpec | NetworkNicSpec, ...] = ()
+    pcie_root_ports: int = 0  # q35: explicit root ports (index 1..n) for the devices above
+    iommu: bool = False  # an emulated Intel IOMMU in the guest (q35 only)
 
     def __post_init__(self) -> None:
         if not _DOMAIN_NAME.match(self.name):
@@ -101,8 +165,13 @@ class DomainSpec:
         if self.disk_path is not None and self.disk_bus == "ide" and is_q35(self.machine):
             raise ValueError("the q35 machine has no IDE controller: use sata, or machine 'pc'")
         addresses = [hd.pci_address.lower() for hd in self.hostdevs]
+        addresses += [
+            n.pci_address.lower() for n in self.passthrough_nics if isinstance(n, HostdevNicSpec)
+        ]
         if len(set(addresses)) != len(addresses):
             raise ValueError(f"a host device is listed twice: {addresses}")
+        if (self.iommu or self.pcie_root_ports) and not is_q35(self.machine):
+            raise ValueError("PCIe root ports and a guest IOMMU need the q35 machine")
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -153,6 +222,16 @@ def _nic(devices: ET.Element, spec: DomainSpec) -> None:
     _sub(iface, "model", type=spec.nic_model)
 
 
+def _guest_address(parent: ET.Element, address: str | None) -> None:
+    if address is not None:
+        _sub(parent, "address", type="pci", **pci_parts(address))
+
+
+def _root_ports(devices: ET.Element, spec: DomainSpec) -> None:
+    for index in range(1, spec.pcie_root_ports + 1):
+        _sub(devices, "controller", type="pci", index=str(index), model="pcie-root-port")
+
+
 def _hostdevs(devices: ET.Element, spec: DomainSpec) -> None:
     for hd in spec.hostdevs:
         el = _sub(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
@@ -160,6 +239,36 @@ def _hostdevs(devices: ET.Element, spec: DomainSpec) -> None:
         source = _sub(el, "source")
         domain, bus, slot, function = hd.parts()
         _sub(source, "address", domain=domain, bus=bus, slot=slot, function=function)
+        _guest_address(el, hd.guest_address)
+
+
+def _vlan(parent: ET.Element, tag: int | None) -> None:
+    if tag is not None:
+        _sub(_sub(parent, "vlan"), "tag", id=str(tag))
+
+
+def _passthrough_nics(devices: ET.Element, spec: DomainSpec) -> None:
+    for nic in spec.passthrough_nics:
+        if isinstance(nic, HostdevNicSpec):
+            el = _sub(devices, "interface", type="hostdev", managed="yes")
+            _sub(el, "mac", address=nic.mac)
+            _sub(el, "driver", name="vfio")
+            source = _sub(el, "source")
+            _sub(source, "address", type="pci", **pci_parts(nic.pci_address))
+        else:
+            el = _sub(devices, "interface", type="network")
+            _sub(el, "mac", address=nic.mac)
+            _sub(el, "source", network=nic.network)
+        _vlan(el, nic.vlan)
+        _guest_address(el, nic.guest_address)
+
+
+def _iommu(devices: ET.Element, spec: DomainSpec) -> None:
+    if spec.iommu:
+        # caching_mode: VFIO devices behind an emulated IOMMU need it; intremap needs the
+        # split irqchip (<ioapic driver='qemu'/> in <features>)
+        el = _sub(devices, "iommu", model="intel")
+        _sub(el, "driver", intremap="on", caching_mode="on")
 
 
 def _console(devices: ET.Element, spec: DomainSpec) -> None:
@@ -186,6 +295,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _os(root, spec)
     features = _sub(root, "features")
     _sub(features, "acpi")
+    if spec.iommu:
+        _sub(features, "ioapic", driver="qemu")
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "destroy")
     _sub(root, "on_crash", "destroy")
@@ -194,9 +305,12 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _sub(devices, "emulator", spec.emulator)
     _disk(devices, spec)
     _nic(devices, spec)
+    _root_ports(devices, spec)
     _hostdevs(devices, spec)
+    _passthrough_nics(devices, spec)
     _console(devices, spec)
     _agent_channel(devices)
     _sub(devices, "memballoon", model="none")
+    _iommu(devices, spec)
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
