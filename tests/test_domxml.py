@@ -24,7 +24,6 @@ from vbench.domxml import (
     build_domain_xml,
 )
 from vbench.inventory import Inventory, NetDevice, PciDevice
-from vbench.model import ModeId
 from vbench.modes import HostView, ModePlan, provider_for
 from vbench.scenario import ModeSpec
 
