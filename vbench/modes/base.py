@@ -204,6 +204,7 @@ for d in /sys/block/*; do
   [ -r $d/device/wwid ] && echo "wwid $n $(cat $d/device/wwid)"
 done
 [ -e /run/vbench-ready ] && echo ready
+exit 0
 """
 
 _NVME_SCRIPT = r"""
@@ -212,11 +213,13 @@ for c in /sys/bus/pci/devices/{addr}/nvme/nvme*; do
   for ns in $c/nvme*n*; do [ -e "$ns" ] && echo "ns ${{ns##*/}}"; done
 done
 [ -e /run/vbench-ready ] && echo ready
+exit 0
 """
 
 _MAC_SCRIPT = r"""
 for n in /sys/class/net/*; do echo "nic ${n##*/} $(cat $n/address)"; done
 [ -e /run/vbench-ready ] && echo ready
+exit 0
 """
 
 
@@ -264,7 +267,8 @@ def _poll(
     """Run `script` until `find(output, ready)` names the target; GuestError when it never does."""
     deadline = time.monotonic() + timeout_s
     while True:
-        out = agent.exec(["sh", "-c", script], timeout_s=20).stdout.decode(errors="replace")
+        result = agent.exec(["sh", "-c", script], timeout_s=20, check=False)
+        out = result.stdout.decode(errors="replace")
         ready = any(line == "ready" for line in out.splitlines())
         found = find(out, ready)
         if found is not None:
