@@ -420,18 +420,14 @@ def vf_candidates(
 def host_blockers(
     checks: Sequence[CheckResult], strict: bool = False
 ) -> dict[ModeId, tuple[str, ...]]:
-    """Per mode, the failed host checks that keep it from working ("id: remedy" lines).
+    """Per mode, the failed host checks that keep it from working ("id (observed)" lines).
 
     Leaves out the "is any device assignable" pseudo-checks: a scenario's own device is judged
     by `assignment_refusals` / `vf_candidates` instead.
     """
     out: dict[ModeId, tuple[str, ...]] = {}
     for mode in ALL_MODES:
-        lines = [
-            f"{c.id} ({c.observed})" + (f" -> {c.remedy}" if c.remedy else "")
-            for c in checks
-            if c.blocks(mode, strict)
-        ]
+        lines = [f"{c.id} ({c.observed})" for c in checks if c.blocks(mode, strict)]
         if lines:
             out[mode] = tuple(lines)
     return out

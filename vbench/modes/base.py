@@ -371,7 +371,10 @@ class ModeProvider:
         blockers = host.blockers.get(self.mode, ())
         if not blockers:
             return None
-        return Skip(self.mode, label, "the host is not ready: " + "; ".join(blockers))
+        why = "; ".join(blockers)
+        return Skip(
+            self.mode, label, f"the host is not ready: {why} (`vbench check` says how to fix)"
+        )
 
     # -- the guest ---------------------------------------------------------------------------
     def io_target(self, agent: GuestShell, plan: ModePlan, timeout_s: float = 30.0) -> IoTarget:
