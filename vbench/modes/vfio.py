@@ -107,7 +107,7 @@ class VfioProvider(PassthroughProvider):
                     "override)"
                 )
             for dev in devices:
-                why = self._unusable(dev, inv, host, spec.allow)
+                why = self._unusable(dev, inv, host, spec.allow, together=addrs)
                 if why:
                     return Skip(self.mode, label, why)
         first = devices[0]
@@ -120,11 +120,17 @@ class VfioProvider(PassthroughProvider):
         )
 
     def _unusable(
-        self, dev: PciDevice, inv: Inventory, host: HostView, allow: list[str]
+        self,
+        dev: PciDevice,
+        inv: Inventory,
+        host: HostView,
+        allow: list[str],
+        together: list[str] | None = None,
     ) -> str | None:
+        """Why `dev` cannot be assigned now (with the devices `together`), or None."""
         if dev.address in host.assigned:
             return f"{dev.address} is held by the running domain {host.assigned[dev.address]}"
         if dev.iommu_group is None:
             return f"{dev.address} has no IOMMU group (IOMMU off)"
-        refusals = assignment_refusals(inv, [dev.address], allow)
+        refusals = assignment_refusals(inv, together or [dev.address], allow)
         return refusals[0] if refusals else None
