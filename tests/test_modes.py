@@ -68,7 +68,7 @@ def test_device_the_host_uses_is_refused_and_the_refusal_names_the_override() ->
         _plan({"id": "vfio", "pci": DISK}, HostView(inventory=INV))
     msg = str(exc.value)
     assert "\n" not in msg
-    assert f"{DISK} is used by the host (backs / (vda1))" in msg
+    assert f"{DISK}: used by the host (backs / (vda1))" in msg
     assert "`allow`" in msg and "only override" in msg
 
 
@@ -92,7 +92,7 @@ def test_device_sharing_a_group_with_a_host_device_is_refused() -> None:
         pci=(_dev(DISK, 2), _dev(NVME, 2)),
         host_use=(HostUse(DISK, "backs / (vda1)"),),
     )
-    with pytest.raises(DeviceRefused, match=f"{NVME} is used by the host .*{DISK}"):
+    with pytest.raises(DeviceRefused, match=f"{NVME}: used by the host .*{DISK}"):
         _plan({"id": "vfio", "pci": NVME}, HostView(inventory=inv))
 
 
@@ -103,7 +103,7 @@ def test_match_skips_unsafe_devices_and_says_why_when_none_is_left() -> None:
     inv = Inventory(pci=(_dev(DISK, 2),), host_use=(HostUse(DISK, "backs /"),))
     skip = _plan({"id": "vfio", "match": {"vendor_device": "1b36:0010"}}, HostView(inventory=inv))
     assert isinstance(skip, Skip)
-    assert "is used by the host" in skip.reason
+    assert "used by the host" in skip.reason
 
 
 def _plan_vf(pf: str, want: int) -> list[HostChange]:
@@ -242,3 +242,93 @@ def test_dry_run_here_explains_the_skips_and_require_all_modes_makes_them_errors
     err = proc.stderr.strip().splitlines()[-1]
     assert "--require-all-modes: mode vfio would be skipped" in err
     assert not (tmp_path / "b").exists()
+
+
+# -- planning on the umockdev testbeds (the real inventory collector) -------------------------
+
+
+def _dry_run_on(testbed: str, mode: str, tmp_path: Path) -> tuple[int, str, dict[str, object]]:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        f'format_version = 1\nname = "t"\n[[modes]]\n{mode}\n[[workloads]]\nkind = "fio"\n'
+        "[run]\nrepetitions = 1\n"
+    )
+    out = tmp_path / "out"
+    proc = _vbench(
+        "run", str(scenario), "--dry-run", "--testbed", str(bed(testbed)), "-o", str(out),
+        "-c", "test:///default",
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return proc.returncode, proc.stderr.strip().splitlines()[-1], {}
+    (run,) = out.iterdir()
+    (entry,) = json.loads((run / "dry-run.json").read_text())["modes"]
+    xml = run / "raw" / "r0-vfio" / "domain.xml"
+    xml = xml if xml.exists() else run / "raw" / "r0-sriov" / "domain.xml"
+    entry["xml"] = xml.read_text() if xml.exists() else ""
+    return 0, "", entry
+
+
+@pytest.mark.parametrize(
+    ("testbed", "mode", "error"),
+    [
+        # the NVMe that backs / (LUKS on nvme0n1p2), /boot/efi and swap
+        ("rootfs-device", 'id = "vfio"\npci = "0000:02:00.0"', "0000:02:00.0: used by the host"),
+        # a USB controller in the root NVMe's IOMMU group
+        ("rootfs-device", 'id = "vfio"\npci = "0000:03:00.0"', "shares IOMMU group 14 with 0000"),
+        # the GPU without its HDMI audio function (same group)
+        (
+            "gpu-audio-group",
+            'id = "vfio"\npci = "0000:0a:00.0"',
+            "0000:0a:00.0: shares IOMMU group 16 with 0000:0a:00.1",
+        ),
+    ],
+)
+def test_testbed_refusals_are_one_line_before_anything_starts(
+    testbed: str, mode: str, error: str, tmp_path: Path
+) -> None:
+    rc, err, _ = _dry_run_on(testbed, mode, tmp_path)
+    assert rc == 1
+    assert error in err and "`allow`" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        'id = "vfio"\npci = ["0000:0a:00.0", "0000:0a:00.1"]',  # the whole group
+        'id = "vfio"\npci = "0000:0a:00.0"\nallow = ["0000:0a:00.1"]',  # the allow-list
+    ],
+)
+def test_testbed_whole_group_or_allow_list_is_planned(mode: str, tmp_path: Path) -> None:
+    rc, err, entry = _dry_run_on("gpu-audio-group", mode, tmp_path)
+    assert rc == 0, err
+    assert entry["status"] == "planned"
+    assert 'bus="0x0a" slot="0x00" function="0x0"' in str(entry["xml"])
+
+
+def test_testbed_sriov_nic_gets_a_free_vf_as_a_hostdev_interface(tmp_path: Path) -> None:
+    rc, err, entry = _dry_run_on("nic-sriov", 'id = "sriov"\npf = "0000:03:00.0"', tmp_path)
+    assert rc == 0, err
+    # VF 03:10.2 is bound to vfio-pci: chosen before 03:10.0 (ixgbevf)
+    assert "VF 0000:03:10.2" in str(entry["devices"])
+    assert '<interface type="hostdev" managed="yes">' in str(entry["xml"])
+    assert 'slot="0x10" function="0x2"' in str(entry["xml"])
+
+
+def test_testbed_too_few_vfs_is_skipped_with_the_change(tmp_path: Path) -> None:
+    mode = 'id = "sriov"\npf = "0000:03:00.0"\nvfs = 4'
+    rc, err, entry = _dry_run_on("nic-sriov", mode, tmp_path)
+    assert rc == 0, err
+    assert entry["status"] == "skipped"
+    assert entry["host_changes"] == [
+        "0000:03:00.0: sriov_numvfs 2 -> 0",
+        "0000:03:00.0: sriov_numvfs 0 -> 4",
+    ]
+    assert "--prepare-host" in str(entry["reason"])
+
+
+def test_testbed_without_iommu_skips_with_the_check_that_blocks(tmp_path: Path) -> None:
+    rc, err, entry = _dry_run_on("nokvm-noiommu", 'id = "vfio"\npci = "0000:00:02.0"', tmp_path)
+    assert rc == 0, err
+    assert entry["status"] == "skipped"
+    assert "the host is not ready: iommu." in str(entry["reason"])

@@ -381,11 +381,11 @@ def assignment_refusals(
         if dev is None or addr in allowed:
             continue
         for reason in host_use_reasons(inventory, dev):
-            out.append(f"{addr} is used by the host ({reason})")
+            out.append(f"{addr}: used by the host ({reason})")
         unlisted = [p for p in _group_peers(inventory, dev) if p not in listed | allowed]
         if unlisted:
             out.append(
-                f"{addr} shares IOMMU group {dev.iommu_group} with {', '.join(unlisted)}, which "
+                f"{addr}: shares IOMMU group {dev.iommu_group} with {', '.join(unlisted)}, which "
                 "the scenario does not assign with it"
             )
     return list(dict.fromkeys(out))

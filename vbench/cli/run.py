@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -61,7 +62,7 @@ class _TerminalEvents:
         self.task: TaskID | None = None
 
     def phase(self, text: str) -> None:
-        console.print(f"[dim]·[/dim] {text}", markup=True)
+        console.print(f"[dim]·[/dim] {escape(text)}", markup=True)
 
     def begin(self, total_cases: int) -> None:
         if self.live:
@@ -83,7 +84,7 @@ class _TerminalEvents:
             self.progress.advance(self.task, n)
 
     def warn(self, text: str) -> None:
-        console.print(f"[yellow]warning:[/yellow] {text}", markup=True, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(text)}", markup=True, soft_wrap=True)
 
     def stop(self) -> None:
         if self.live:

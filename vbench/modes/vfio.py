@@ -101,10 +101,10 @@ class VfioProvider(PassthroughProvider):
                     )
             refusals = assignment_refusals(inv, addrs, spec.allow)
             if refusals:
+                more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
                 raise DeviceRefused(
-                    f"mode {label}: refusing to assign {refusals[0]}; vbench never passes such a "
-                    "device through unless the scenario lists it in the mode's `allow` (the only "
-                    "override)"
+                    f"mode {label}: refusing to pass through {refusals[0]}{more}; list the "
+                    "device in the mode's `allow` to pass it anyway (the only override)"
                 )
             for dev in devices:
                 why = self._unusable(dev, inv, host, spec.allow, together=addrs)
