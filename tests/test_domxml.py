@@ -24,7 +24,7 @@ from vbench.domxml import (
     build_domain_xml,
 )
 from vbench.inventory import Inventory, NetDevice, PciDevice
-from vbench.modes import HostView, ModePlan, provider_for
+from vbench.modes import HostView, ModePlan, Skip, provider_for
 from vbench.scenario import ModeSpec
 
 DATA = Path(__file__).parent / "data"
@@ -62,6 +62,7 @@ NODE = Inventory(
     net=(NetDevice("ens2", PLAIN_NIC, "52:54:00:12:34:56"),),
 )  # fmt: skip
 NODE_VIEW = HostView(inventory=NODE, hostdev_networks={"vbench-vf-pool": ("ens1f0",)})
+XEN_VIEW = HostView(inventory=NODE, hypervisor="xen")  # the same node as a Xen dom0 sees it
 
 # variant -> the scenario's mode entry
 VARIANTS: dict[str, dict[str, object]] = {
@@ -74,12 +75,22 @@ VARIANTS: dict[str, dict[str, object]] = {
     "sriov-interface": {"id": "sriov", "pf": SRIOV_PF, "mac": "52:54:00:aa:bb:01", "vlan": 42},
     "sriov-hostdev": {"id": "sriov", "pf": NVME_PF},
     "hostdev-network": {"id": "sriov", "network": "vbench-vf-pool", "mac": "52:54:00:aa:bb:02"},
+    # the same providers on Xen (libvirt's libxl driver)
+    "xen-hvm-ide": {"id": "fv", "disk_bus": "ide", "nic_model": "e1000"},
+    "xen-pv-on-hvm": {"id": "pv"},
+    "xen-pv": {"id": "pv", "xen": "pv"},
+    "xen-pci-hvm": {"id": "sriov", "pf": NVME_PF},
+    "xen-pci-pv": {"id": "vfio", "pci": PLAIN_NIC, "xen": "pv"},
 }
+
+
+def is_xen(variant: str) -> bool:
+    return variant.startswith("xen-")
 
 
 def golden_plan(variant: str) -> ModePlan:
     spec = ModeSpec.model_validate(VARIANTS[variant], strict=False)
-    plan = provider_for(spec.id).plan(spec, variant, NODE_VIEW)
+    plan = provider_for(spec.id).plan(spec, variant, XEN_VIEW if is_xen(variant) else NODE_VIEW)
     assert isinstance(plan, ModePlan), plan
     return plan
 
@@ -93,7 +104,7 @@ def golden_spec(variant: str) -> DomainSpec:
         name=f"vbench-golden-{variant}",
         run_id="20240101T000000Z-golden",
         case=f"r0-{variant}",
-        domain_type="qemu",
+        domain_type="xen" if is_xen(variant) else "qemu",
         vcpus=1,
         memory_mib=512,
         kernel="/var/lib/vbench/guest/vmlinuz",
@@ -108,6 +119,7 @@ def golden_spec(variant: str) -> DomainSpec:
         passthrough_nics=devs.passthrough_nics,
         pcie_root_ports=devs.pcie_root_ports,
         iommu=devs.iommu,
+        os_type=devs.os_type,
     )
 
 
@@ -370,7 +382,8 @@ def test_hostdev_rejects_a_bad_address(addr: str) -> None:
         ({"disk_bus": "floppy"}, "unknown disk bus"),
         ({"disk_bus": None}, "needs a disk_bus"),
         ({"nic_model": "ne2k_pci"}, "unknown NIC model"),
-        ({"domain_type": "xen"}, "domain_type"),
+        ({"domain_type": "lxc"}, "domain_type"),
+        ({"os_type": "xen"}, "needs a xen domain"),
         ({"vcpus": 0}, "vcpus"),
         ({"memory_mib": 0}, "memory_mib"),
         ({"name": "a/b"}, "domain name"),
@@ -383,3 +396,47 @@ def test_hostdev_rejects_a_bad_address(addr: str) -> None:
 def test_domain_spec_rejects(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _replace(golden_spec("fv-ide-e1000"), **changes)
+
+
+# -- Xen ---------------------------------------------------------------------------------------
+
+
+def test_xen_pv_guest_is_xenpv_with_blkfront_netfront_and_the_xen_console() -> None:
+    root = ET.fromstring(build_domain_xml(golden_spec("xen-pv")))
+    assert root.get("type") == "xen"
+    os_type = root.find("os/type")
+    assert os_type is not None
+    assert (os_type.text, os_type.get("machine")) == ("xen", "xenpv")
+    assert root.find("features/acpi") is None
+    assert root.find("devices/disk/target").attrib == {"dev": "xvda", "bus": "xen"}  # type: ignore[union-attr]
+    assert root.find("devices/interface/model").get("type") == "netfront"  # type: ignore[union-attr]
+    assert root.find("devices/console/target").attrib == {"type": "xen", "port": "0"}  # type: ignore[union-attr]
+    assert root.find("devices/channel/target").get("type") == "xen"  # type: ignore[union-attr]
+
+
+def test_xen_pci_passthrough_uses_pciback_on_bus_0() -> None:
+    root = ET.fromstring(build_domain_xml(golden_spec("xen-pci-hvm")))
+    (hostdev,) = root.findall("devices/hostdev")
+    assert hostdev.find("driver").attrib == {"name": "xen"}  # type: ignore[union-attr]
+    assert hostdev.find("address").get("bus") == "0x00"  # type: ignore[union-attr]
+    assert hostdev.find("address").get("slot") == "0x10"  # type: ignore[union-attr]
+    assert root.find("devices/controller") is None  # no q35 root ports on Xen
+    pv = ET.fromstring(build_domain_xml(golden_spec("xen-pci-pv")))
+    assert pv.find("devices/hostdev/address") is None  # pcifront numbers the devices itself
+    assert golden_plan("xen-pci-pv").devices.target.kind == "mac"  # type: ignore[union-attr]
+    # an NVMe under pcifront: the guest's only NVMe controller is the target
+    spec = ModeSpec.model_validate({"id": "sriov", "pf": NVME_PF, "xen": "pv"}, strict=False)
+    plan = provider_for(spec.id).plan(spec, "x", XEN_VIEW)
+    assert isinstance(plan, ModePlan) and plan.devices is not None
+    assert (plan.devices.target.kind, plan.devices.target.key) == ("nvme", "*")
+
+
+def test_xen_refuses_what_libxl_cannot_do() -> None:
+    for entry, why in (
+        ({"id": "pv", "disk_bus": "scsi"}, "no paravirtual SCSI"),
+        ({"id": "fv", "disk_bus": "sata"}, "emulated IDE"),
+        ({"id": "vfio", "pci": PLAIN_NIC, "viommu": True}, "no emulated IOMMU"),
+    ):
+        spec = ModeSpec.model_validate(entry, strict=False)
+        skip = provider_for(spec.id).plan(spec, "x", XEN_VIEW)
+        assert isinstance(skip, Skip) and why in skip.reason

@@ -90,6 +90,11 @@ def test_there_is_a_golden_file_per_mode_variant() -> None:
         "sriov-hostdev",
         "sriov-interface",
         "hostdev-network",
+        "xen-hvm-ide",
+        "xen-pv-on-hvm",
+        "xen-pv",
+        "xen-pci-hvm",
+        "xen-pci-pv",
     }
 
 

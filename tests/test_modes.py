@@ -174,6 +174,7 @@ def test_guest_block_listing_and_nvme_names() -> None:
         "serial vda vbench-test\n"
         "dev sda /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda\n"
         "serial sda vbench-test\n"
+        "serial * vbench-test\n"  # an unmatched glob, a race with the driver probe: ignored
         "ready\n"
     )
     blocks, ready = parse_block_listing(out)

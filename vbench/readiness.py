@@ -396,6 +396,7 @@ def vf_candidates(
     pf: PciDevice,
     assigned: Mapping[str, str],
     allow: Collection[str] = (),
+    need_group: bool = True,
 ) -> tuple[list[PciDevice], list[ExcludedDevice]]:
     """The free VFs of `pf` (vfio-pci bound first) and the others with why they are not free.
 
@@ -407,7 +408,7 @@ def vf_candidates(
     for vf in _vfs_of(inventory, pf):
         if vf.address in assigned:
             taken.append(ExcludedDevice(vf.address, f"held by domain {assigned[vf.address]}"))
-        elif vf.iommu_group is None:
+        elif vf.iommu_group is None and need_group:  # not on Xen: the IOMMU is Xen's
             taken.append(ExcludedDevice(vf.address, "no IOMMU group (IOMMU off)"))
         elif refusals := assignment_refusals(inventory, [vf.address], allow):
             taken.append(ExcludedDevice(vf.address, "; ".join(refusals)))

@@ -83,6 +83,7 @@ _MODE_KEYS = (
     "vlan",
     "viommu",
     "allow",
+    "xen",
 )
 
 
@@ -110,6 +111,8 @@ class ModeSpec(_Strict):
     # vfio, sriov: devices vbench may assign (or leave in a shared IOMMU group) although the
     # safety checks refuse them: the only override, at the scenario author's risk
     allow: list[str] = Field(default_factory=list)
+    # pv, vfio, sriov on a Xen host (libvirt's libxl driver): an HVM guest (default) or PV
+    xen: Literal["hvm", "pv"] | None = None
 
     @field_validator(*_MODE_KEYS)
     @classmethod

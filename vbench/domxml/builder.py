@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 METADATA_NS = "urn:x-vbench:run:1"
 METADATA_PREFIX = "vbench"
 
-DISK_BUSES = ("ide", "sata", "virtio", "scsi")
-NIC_MODELS = ("e1000", "e1000e", "rtl8139", "virtio")
-DOMAIN_TYPES = ("qemu", "kvm")
+DISK_BUSES = ("ide", "sata", "virtio", "scsi", "xen")
+NIC_MODELS = ("e1000", "e1000e", "rtl8139", "virtio", "netfront")
+DOMAIN_TYPES = ("qemu", "kvm", "xen")  # xen: libvirt's libxl driver
+OS_TYPES = ("hvm", "xen")  # xen: a Xen PV guest
 
-_TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
+_TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd", "xen": "xvd"}
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _DOMAIN_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,200}$")  # libvirt refuses '/' in a name
@@ -144,12 +145,23 @@ class DomainSpec:
     passthrough_nics: tuple[HostdevNicSpec | NetworkNicSpec, ...] = ()
     pcie_root_ports: int = 0  # q35: explicit root ports (index 1..n) for the devices above
     iommu: bool = False  # an emulated Intel IOMMU in the guest (q35 only)
+    os_type: str = "hvm"  # "xen": a Xen PV guest (machine xenpv)
+
+    @property
+    def is_xen(self) -> bool:
+        return self.domain_type == "xen"
 
     def __post_init__(self) -> None:
         if not _DOMAIN_NAME.match(self.name):
             raise ValueError(f"{self.name!r} is not a usable domain name (no '/', 1-200 chars)")
         if self.domain_type not in DOMAIN_TYPES:
-            raise ValueError(f"domain_type must be 'qemu' or 'kvm', not {self.domain_type!r}")
+            raise ValueError(
+                f"domain_type must be one of {', '.join(DOMAIN_TYPES)}, not {self.domain_type!r}"
+            )
+        if self.os_type not in OS_TYPES or (self.os_type == "xen" and not self.is_xen):
+            raise ValueError(f"os_type {self.os_type!r} needs a xen domain (hvm, or xen for PV)")
+        if self.is_xen and (self.iommu or self.pcie_root_ports):
+            raise ValueError("a Xen guest has no q35 root ports or emulated IOMMU")
         if self.vcpus < 1:
             raise ValueError(f"vcpus must be >= 1, not {self.vcpus}")
         if self.memory_mib < 1:
@@ -196,7 +208,7 @@ def _metadata(root: ET.Element, spec: DomainSpec) -> None:
 
 def _os(root: ET.Element, spec: DomainSpec) -> None:
     os_el = _sub(root, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine)
+    _sub(os_el, "type", spec.os_type, arch="x86_64", machine=spec.machine)
     _sub(os_el, "kernel", spec.kernel)
     _sub(os_el, "initrd", spec.initrd)
     _sub(os_el, "cmdline", spec.cmdline)
@@ -218,7 +230,8 @@ def _disk(devices: ET.Element, spec: DomainSpec) -> None:
 def _nic(devices: ET.Element, spec: DomainSpec) -> None:
     if spec.nic_model is None:
         return
-    iface = _sub(devices, "interface", type="user")
+    # libxl has no user-mode networking: a Xen guest's NIC is a tap (vif) device
+    iface = _sub(devices, "interface", type="ethernet" if spec.is_xen else "user")
     _sub(iface, "model", type=spec.nic_model)
 
 
@@ -235,11 +248,16 @@ def _root_ports(devices: ET.Element, spec: DomainSpec) -> None:
 def _hostdevs(devices: ET.Element, spec: DomainSpec) -> None:
     for hd in spec.hostdevs:
         el = _sub(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
-        _sub(el, "driver", name="vfio")
+        _sub(el, "driver", name=_backend(spec))
         source = _sub(el, "source")
         domain, bus, slot, function = hd.parts()
         _sub(source, "address", domain=domain, bus=bus, slot=slot, function=function)
         _guest_address(el, hd.guest_address)
+
+
+def _backend(spec: DomainSpec) -> str:
+    """The PCI pass-through backend: VFIO under QEMU/KVM, Xen's pciback under libxl."""
+    return "xen" if spec.is_xen else "vfio"
 
 
 def _vlan(parent: ET.Element, tag: int | None) -> None:
@@ -252,7 +270,7 @@ def _passthrough_nics(devices: ET.Element, spec: DomainSpec) -> None:
         if isinstance(nic, HostdevNicSpec):
             el = _sub(devices, "interface", type="hostdev", managed="yes")
             _sub(el, "mac", address=nic.mac)
-            _sub(el, "driver", name="vfio")
+            _sub(el, "driver", name=_backend(spec))
             source = _sub(el, "source")
             _sub(source, "address", type="pci", **pci_parts(nic.pci_address))
         else:
@@ -272,6 +290,11 @@ def _iommu(devices: ET.Element, spec: DomainSpec) -> None:
 
 
 def _console(devices: ET.Element, spec: DomainSpec) -> None:
+    if spec.os_type == "xen":
+        # a PV guest's console is Xen's own (hvc0); libxl offers it only as a pty
+        console = _sub(devices, "console", type="pty")
+        _sub(console, "target", type="xen", port="0")
+        return
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")
@@ -280,8 +303,13 @@ def _console(devices: ET.Element, spec: DomainSpec) -> None:
     _sub(console, "target", type="serial", port="0")
 
 
-def _agent_channel(devices: ET.Element) -> None:
+def _agent_channel(devices: ET.Element, spec: DomainSpec) -> None:
     channel = _sub(devices, "channel", type="unix")
+    if spec.is_xen:
+        # libxl wants the socket path; the channel is a Xen PV console named in xenstore
+        _sub(channel, "source", mode="bind", path=spec.console_log + ".agent")
+        _sub(channel, "target", type="xen", name="org.qemu.guest_agent.0")
+        return
     _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
 
 
@@ -294,7 +322,11 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _sub(root, "vcpu", str(spec.vcpus))
     _os(root, spec)
     features = _sub(root, "features")
-    _sub(features, "acpi")
+    if spec.os_type == "hvm":
+        _sub(features, "acpi")
+    if spec.is_xen and spec.os_type == "hvm":
+        _sub(features, "apic")
+        _sub(features, "pae")
     if spec.iommu:
         _sub(features, "ioapic", driver="qemu")
     _sub(root, "on_poweroff", "destroy")
@@ -309,8 +341,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _hostdevs(devices, spec)
     _passthrough_nics(devices, spec)
     _console(devices, spec)
-    _agent_channel(devices)
-    _sub(devices, "memballoon", model="none")
+    _agent_channel(devices, spec)
+    _sub(devices, "memballoon", model="xen" if spec.is_xen else "none")
     _iommu(devices, spec)
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"

@@ -30,6 +30,7 @@ from vbench import __version__
 from vbench.errors import LibvirtUnavailable
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
+from vbench.host.xen import xen_checks
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import (
@@ -1393,6 +1394,7 @@ def run_checks(
             check_guest_kernel(f),
             inv_check,
         ]
+        checks = xen_checks(f.paths, checks)  # a Xen dom0: the KVM/VFIO checks do not apply
     finally:
         if lv.conn is not None:
             with contextlib.suppress(libvirt.libvirtError):

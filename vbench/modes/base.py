@@ -55,6 +55,7 @@ KEY_DEFAULTS: dict[str, Any] = {
     "vlan": None,
     "viommu": False,
     "allow": [],
+    "xen": None,
 }
 
 
@@ -74,9 +75,17 @@ def default_mac(label: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in h[:3])
 
 
-def guest_pci_address(slot: int) -> str:
-    """The guest address of the pass-through device behind PCIe root port `slot` (1-based)."""
-    return f"0000:{slot:02x}:00.0"
+def guest_pci_address(slot: int, xen: str | None = None) -> str | None:
+    """Where the guest sees pass-through device number `slot` (1-based).
+
+    QEMU/KVM (q35): behind PCIe root port `slot`, bus `slot`.  Xen HVM: slot 0x10+ of bus 0
+    (no PCIe root ports there).  Xen PV: pcifront numbers the devices itself (None).
+    """
+    if xen is None:
+        return f"0000:{slot:02x}:00.0"
+    if xen == "hvm":
+        return f"0000:00:{0x0F + slot:02x}.0"
+    return None
 
 
 # -- what a provider puts in the domain and how the guest finds its target --------------------
@@ -86,9 +95,11 @@ def guest_pci_address(slot: int) -> str:
 class GuestTarget:
     """How the workload finds its I/O target in the guest.
 
-    kind: "serial" (a disk whose serial is `key`), "nvme" (the NVMe namespace of the PCI
-    function at guest address `key`), "mac" (the NIC whose MAC is `key`), "none" (`key` says
-    why there is no target).
+    kind: "serial" (a disk whose serial is `key`), "block" (the disk the hypervisor names `key`,
+    e.g. Xen's xvda, whose name comes from its virtual device number), "nvme" (the NVMe
+    namespace of the PCI function at guest address `key`; "*": the guest's only NVMe
+    controller, for Xen PV where pcifront numbers the devices), "mac" (the NIC whose MAC is
+    `key`), "none" (`key` says why there is no target).
     """
 
     kind: str
@@ -109,6 +120,7 @@ class ModeDevices:
     pcie_root_ports: int = 0
     iommu: bool = False
     cmdline: str = ""  # extra guest kernel arguments (e.g. intel_iommu=on)
+    os_type: str = "hvm"  # "xen": a Xen PV guest
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,11 @@ class HostView:
     # the changes that give `pf` `want` usable VFs (vbench.host.sriov_prep.plan_vf)
     plan_vf: Callable[[str, int], Sequence[Change]] = lambda pf, want: ()
     prepare: bool = False  # `--prepare-host` / [host] prepare = true
+    hypervisor: str = "kvm"  # "kvm" (QEMU/KVM or TCG) or "xen" (libvirt's libxl driver)
+
+    @property
+    def is_xen(self) -> bool:
+        return self.hypervisor == "xen"
 
 
 @dataclass(frozen=True)
@@ -197,11 +214,12 @@ class GuestShell(Protocol):
 # device/serial; SCSI and libata disks: the VPD page 0x80, 4 header bytes then the serial).
 _BLOCK_SCRIPT = r"""
 for d in /sys/block/*; do
+  [ -e "$d" ] || continue
   n=${d##*/}
-  echo "dev $n $(readlink -f $d)"
-  [ -r $d/serial ] && echo "serial $n $(cat $d/serial)"
-  [ -r $d/device/vpd_pg80 ] && echo "serial $n $(tail -c +5 $d/device/vpd_pg80 | tr -d '\000')"
-  [ -r $d/device/wwid ] && echo "wwid $n $(cat $d/device/wwid)"
+  echo "dev $n $(readlink -f "$d")"
+  [ -r "$d/serial" ] && echo "serial $n $(cat "$d/serial")"
+  [ -r "$d/device/vpd_pg80" ] && echo "serial $n $(tail -c +5 "$d/device/vpd_pg80" | tr -d '\000')"
+  [ -r "$d/device/wwid" ] && echo "wwid $n $(cat "$d/device/wwid")"
 done
 [ -e /run/vbench-ready ] && echo ready
 exit 0
@@ -210,6 +228,7 @@ exit 0
 _NVME_SCRIPT = r"""
 for c in /sys/bus/pci/devices/{addr}/nvme/nvme*; do
   [ -d "$c" ] || continue
+  echo "ctrl ${{c##*/}}"
   for ns in $c/nvme*n*; do [ -e "$ns" ] && echo "ns ${{ns##*/}}"; done
 done
 [ -e /run/vbench-ready ] && echo ready
@@ -221,6 +240,9 @@ for n in /sys/class/net/*; do echo "nic ${n##*/} $(cat $n/address)"; done
 [ -e /run/vbench-ready ] && echo ready
 exit 0
 """
+
+
+_BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:!-]*$")
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,8 @@ def parse_block_listing(text: str) -> tuple[list[GuestBlock], bool]:
         parts = line.split(" ", 2)
         if parts[0] == "ready":
             ready = True
+        elif len(parts) == 3 and not _BLOCK_NAME.match(parts[1]):
+            continue  # a glob that matched nothing while the drivers were still probing
         elif parts[0] == "dev" and len(parts) == 3:
             paths[parts[1]] = parts[2].strip()
         elif parts[0] in ("serial", "wwid") and len(parts) == 3:
@@ -298,11 +322,23 @@ def find_io_target(agent: GuestShell, target: GuestTarget, timeout_s: float = 30
 
         path = _poll(agent, _BLOCK_SCRIPT, timeout_s, by_serial, f"disk with serial {target.key}")
         return IoTarget(path, f"the disk with serial {target.key}", target.disk_stats)
+    if target.kind == "block":
+
+        def by_name(out: str, ready: bool) -> str | None:
+            blocks, _ = parse_block_listing(out)
+            return f"/dev/{target.key}" if any(b.name == target.key for b in blocks) else None
+
+        what = f"disk {target.key}"
+        path = _poll(agent, _BLOCK_SCRIPT, timeout_s, by_name, what)
+        return IoTarget(path, f"the disk the hypervisor names {target.key}", target.disk_stats)
     if target.kind == "nvme":
-        if not PCI_ADDRESS.match(target.key):
+        if target.key != "*" and not PCI_ADDRESS.match(target.key):
             raise GuestError(f"{target.key!r} is not a guest PCI address")
 
         def by_address(out: str, ready: bool) -> str | None:
+            controllers = [line for line in out.splitlines() if line.startswith("ctrl ")]
+            if target.key == "*" and len(controllers) > 1:
+                raise GuestError(f"guest {agent.name} has several NVMe controllers: expected one")
             names = sorted(
                 {
                     n
@@ -313,7 +349,11 @@ def find_io_target(agent: GuestShell, target: GuestTarget, timeout_s: float = 30
             return f"/dev/{names[0]}" if names else None
 
         script = _NVME_SCRIPT.format(addr=target.key)
-        what = f"NVMe namespace at guest PCI address {target.key}"
+        what = (
+            "NVMe namespace of its only NVMe controller"
+            if target.key == "*"
+            else f"NVMe namespace at guest PCI address {target.key}"
+        )
         return IoTarget(_poll(agent, script, timeout_s, by_address, what), what)
     if target.kind == "mac":
         mac = target.key.lower()

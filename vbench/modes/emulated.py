@@ -34,6 +34,8 @@ class EmulatedProvider(ModeProvider):
     def plan(self, spec: ModeSpec, label: str, host: HostView) -> ModePlan | Skip:
         # host check failures only warn here (the runner says so): an emulated device needs
         # nothing of the host that a failed check could take away, and TCG still runs it
+        if host.is_xen:
+            return self.plan_xen(spec, label)
         bus = spec.disk_bus or self.disk_buses[0]
         devices = ModeDevices(
             machine=MACHINE_PC,
@@ -42,3 +44,7 @@ class EmulatedProvider(ModeProvider):
             nic_model=spec.nic_model or self.nic_models[0],
         )
         return ModePlan(self.mode, label, devices)
+
+    def plan_xen(self, spec: ModeSpec, label: str) -> ModePlan | Skip:
+        """The same mode on Xen (libvirt's libxl driver)."""
+        raise NotImplementedError

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vbench.domxml import disk_target_dev
 from vbench.model import ModeId
+from vbench.modes.base import TEST_DISK_SERIAL, GuestTarget, ModeDevices, ModePlan, Skip
 from vbench.modes.emulated import EmulatedProvider
+
+if TYPE_CHECKING:
+    from vbench.scenario import ModeSpec
 
 
 class FvProvider(EmulatedProvider):
@@ -20,3 +25,17 @@ class FvProvider(EmulatedProvider):
         if key == "nic_model" and value not in self.nic_models:
             raise ValueError(f"fv takes an emulated NIC (e1000, e1000e, rtl8139), not {value!r}")
         return value
+
+    def plan_xen(self, spec: ModeSpec, label: str) -> ModePlan | Skip:
+        """Xen HVM with QEMU's emulated IDE disk and NIC."""
+        if spec.disk_bus != "ide":
+            return Skip(self.mode, label, "Xen HVM guests get an emulated IDE disk: use ide")
+        devices = ModeDevices(
+            machine="xenfv",
+            target=GuestTarget("serial", TEST_DISK_SERIAL, disk_stats=disk_target_dev("ide")),
+            disk_bus="ide",
+            nic_model=spec.nic_model,
+            # keep the emulated devices: by default the guest's PV drivers unplug them
+            cmdline="xen_emul_unplug=never",
+        )
+        return ModePlan(self.mode, label, devices, resolved=("Xen HVM, emulated IDE disk",))

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vbench.domxml import HostdevNicSpec, HostdevSpec, NetworkNicSpec
 from vbench.inventory import Inventory, PciDevice
 from vbench.modes.base import (
     MACHINE_Q35,
     GuestTarget,
+    HostView,
     ModeDevices,
     ModeProvider,
+    Skip,
     check_pci,
     guest_pci_address,
 )
 from vbench.readiness import describe
+
+if TYPE_CHECKING:
+    from vbench.scenario import ModeSpec
 
 NVME_CLASS = "010802"
 
@@ -49,10 +54,23 @@ class PassthroughProvider(ModeProvider):
             return [check_pci(v) for v in value]
         return value
 
-    def target_for(self, dev: PciDevice, guest_address: str, mac: str | None) -> GuestTarget:
+    @staticmethod
+    def xen_type(spec: ModeSpec, host: HostView) -> str | None:
+        """None under QEMU/KVM; "hvm" or "pv" on Xen."""
+        return (spec.xen or "hvm") if host.is_xen else None
+
+    def guest_address(self, slot: int, spec: ModeSpec, host: HostView) -> str | None:
+        return guest_pci_address(slot, self.xen_type(spec, host))
+
+    def xen_refusal(self, spec: ModeSpec, label: str, host: HostView) -> Skip | None:
+        if host.is_xen and spec.viommu:
+            return Skip(self.mode, label, "Xen offers no emulated IOMMU to guests: drop viommu")
+        return None
+
+    def target_for(self, dev: PciDevice, guest_address: str | None, mac: str | None) -> GuestTarget:
         """The workload's target on one passed-through function."""
         if is_nvme(dev):
-            return GuestTarget("nvme", guest_address)
+            return GuestTarget("nvme", guest_address or "*")
         if is_nic(dev) and mac:
             return GuestTarget("mac", mac)
         return GuestTarget(
@@ -64,10 +82,29 @@ class PassthroughProvider(ModeProvider):
         hostdevs: list[PciDevice],
         nics: list[tuple[PciDevice | None, HostdevNicSpec | NetworkNicSpec]],
         target: GuestTarget,
-        viommu: bool,
+        spec: ModeSpec,
+        host: HostView,
     ) -> ModeDevices:
-        """q35, one PCIe root port per function (guest bus n), and the guest IOMMU if asked."""
-        specs = [HostdevSpec(d.address, guest_pci_address(i + 1)) for i, d in enumerate(hostdevs)]
+        """q35, one PCIe root port per function (guest bus n), and the guest IOMMU if asked.
+
+        On Xen: the xenfv (HVM) or xenpv machine, functions on bus 0 (HVM) or where pcifront
+        puts them (PV).
+        """
+        viommu = spec.viommu
+        specs = [
+            HostdevSpec(d.address, self.guest_address(i + 1, spec, host))
+            for i, d in enumerate(hostdevs)
+        ]
+        xen = self.xen_type(spec, host)
+        if xen is not None:
+            return ModeDevices(
+                machine="xenpv" if xen == "pv" else "xenfv",
+                os_type="xen" if xen == "pv" else "hvm",
+                target=target,
+                hostdevs=tuple(specs),
+                passthrough_nics=tuple(n for _, n in nics),
+                cmdline="console=hvc0" if xen == "pv" else "",
+            )
         return ModeDevices(
             machine=MACHINE_Q35,
             target=target,

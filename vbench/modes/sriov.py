@@ -25,7 +25,6 @@ from vbench.modes.base import (
     Skip,
     check_pci,
     default_mac,
-    guest_pci_address,
 )
 from vbench.modes.passthrough import PassthroughProvider, device_line, is_nic
 from vbench.readiness import vf_candidates
@@ -38,7 +37,7 @@ PREPARE_HINT = "run with --prepare-host or set [host] prepare = true to let vben
 
 class SriovProvider(PassthroughProvider):
     mode = ModeId.SRIOV
-    keys = frozenset({"network", "pf", "vfs", "mac", "vlan", "viommu", "allow"})
+    keys = frozenset({"network", "pf", "vfs", "mac", "vlan", "viommu", "allow", "xen"})
     not_applicable = " (sriov takes `pf` or `network`)"
 
     def check(self, key: str, value: Any, entry: Mapping[str, Any]) -> Any:
@@ -62,7 +61,7 @@ class SriovProvider(PassthroughProvider):
         return super().check(key, value, entry)
 
     def plan(self, spec: ModeSpec, label: str, host: HostView) -> ModePlan | Skip:
-        skip = self.host_blocked(label, host)
+        skip = self.host_blocked(label, host) or self.xen_refusal(spec, label, host)
         if skip is not None:
             return skip
         mac = spec.mac or default_mac(label)
@@ -76,11 +75,12 @@ class SriovProvider(PassthroughProvider):
                     "(define one: <network><forward mode='hostdev' managed='yes'><pf dev='…'/>"
                     "</forward></network>)",
                 )
-            nic = NetworkNicSpec(spec.network, mac, spec.vlan, guest_pci_address(1))
+            gaddr = self.guest_address(1, spec, host)
+            nic = NetworkNicSpec(spec.network, mac, spec.vlan, gaddr)
             return ModePlan(
                 self.mode,
                 label,
-                self.devices([], [(None, nic)], GuestTarget("mac", mac), spec.viommu),
+                self.devices([], [(None, nic)], GuestTarget("mac", mac), spec, host),
                 resolved=(f"a VF from libvirt network {spec.network} (PFs {', '.join(pfs)})",),
             )
 
@@ -90,7 +90,7 @@ class SriovProvider(PassthroughProvider):
             return Skip(self.mode, label, f"{spec.pf}: no such PCI device here")
         if not pf.sriov_totalvfs:
             return Skip(self.mode, label, f"{pf.address} is not an SR-IOV physical function")
-        free, taken = vf_candidates(inv, pf, host.assigned, spec.allow)
+        free, taken = vf_candidates(inv, pf, host.assigned, spec.allow, need_group=not host.is_xen)
         have = pf.sriov_numvfs or 0
         want = spec.vfs or (have if free else have + 1) or 1
         if want > pf.sriov_totalvfs:
@@ -114,17 +114,17 @@ class SriovProvider(PassthroughProvider):
             # the VF appears only after prepare(): the runner plans this entry again then
             return ModePlan(self.mode, label, None, changes, replan=True)
         vf = free[0]
-        gaddr = guest_pci_address(1)
+        gaddr = self.guest_address(1, spec, host)
         if is_nic(vf):
             vf_nic = HostdevNicSpec(vf.address, mac, spec.vlan, gaddr)
-            devices = self.devices([], [(vf, vf_nic)], GuestTarget("mac", mac), spec.viommu)
+            devices = self.devices([], [(vf, vf_nic)], GuestTarget("mac", mac), spec, host)
         else:
             if spec.mac is not None or spec.vlan is not None:
                 raise DeviceRefused(
                     f"mode {label}: `mac` and `vlan` apply to NIC VFs; {vf.address} is not a NIC"
                 )
             target = self.target_for(vf, gaddr, None)
-            devices = self.devices([vf], [], target, spec.viommu)
+            devices = self.devices([vf], [], target, spec, host)
         return ModePlan(
             self.mode,
             label,

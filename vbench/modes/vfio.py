@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vbench.inventory import Inventory, PciDevice
 from vbench.model import ModeId
-from vbench.modes.base import DeviceRefused, HostView, ModePlan, Skip, check_pci, guest_pci_address
+from vbench.modes.base import DeviceRefused, HostView, ModePlan, Skip, check_pci
 from vbench.modes.passthrough import PassthroughProvider, device_line, host_mac
 from vbench.readiness import assignment_refusals, is_bridge_like
 
@@ -43,7 +43,7 @@ def matching_devices(inventory: Inventory, match: DeviceMatch) -> tuple[str, lis
 
 class VfioProvider(PassthroughProvider):
     mode = ModeId.VFIO
-    keys = frozenset({"match", "pci", "viommu", "allow"})
+    keys = frozenset({"match", "pci", "viommu", "allow", "xen"})
     not_applicable = " (the guest does its I/O on the assigned device; vfio takes pci or match)"
 
     def check(self, key: str, value: Any, entry: Mapping[str, Any]) -> Any:
@@ -67,7 +67,7 @@ class VfioProvider(PassthroughProvider):
         return super().check(key, value, entry)
 
     def plan(self, spec: ModeSpec, label: str, host: HostView) -> ModePlan | Skip:
-        skip = self.host_blocked(label, host)
+        skip = self.host_blocked(label, host) or self.xen_refusal(spec, label, host)
         if skip is not None:
             return skip
         inv = host.inventory
@@ -111,12 +111,15 @@ class VfioProvider(PassthroughProvider):
                 if why:
                     return Skip(self.mode, label, why)
         first = devices[0]
-        target = self.target_for(first, guest_pci_address(1), host_mac(inv, first.address))
+        gaddr = self.guest_address(1, spec, host)
+        target = self.target_for(first, gaddr, host_mac(inv, first.address))
         return ModePlan(
             self.mode,
             label,
-            self.devices(devices, [], target, spec.viommu),
-            resolved=tuple(device_line(d, guest_pci_address(i + 1)) for i, d in enumerate(devices)),
+            self.devices(devices, [], target, spec, host),
+            resolved=tuple(
+                device_line(d, self.guest_address(i + 1, spec, host)) for i, d in enumerate(devices)
+            ),
         )
 
     def _unusable(
@@ -130,7 +133,7 @@ class VfioProvider(PassthroughProvider):
         """Why `dev` cannot be assigned now (with the devices `together`), or None."""
         if dev.address in host.assigned:
             return f"{dev.address} is held by the running domain {host.assigned[dev.address]}"
-        if dev.iommu_group is None:
+        if dev.iommu_group is None and not host.is_xen:  # Xen's IOMMU is the hypervisor's
             return f"{dev.address} has no IOMMU group (IOMMU off)"
         refusals = assignment_refusals(inv, together or [dev.address], allow)
         return refusals[0] if refusals else None
