@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from vbench.domxml import disk_target_dev
 from vbench.modes.base import (
@@ -26,10 +25,6 @@ class EmulatedProvider(ModeProvider):
     disk_buses: ClassVar[tuple[str, ...]]
     nic_models: ClassVar[tuple[str, ...]]
     not_applicable = " (it passes no host device through)"
-
-    @property
-    def defaults(self) -> Mapping[str, Any]:  # type: ignore[override]
-        return {"disk_bus": self.disk_buses[0], "nic_model": self.nic_models[0]}
 
     def plan(self, spec: ModeSpec, label: str, host: HostView) -> ModePlan | Skip:
         # host check failures only warn here (the runner says so): an emulated device needs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vbench.domxml import disk_target_dev
 from vbench.model import ModeId
@@ -18,6 +18,8 @@ class FvProvider(EmulatedProvider):
     mode = ModeId.FV
     disk_buses = ("ide", "sata")
     nic_models = ("e1000", "e1000e", "rtl8139")
+    # ide: the pc machine has it
+    defaults: ClassVar[Mapping[str, Any]] = {"disk_bus": "ide", "nic_model": "e1000"}
 
     def check(self, key: str, value: Any, entry: Mapping[str, Any]) -> Any:
         if key == "disk_bus" and value not in self.disk_buses:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vbench.model import ModeId
 from vbench.modes.base import GuestTarget, ModeDevices, ModePlan, Skip
@@ -18,6 +18,7 @@ class PvProvider(EmulatedProvider):
     keys = frozenset({"disk_bus", "nic_model", "xen"})
     disk_buses = ("virtio", "scsi")
     nic_models = ("virtio",)
+    defaults: ClassVar[Mapping[str, Any]] = {"disk_bus": "virtio", "nic_model": "virtio"}
 
     def check(self, key: str, value: Any, entry: Mapping[str, Any]) -> Any:
         if key == "disk_bus" and value not in self.disk_buses:
