@@ -15,6 +15,7 @@ from support import bed
 from vbench.errors import ScenarioError
 from vbench.host.changes import HostChange
 from vbench.inventory import HostUse, Inventory, PciDevice
+from vbench.model import ModeId
 from vbench.modes import DeviceRefused, HostView, ModePlan, Skip, provider_for
 from vbench.modes.base import nvme_block_name, parse_block_listing
 from vbench.scenario import ModeSpec, parse_scenario
@@ -333,3 +334,52 @@ def test_testbed_without_iommu_skips_with_the_check_that_blocks(tmp_path: Path) 
     assert rc == 0, err
     assert entry["status"] == "skipped"
     assert "the host is not ready: iommu." in str(entry["reason"])
+
+
+def test_testbed_prepare_host_plans_the_change_and_leaves_the_vf_for_after(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        'format_version = 1\nname = "t"\n[[modes]]\nid = "sriov"\npf = "0000:03:00.0"\nvfs = 4\n'
+        '[[workloads]]\nkind = "fio"\n[run]\nrepetitions = 1\n[host]\nprepare = true\n'
+    )
+    out = tmp_path / "out"
+    proc = _vbench(
+        "run", str(scenario), "--dry-run", "--testbed", str(bed("nic-sriov")), "-o", str(out),
+        "-c", "test:///default",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = out.iterdir()
+    (entry,) = json.loads((run / "dry-run.json").read_text())["modes"]
+    assert entry["status"] == "planned" and "again after the host changes" in entry["note"]
+    changes = (run / "raw" / "r0-sriov" / "host-changes.txt").read_text().splitlines()
+    assert changes == ["0000:03:00.0: sriov_numvfs 2 -> 0", "0000:03:00.0: sriov_numvfs 0 -> 4"]
+    # the domain as the host offers it now (VF 03:10.2); the run chooses again after the changes
+    assert 'slot="0x10" function="0x2"' in (run / "raw" / "r0-sriov" / "domain.xml").read_text()
+
+
+def test_prepare_records_each_change_before_making_it_and_restores_on_error(
+    tmp_path: Path,
+) -> None:
+    from vbench.host.changes import JOURNAL_FILE, ChangeJournal
+
+    # a file standing in for sriov_numvfs: the journal's real write/restore path
+    attr = tmp_path / "sriov_numvfs"
+    attr.write_text("0")
+    change = HostChange("sysfs", str(attr), "0", "2", f"{PF}: sriov_numvfs 0 -> 2")
+    plan = ModePlan(
+        ModeId.SRIOV, "sriov", None, (change,), replan=True
+    )  # the devices come after the change
+    journal = ChangeJournal(tmp_path)
+    with (
+        pytest.raises(RuntimeError),
+        provider_for(ModeId.SRIOV).prepare(plan, journal),
+    ):
+        assert attr.read_text() == "2"
+        (entry,) = json.loads((tmp_path / JOURNAL_FILE).read_text())["changes"]
+        assert (entry["before"], entry["after"], entry["state"]) == ("0", "2", "applied")
+        raise RuntimeError("the run failed")
+    assert attr.read_text() == "0"
+    (entry,) = json.loads((tmp_path / JOURNAL_FILE).read_text())["changes"]
+    assert entry["state"] == "restored"

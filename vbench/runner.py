@@ -338,6 +338,10 @@ class Runner:
                 entry |= {"status": "skipped", "reason": plan.reason}
             else:
                 entry |= {"status": "planned", "devices": list(plan.resolved)}
+                if plan.replan:
+                    entry["note"] = "the VF is chosen again after the host changes" + (
+                        "" if plan.devices else ": no domain XML before them"
+                    )
             entry["host_changes"] = [c.describe for c in plan.changes]
             summary.append(entry)
         for trial in self.scenario.trials():

@@ -177,7 +177,8 @@ class ModePlan:
     devices: ModeDevices | None  # None only while `replan`: known after the host changes
     changes: tuple[Change, ...] = ()
     resolved: tuple[str, ...] = ()  # one line per chosen host device, for the log and manifest
-    # the host devices are chosen again after prepare() (a VF that exists only after the change)
+    # the host devices are chosen again after prepare(): the changes create or recreate VFs
+    # (`devices` is then what the host offers before them, or None when it offers nothing yet)
     replan: bool = False
 
 

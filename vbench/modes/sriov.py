@@ -131,4 +131,6 @@ class SriovProvider(PassthroughProvider):
             devices,
             changes,
             resolved=(f"VF {device_line(vf, gaddr)} of PF {pf.address}",),
+            # a changed VF count recreates the VFs: choose again once the changes are made
+            replan=bool(changes),
         )
