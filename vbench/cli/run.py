@@ -113,7 +113,7 @@ def run_command(
         "--prepare-host",
         help="Let modes change the host (VF count, NVMe secondary controllers, driver binding); "
         "every change is recorded in the run directory first and undone at the end. "
-        "Same as [host] prepare = true.",
+        "Same as \\[host] prepare = true.",
     ),
     require_all_modes: bool = typer.Option(
         False, "--require-all-modes", help="A mode the host cannot run is an error, not a skip."
