@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from vbench.checkdoc import CheckDocument
 from vbench.errors import RunDirError
-from vbench.model import Sample
+from vbench.model import ModeId, Sample
 from vbench.report import build_report
 from vbench.report.analysis import mode_order, summarize_samples
 from vbench.report.render import TCG_WARNING
@@ -30,6 +31,8 @@ from vbench.stats import summarize
 from vbench.workloads.fio import SampleLabels, parse_fio_json
 
 DATA = Path(__file__).parent / "data" / "fio"
+# A run directory written by vbench 0.1 (manifest format 1), kept to prove it still renders.
+V1_RUN = Path(__file__).parent / "data" / "records" / "run-v1"
 RUN_ID = "20250101T100000-quick"
 SCENARIO = 'format_version = 1\nname = "quick"\ndescription = "Emulated vs virtio disk"\n'
 PARAMS = "bs=4k,direct=True,iodepth=16,ioengine=libaio,numjobs=1,ramp_s=0,runtime_s=5,rw=randread"
@@ -217,31 +220,13 @@ def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path
             console_tail="Booting Linux\nKernel panic - not syncing: VFS: Unable to mount root fs",
         ),
     ]
-    checks = {
-        "checks": [
-            {
-                "id": "iommu",
-                "title": "IOMMU on",
-                "status": "fail",
-                "observed": "no groups",
-                "remedy": "boot with intel_iommu=on",
-            },
-            {"id": "kvm", "status": "warn", "extra_key": 3},
-            "not-a-dict",
-        ],
-        "modes": [
-            {"mode": "vfio", "ready": False, "blockers": ["no IOMMU groups"]},
-            {"mode": "fv", "ready": True},
-        ],
-        "summary": {"ok": 1},
-    }
     run_path, _ = _make_run(
         tmp_path,
         status="failed",
         error="libvirtd went away",
         trials=trials,
         skipped_modes=[SkippedMode(mode="vfio", mode_id="vfio", reason="IOMMU is off")],
-        checks=checks,
+        checks=_check_document(),
     )
     files = build_report(run_path)
     text = _text(files.html.read_text())
@@ -249,8 +234,8 @@ def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path
     assert "IOMMU is off" in text
     assert "guest agent silent for 60 s" in text
     assert "Kernel panic - not syncing" in text
-    assert "boot with intel_iommu=on" in text and "extra_key: 3" in text
-    assert "not ready" in text and "no IOMMU groups" in text
+    assert "Enable VT-x/AMD-V in the firmware setup" in text
+    assert "not ready" in text and "vfio.modules" in text
     assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
 
 
@@ -268,7 +253,21 @@ def test_baremetal_is_a_column_but_not_the_baseline(tmp_path: Path) -> None:
     run_path, samples = _make_run(tmp_path)
     text = (DATA / "randread-4k-libaio-qd16.json").read_text()
     extra = parse_fio_json(text, SampleLabels(RUN_ID, "bm-0", "baremetal", "fio", PARAMS, 0, 1.7e9))
-    RunDir(run_path).write_samples(samples + extra)
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    manifest.cases.append(
+        CaseRecord(
+            case_id="bm-0",
+            mode="baremetal",
+            mode_id="baremetal",
+            workload="fio",
+            parameters=PARAMS,
+            repetition=0,
+            status="ok",
+        )
+    )
+    run.write_manifest(manifest)
+    run.write_samples(samples + extra)
     frame = RunDir.open(run_path).read_samples()
     modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
     assert modes == ["fv", "pv", "baremetal"]
@@ -310,11 +309,11 @@ def test_samples_csv_round_trip_keeps_values(built: tuple[Path, list[Sample], An
 # -- host checks from a real check document, and the cost of each mode ---------------------------
 
 
-def _check_document(extra_pci: int = 0) -> dict[str, Any]:
+def _check_document(extra_pci: int = 0) -> CheckDocument:
     """A `vbench check --json` document built by the real code from hand-made results."""
     from vbench.inventory import HostUse, Inventory, PciDevice
     from vbench.model import ModeId
-    from vbench.readiness import CheckReport, CheckResult, Status, build_document
+    from vbench.readiness import CheckReport, CheckResult, Status
 
     pci = [
         PciDevice("0000:00:00.0", "8086", "29c0", "060000", is_bridge=False),
@@ -372,7 +371,7 @@ def _check_document(extra_pci: int = 0) -> dict[str, Any]:
         host_use=(HostUse("0000:00:02.0", "backs / (vda)"),),
         notes=("a note from the inventory",),
     )
-    return build_document(CheckReport(host=host, checks=checks, inventory=inventory))
+    return CheckDocument.build(CheckReport(host=host, checks=checks, inventory=inventory))
 
 
 def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
@@ -475,13 +474,19 @@ def test_big_inventory_is_capped(tmp_path: Path) -> None:
     assert "24 more PCI devices in manifest.json" in text
 
 
-def test_check_document_without_verdicts_is_recomputed(tmp_path: Path) -> None:
-    doc = _check_document()
-    del doc["verdicts"], doc["counts"], doc["host"]
-    run_path, _ = _make_run(tmp_path, checks=doc)
+def test_a_run_of_manifest_format_1_still_renders(tmp_path: Path) -> None:
+    """A run directory written by vbench 0.1 (manifest and check document format 1)."""
+    run_path = tmp_path / "run-v1"
+    shutil.copytree(V1_RUN, run_path)
+    assert json.loads((run_path / "manifest.json").read_text())["format_version"] == 1
+    manifest = RunDir.open(run_path).read_manifest()
+    assert manifest.format_version == 2 and manifest.checks is not None
+    vfio = manifest.checks.verdict(ModeId.VFIO)
+    assert vfio is not None and not vfio.ready
+    assert vfio.remedies[0].checks == ("vfio.modules",)
     text = _text(build_report(run_path, pdf=False).html.read_text())
     assert "Readiness per mode" in text and "SR-IOV VF" in text
-    assert "1 FAIL" in text
+    assert "1 FAIL" in text and "randread" in text
 
 
 def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, str, str]) -> None:

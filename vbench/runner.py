@@ -8,24 +8,26 @@ Every guest and scratch file is removed on every way out: success, error, Ctrl-C
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
 import libvirt
+from pydantic import BaseModel, ConfigDict
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
+from vbench.command import CommandFailed
+from vbench.command import run as run_command
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
@@ -33,6 +35,7 @@ from vbench.guest.microguest import DEFAULT_CMDLINE, Microguest, build_microgues
 from vbench.host.baremetal import run_on_host
 from vbench.host.changes import ChangeJournal
 from vbench.host.checks import check_document
+from vbench.host.facts import read_system_facts
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import plan_vf
@@ -46,7 +49,7 @@ from vbench.model import (
     canonical_parameters,
 )
 from vbench.modes import HostView, ModePlan, Skip, provider_for
-from vbench.readiness import host_blockers, report_from_document
+from vbench.readiness import host_blockers
 from vbench.results import (
     Accel,
     CaseRecord,
@@ -121,6 +124,30 @@ class _State:
         self.rundir.write_samples(self.samples)
 
 
+class DryRunMode(BaseModel):
+    """One mode entry of a dry run: planned (devices) or skipped (reason), and its host changes."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str
+    mode_id: str
+    status: Literal["planned", "skipped"]
+    reason: str | None = None
+    devices: list[str] = []
+    note: str | None = None
+    host_changes: list[str] = []
+
+
+class DryRun(BaseModel):
+    """`<output>/<run-id>-dry-run/dry-run.json`: what `vbench run --dry-run` planned."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = 1
+    kind: Literal["vbench.dry-run"] = "vbench.dry-run"
+    run_id: str
+    scenario: str
+    modes: list[DryRunMode]
+
+
 class ModesSkipped(VbenchError):
     """--require-all-modes and a mode the host cannot run (exit 1, nothing started)."""
 
@@ -147,18 +174,14 @@ def new_run_id(scenario_name: str) -> str:
 
 
 def _tool_version(argv: list[str]) -> str:
-    exe = shutil.which(argv[0])
-    if exe is None:
+    if shutil.which(argv[0]) is None:
         return "not installed"
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_command(argv, timeout_s=10, check=False)
+    except CommandFailed:
         return "unknown"
-    return (
-        (out.stdout or out.stderr).strip().splitlines()[0]
-        if (out.stdout or out.stderr)
-        else "unknown"
-    )
+    text = (out.out or out.err).strip()
+    return text.splitlines()[0] if text else "unknown"
 
 
 def _libvirt_version(n: int) -> str:
@@ -166,27 +189,7 @@ def _libvirt_version(n: int) -> str:
 
 
 def _host_facts() -> dict[str, object]:
-    facts: dict[str, object] = {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "arch": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                facts["memory_mib"] = int(line.split()[1]) // 1024
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                facts["os"] = line.split("=", 1)[1].strip().strip('"')
-    return facts
+    return read_system_facts().manifest()
 
 
 def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
@@ -195,7 +198,7 @@ def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
         "python": platform.python_version(),
         "libvirt": _libvirt_version(conn.getLibVersion()),
         "qemu": _libvirt_version(conn.getVersion()),
-        "host_kernel": platform.release(),
+        "host_kernel": read_system_facts().kernel,
         "guest_kernel": guest.kernel_release,
         "fio": _tool_version(["fio", "--version"]),
     }
@@ -221,7 +224,7 @@ class Runner:
         output: Path,
         uri: str | None = None,
         events: RunEvents | None = None,
-        checks: dict[str, Any] | None = None,
+        checks: CheckDocument | None = None,
         prepare_host: bool = False,
         dry_run: bool = False,
         require_all_modes: bool = False,
@@ -274,7 +277,8 @@ class Runner:
 
     # -- the modes: plan (devices, safety), host changes, dry run -------------------------------
     def _host_view(self, conn: libvirt.virConnect) -> HostView:
-        report = report_from_document(self.checks or {})
+        assert self.checks is not None  # the host is checked before planning
+        report = self.checks.report()
         paths = self.paths
         # libvirt's libxl driver says "Xen": the guests are Xen's, and the KVM/VFIO host checks
         # (which `vbench check` marks as not applying on a dom0) block nothing
@@ -331,19 +335,23 @@ class Runner:
         """Write each trial's domain XML and the host changes it would make; start nothing."""
         run_id = new_run_id(self.scenario.name) + "-dry-run"
         out = self.output / run_id
-        summary: list[dict[str, Any]] = []
+        modes: list[DryRunMode] = []
         for label, plan in zip(self.scenario.mode_labels(), plans, strict=True):
-            entry: dict[str, Any] = {"mode": label, "mode_id": plan.mode.value}
+            entry = DryRunMode(
+                mode=label,
+                mode_id=plan.mode.value,
+                status="skipped" if isinstance(plan, Skip) else "planned",
+                host_changes=[c.describe for c in plan.changes],
+            )
             if isinstance(plan, Skip):
-                entry |= {"status": "skipped", "reason": plan.reason}
+                entry.reason = plan.reason
             else:
-                entry |= {"status": "planned", "devices": list(plan.resolved)}
+                entry.devices = list(plan.resolved)
                 if plan.replan:
-                    entry["note"] = "the VF is chosen again after the host changes" + (
+                    entry.note = "the VF is chosen again after the host changes" + (
                         "" if plan.devices else ": no domain XML before them"
                     )
-            entry["host_changes"] = [c.describe for c in plan.changes]
-            summary.append(entry)
+            modes.append(entry)
         for trial in self.scenario.trials():
             if trial.is_baremetal:
                 continue
@@ -357,11 +365,11 @@ class Runner:
                     self._domain_spec(run_id, trial, plan, None, None, None, None)
                 )
                 atomic_write(out / "raw" / tid / "domain.xml", xml)
-        doc = {"run_id": run_id, "scenario": self.loaded.path, "dry_run": True, "modes": summary}
-        atomic_write(out / "dry-run.json", json.dumps(doc, indent=2) + "\n")
-        for e in summary:
-            what = e.get("reason") or "; ".join(e.get("devices", [])) or "emulated devices"
-            self.events.phase(f"dry run: {e['mode']}: {e['status']}: {what}")
+        doc = DryRun(run_id=run_id, scenario=self.loaded.path, modes=modes)
+        atomic_write(out / "dry-run.json", doc.model_dump_json(indent=2) + "\n")
+        for e in modes:
+            what = e.reason or "; ".join(e.devices) or "emulated devices"
+            self.events.phase(f"dry run: {e.mode}: {e.status}: {what}")
         return RunResult(path=out, status="dry-run", failed_cases=0, ok_cases=0)
 
     def _run_trials(
@@ -437,14 +445,13 @@ class Runner:
         return self.scenario.modes[trial.mode_index]
 
     def _record_skips(self, state: _State, plans: list[ModePlan | Skip]) -> None:
-        verdicts = {v.get("mode"): v for v in (self.checks or {}).get("verdicts", [])}
         for label, mode, plan in zip(
             self.scenario.mode_labels(), self.scenario.modes, plans, strict=True
         ):
             if isinstance(plan, ModePlan):
-                verdict = verdicts.get(mode.id.value, {})
-                if verdict and not verdict.get("ready", True) and not plan.resolved:
-                    self.events.warn(f"host check: {label}: {verdict.get('summary', 'not ready')}")
+                verdict = self.checks.verdict(mode.id) if self.checks else None
+                if verdict and not verdict.ready and not plan.resolved:
+                    self.events.warn(f"host check: {label}: {verdict.summary}")
                 continue
             state.manifest.skipped_modes.append(
                 SkippedMode(mode=label, mode_id=mode.id.value, reason=plan.reason)

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from vbench.certify import CertifySpec
 from vbench.errors import ScenarioError
 from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
 from vbench.modes import provider_for
@@ -198,6 +199,7 @@ class Scenario(_Strict):
     workloads: list[WorkloadSpec] = Field(min_length=1)
     run: RunSpec = Field(default_factory=RunSpec)
     host: HostSpec = Field(default_factory=HostSpec)
+    certify: list[CertifySpec] = []
 
     @field_validator("modes")
     @classmethod

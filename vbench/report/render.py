@@ -8,7 +8,7 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ import jinja2
 import pandas as pd
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument, CheckRecord, VerdictRecord
+from vbench.inventory import Inventory
 from vbench.model import ModeId
-from vbench.readiness import FORMAT_VERSION, Status, mode_verdicts, report_from_document
+from vbench.readiness import Status
 from vbench.report.analysis import (
     BAREMETAL,
     COST,
@@ -252,7 +254,6 @@ PCI_VENDORS = {
     "19e5": "Huawei",
     "1d0f": "Amazon",
 }
-CHECK_KEYS = ("id", "title", "status", "observed", "remedy", "gates", "degrades", "data")
 PCI_ROWS_MAX = 40
 DEVICES_MAX = 12
 
@@ -272,14 +273,6 @@ def _text_of(value: object) -> str:
     return str(value)
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
 def _mode_name(mode: str) -> str:
     try:
         return ModeId(mode).display_name
@@ -287,192 +280,122 @@ def _mode_name(mode: str) -> str:
         return mode
 
 
-def _verdicts(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The document's verdicts; recomputed from its checks and inventory when absent."""
-    stored = doc.get("verdicts", doc.get("modes"))
-    if isinstance(stored, list):
-        return [v for v in stored if isinstance(v, Mapping)]
-    if doc.get("format_version") != FORMAT_VERSION or not isinstance(doc.get("checks"), list):
-        return []
-    try:
-        report = report_from_document(doc)
-        verdicts = mode_verdicts(
-            report.checks, report.inventory, bool(doc.get("strict")), report.os_release
-        )
-    except (ValueError, TypeError, KeyError):
-        return []
-    return [
-        {
-            "mode": v.mode.value,
-            "title": v.title,
-            "ready": v.ready,
-            "summary": v.summary,
-            "blockers": list(v.blockers),
-            "remedies": list(v.remedies),
-            "offered": [asdict(o) for o in v.offered],
-            "excluded": [asdict(e) for e in v.excluded],
-        }
-        for v in verdicts
-    ]
-
-
-def _mode_readiness(
-    v: Mapping[str, Any], requested: set[str], fixes: Mapping[str, str]
-) -> ModeReadiness:
-    mode = str(v.get("mode", "?"))
-    ready = v.get("ready")
-    req = v.get("requested")
-    blockers = [_text_of(b) for b in _list(v.get("blockers")) or [v.get("blockers")] if b]
+def _mode_readiness(v: VerdictRecord, fixes: Mapping[str, str]) -> ModeReadiness:
     out = ModeReadiness(
-        mode=mode,
-        title=str(v.get("title") or _mode_name(mode)),
-        requested=req if isinstance(req, bool) else (mode in requested if requested else None),
-        ready=ready if isinstance(ready, bool) else None,
-        summary=_text_of(v.get("summary")),
-        blockers=blockers,
+        mode=v.mode.value,
+        title=v.title,
+        requested=v.requested,
+        ready=v.ready,
+        summary=v.summary,
+        blockers=list(v.blockers),
     )
-    if not out.summary and out.ready is not None:
-        out.summary = "ready" if out.ready else "not ready"
-    for remedy in (_text_of(r) for r in _list(v.get("remedies"))):
-        ids = [i.strip() for i in remedy.split(":", 1)[0].split(",")] if ":" in remedy else []
-        if ids and all(i in fixes for i in ids):
-            out.see_checks += [i for i in ids if i not in out.see_checks]
-        elif remedy:
-            out.remedies.append(remedy)
-    offered = [_mapping(o) for o in _list(v.get("offered"))]
-    for o in offered[:DEVICES_MAX]:
-        group = o.get("iommu_group")
-        note = _text_of(o.get("note")) or _text_of(o.get("description"))
-        desc = _text_of(o.get("description"))
+    for remedy in v.remedies:
+        # A fix that is already in the checks table is a link there, not repeated.
+        if remedy.checks and all(i in fixes for i in remedy.checks):
+            out.see_checks += [i for i in remedy.checks if i not in out.see_checks]
+        else:
+            out.remedies.append(str(remedy))
+    for o in v.offered[:DEVICES_MAX]:
+        note = o.note or o.description
+        desc = o.description
         out.offered.append(
             DeviceRow(
-                address=_text_of(o.get("address")) or "?",
-                group=DASH if group is None else str(group),
-                driver=_text_of(o.get("driver")) or "none",
+                address=o.address,
+                group=DASH if o.iommu_group is None else str(o.iommu_group),
+                driver=o.driver or "none",
                 note=f"{desc}; {note}" if desc and note != desc else note,
             )
         )
-    out.offered_more = max(len(offered) - DEVICES_MAX, 0)
-    excluded = [_mapping(e) for e in _list(v.get("excluded"))]
-    out.excluded = [
-        (_text_of(e.get("address")) or "?", _text_of(e.get("reason")))
-        for e in excluded[:DEVICES_MAX]
-    ]
-    out.excluded_more = max(len(excluded) - DEVICES_MAX, 0)
+    out.offered_more = max(len(v.offered) - DEVICES_MAX, 0)
+    out.excluded = [(e.address, e.reason) for e in v.excluded[:DEVICES_MAX]]
+    out.excluded_more = max(len(v.excluded) - DEVICES_MAX, 0)
     return out
 
 
-def _check_row(item: Mapping[str, Any]) -> CheckRow:
-    status = str(item.get("status") or "?").upper()
-    observed = _text_of(item.get("observed"))
-    extra = [
-        f"{k}: {_text_of(v)}"
-        for k, v in item.items()
-        if k not in CHECK_KEYS and isinstance(v, str | int | float | bool) and _text_of(v)
-    ]
-    if extra:
-        observed = "; ".join([observed, *extra] if observed else extra)
+def _check_row(c: CheckRecord) -> CheckRow:
     return CheckRow(
-        id=_text_of(item.get("id")) or "?",
-        title=_text_of(item.get("title")),
-        status=status,
-        observed=observed,
-        remedy="" if status == "PASS" else _text_of(item.get("remedy")),
+        id=c.id,
+        title=c.title,
+        status=c.status.value,
+        observed=c.observed,
+        remedy="" if c.status is Status.PASS else (c.remedy or ""),
     )
 
 
-def _pci_rows(inventory: Mapping[str, Any]) -> tuple[list[PciRow], int]:
+def _pci_rows(inventory: Inventory) -> tuple[list[PciRow], int]:
     uses: dict[str, list[str]] = {}
-    for use in _list(inventory.get("host_use")):
-        use = _mapping(use)
-        addr, reason = use.get("pci_address"), _text_of(use.get("reason"))
-        if addr and reason:
-            uses.setdefault(str(addr), []).append(reason)
-    devices = [_mapping(d) for d in _list(inventory.get("pci"))]
+    for use in inventory.host_use:
+        uses.setdefault(use.pci_address, []).append(use.reason)
     rows: list[PciRow] = []
-    for d in devices[:PCI_ROWS_MAX]:
-        vid, did = _text_of(d.get("vendor_id")), _text_of(d.get("device_id"))
-        names = " ".join(
-            t for t in (_text_of(d.get("vendor_name")), _text_of(d.get("device_name"))) if t
-        ) or PCI_VENDORS.get(vid.lower(), "")
-        code = _text_of(d.get("class_code")).lower().removeprefix("0x")
-        total, num = d.get("sriov_totalvfs"), d.get("sriov_numvfs")
-        if total:
-            sriov = f"{num or 0} / {total} VFs"
-        elif d.get("physfn"):
-            sriov = f"VF of {_text_of(d.get('physfn'))}"
+    for d in inventory.pci[:PCI_ROWS_MAX]:
+        vid, did = d.vendor_id, d.device_id
+        names = " ".join(t for t in (d.vendor_name, d.device_name) if t) or PCI_VENDORS.get(
+            vid.lower(), ""
+        )
+        code = d.class_code.lower().removeprefix("0x")
+        if d.sriov_totalvfs:
+            sriov = f"{d.sriov_numvfs or 0} / {d.sriov_totalvfs} VFs"
+        elif d.physfn:
+            sriov = f"VF of {d.physfn}"
         else:
             sriov = ""
-        group = d.get("iommu_group")
-        address = _text_of(d.get("address")) or "?"
         rows.append(
             PciRow(
-                address=address,
+                address=d.address,
                 ids=f"{vid}:{did}" if vid or did else "",
                 name=names,
-                cls=_text_of(d.get("class_name"))
+                cls=d.class_name
                 or (f"{PCI_CLASSES[code[:4]]} ({code})" if code[:4] in PCI_CLASSES else code),
-                driver=_text_of(d.get("driver")),
-                group="" if group is None else str(group),
+                driver=d.driver or "",
+                group="" if d.iommu_group is None else str(d.iommu_group),
                 sriov=sriov,
-                host_use="; ".join(dict.fromkeys(uses.get(address, []))),
+                host_use="; ".join(dict.fromkeys(uses.get(d.address, []))),
             )
         )
-    return rows, len(devices)
+    return rows, len(inventory.pci)
 
 
-def _when(text: object) -> str:
-    t = _parse_time(text if isinstance(text, str) else None)
+def _when(text: str | None) -> str:
+    t = _parse_time(text)
     if t is None:
-        return _text_of(text)
+        return text or ""
     return t.strftime("%Y-%m-%d %H:%M:%S") + (f" {t.tzname()}" if t.tzname() else "")
 
 
-def _checks_view(checks: Mapping[str, Any] | None) -> CheckView | None:
-    """The `vbench check --json` document of the run (see `vbench.readiness.build_document`),
-    compact: summary, per-mode readiness, checks, PCI inventory.  Defensive about missing keys
-    (older or hand-made documents); never dumps raw JSON."""
-    if not checks:
+def _checks_view(doc: CheckDocument | None) -> CheckView | None:
+    """The run's host-check document (`vbench.checkdoc.CheckDocument`), compact: summary,
+    per-mode readiness, checks, PCI inventory."""
+    if doc is None:
         return None
     view = CheckView()
-    items = [c for c in _list(checks.get("checks")) if isinstance(c, Mapping)]
-    view.rows = [_check_row(c) for c in items]
-    counts = _mapping(checks.get("counts"))
-    if not counts and view.rows:
-        counts = {s: sum(1 for r in view.rows if r.status == s) for s in Status}
-    view.counts = [(str(k), int(v)) for k, v in counts.items() if isinstance(v, int)]
-    host = _mapping(checks.get("host"))
-    requested = [str(m) for m in _list(checks.get("requested_modes"))]
-    strict = checks.get("strict")
+    view.rows = [_check_row(c) for c in doc.checks]
+    view.counts = [(s.value, n) for s, n in doc.counts.items()]
+    host = doc.host
     parts = []
-    if host.get("checked_at"):
-        parts.append(f"checked {_when(host.get('checked_at'))}")
-    if host.get("hostname"):
-        parts.append(f"on {_text_of(host.get('hostname'))}")
-    if isinstance(strict, bool):
-        parts.append("strict (a WARN blocks)" if strict else "not strict (a WARN never blocks)")
-    if host.get("probe") is not None:
-        parts.append("KVM boot probe run" if host.get("probe") else "without the KVM boot probe")
+    if host.checked_at:
+        parts.append(f"checked {_when(host.checked_at)}")
+    if host.hostname:
+        parts.append(f"on {host.hostname}")
+    parts.append("strict (a WARN blocks)" if doc.strict else "not strict (a WARN never blocks)")
+    parts.append("KVM boot probe run" if host.probe else "without the KVM boot probe")
     view.summary = ", ".join(parts)
-    if requested:
-        ready = checks.get("ready")
-        state = "ready" if ready is True else "not ready" if ready is False else ""
-        names = ", ".join(_mode_name(m) for m in requested)
-        view.facts.append(("requested modes", f"{names}{': ' + state if state else ''}"))
-    for key, label in (
-        ("kernel_release", "kernel"),
-        ("cmdline", "kernel command line"),
-        ("kvm_backend", "KVM module"),
-        ("libvirt_version", "libvirt"),
-        ("hypervisor_version", "QEMU"),
+    if doc.requested_modes:
+        names = ", ".join(m.display_name for m in doc.requested_modes)
+        state = "ready" if doc.ready else "not ready"
+        view.facts.append(("requested modes", f"{names}: {state}"))
+    for label, value in (
+        ("kernel", host.kernel_release),
+        ("kernel command line", host.cmdline),
+        ("KVM module", host.kvm_backend),
+        ("libvirt", host.libvirt_version),
+        ("QEMU", host.hypervisor_version),
     ):
-        if host.get(key):
-            view.facts.append((label, _text_of(host.get(key))))
+        if value:
+            view.facts.append((label, value))
     fixes = {r.id: r.remedy for r in view.rows if r.remedy}
-    view.modes = [_mode_readiness(v, set(requested), fixes) for v in _verdicts(checks)]
-    inventory = _mapping(checks.get("inventory"))
-    view.pci, view.pci_total = _pci_rows(inventory)
-    view.notes = [_text_of(n) for n in _list(inventory.get("notes")) if n]
+    view.modes = [_mode_readiness(v, fixes) for v in doc.verdicts]
+    view.pci, view.pci_total = _pci_rows(doc.inventory)
+    view.notes = list(doc.inventory.notes)
     return view
 
 
@@ -480,7 +403,7 @@ def _status_class(status: str) -> str:
     s = status.lower()
     if s in ("pass", "passed", "ok", "yes", "ready", "true"):
         return "ok"
-    if s in ("warn", "warning", "skip", "skipped", "unknown", "info"):
+    if s in ("warn", "warning", "skip", "skipped", "unknown", "info", "inconclusive"):
         return "warn"
     if s in ("fail", "failed", "error", "no", "false", "blocked"):
         return "bad"
