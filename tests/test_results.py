@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import rewrite_samples
 
 from vbench.errors import RunDirError
 from vbench.model import SAMPLE_COLUMNS, Sample
@@ -62,7 +63,9 @@ def test_manifest_and_samples_round_trip(tmp_path: Path) -> None:
     run.write_raw("c0", "fio.json", "{}")
     run.write_manifest(m)
     assert m.raw_files == ["raw/c0/fio.json"]
-    run.write_samples([_sample(10.0), _sample(12.5, 1)])
+    run.append_samples([_sample(10.0)])
+    run.append_samples([])
+    run.append_samples([_sample(12.5, 1)])
     back = RunDir.open(tmp_path / "r1").read_manifest()
     assert back == m
     frame = load_samples(tmp_path / "r1")
@@ -125,7 +128,7 @@ def _good_run(tmp_path: Path, status: str = "complete") -> RunDir:
     for rep in range(2):
         run.write_raw(f"c{rep}", "fio.json", json.dumps({"jobs": [{"rep": rep}]}))
     run.write_manifest(m)
-    run.write_samples([_sample(10.0), _sample(11.0), _sample(12.5, 1), _sample(13.0, 1)])
+    rewrite_samples(run, [_sample(10.0), _sample(11.0), _sample(12.5, 1), _sample(13.0, 1)])
     return run
 
 
@@ -206,7 +209,7 @@ def test_a_missing_raw_file_names_the_manifest_line(tmp_path: Path) -> None:
 def test_samples_of_an_unlisted_case(tmp_path: Path) -> None:
     run = _good_run(tmp_path)
     samples = [_sample(10.0), _sample(12.5, 1), _sample(14.0, 2)]  # c2 is not in the manifest
-    run.write_samples(samples)
+    rewrite_samples(run, samples)
     message = _error(run)
     assert message.startswith(f"{run.path / 'samples.csv'}:4: case 'c2' is not one manifest.json")
     # a run that stopped mid-case holds that case's samples before its record: left out

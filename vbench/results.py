@@ -2,12 +2,15 @@
 
     <output>/<run-id>/
       manifest.json      what ran, where, with what, and how it ended (`Manifest`)
-      samples.csv        one row per measured value (see vbench.model.SAMPLE_COLUMNS)
-      raw/<case-id>/     fio.json, domain.xml, console.log, ... (listed in the manifest)
+      samples.csv        one row per measured value (see vbench.model.SAMPLE_COLUMNS), appended
+                         as cases finish
+      raw/<case-id>/     the workload's output (fio.json, stress-ng.yaml), domain.xml, console.log
+                         (listed in the manifest)
       report.html, report.pdf
 
-Every file is written to a temporary name and renamed, so a reader never sees half a file and an
-interrupted run stays readable (its manifest says `interrupted`).
+Every other file is written to a temporary name and renamed, so a reader never sees half a file;
+samples.csv grows by whole rows, flushed per case.  An interrupted run stays readable (its
+manifest says `interrupted`).
 
 Reading is strict: `RunDir.load()` gives the manifest and the samples or raises one `RunDirError`
 line naming the file and the line (a malformed sample row, a truncated manifest, a raw file the
@@ -212,13 +215,26 @@ class RunDir:
             manifest.raw_files = sorted(set(manifest.raw_files) | self._raw)
         atomic_write(self.path / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
 
-    def write_samples(self, samples: list[Sample]) -> None:
+    def append_samples(self, samples: list[Sample]) -> None:
+        """Add rows to samples.csv (its header first if the file is new), as cases finish.
+
+        Rows are appended whole and flushed to disk, so an interrupted run keeps every finished
+        case's samples; earlier rows are never rewritten.
+        """
+        if not samples:
+            return
+        path = self.path / SAMPLES
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(SAMPLE_COLUMNS), lineterminator="\n")
-        writer.writeheader()
+        new = not path.exists() or path.stat().st_size == 0
+        if new:
+            writer.writeheader()
         for s in samples:
             writer.writerow(s.as_row())
-        atomic_write(self.path / SAMPLES, buf.getvalue())
+        with path.open("a", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
 
     def raw_dir(self, case_id: str) -> Path:
         d = self.path / RAW / case_id

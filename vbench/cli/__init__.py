@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "report",
     "guest": "guest",
     "bundle": "bundle",
+    "compare": "compare",
 }
 
 

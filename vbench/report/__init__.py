@@ -8,18 +8,20 @@ template and prints the same HTML to PDF with WeasyPrint.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vbench.report.analysis import mode_order, summarize_samples
+from vbench.report.analysis import flags_document, mode_order, summarize_samples
 from vbench.report.certification import Certification, certify_run
 from vbench.report.render import build_context, render_html, render_pdf
 from vbench.results import RunDir, atomic_write, utc_now
 
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
+FLAGS = "flags.json"  # the stability flags of every figure that has one
 
-__all__ = ["REPORT_HTML", "REPORT_PDF", "Certification", "ReportFiles", "build_report"]
+__all__ = ["FLAGS", "REPORT_HTML", "REPORT_PDF", "Certification", "ReportFiles", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ def build_report(run_path: Path, *, pdf: bool = True) -> ReportFiles:
     modes = mode_order(manifest, samples)
     summary = summarize_samples(samples, modes)
     certification = certify_run(manifest, samples)
+    atomic_write(run_path / FLAGS, json.dumps(flags_document(summary), indent=2) + "\n")
     context = build_context(manifest, samples, summary, modes, run_path, utc_now())
     context["certification"] = certification
     html = render_html(context)

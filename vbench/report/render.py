@@ -22,28 +22,30 @@ from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.readiness import Status
 from vbench.report.analysis import (
-    BAREMETAL,
-    COST,
-    DIRECTION_ORDER,
+    choose_reference,
+    group_note,
     higher_is_better,
+    in_overview,
+    key_parameters,
     metric_group,
     metric_label,
     metric_note,
     metric_sort_key,
     mode_title,
+    parameter_rank,
     parse_parameters,
-    split_metric,
     unit_label,
+    workload_notes,
 )
 from vbench.report.plots import mode_colors, workload_chart_svg
 from vbench.results import SAMPLES, Manifest
+from vbench.stats import DEFAULT_ALPHA
 
 TCG_WARNING = (
     "Guests ran under QEMU's TCG software emulation: these figures compare the modes relative to "
     "each other on this machine only; they are not hardware figures."
 )
 DASH = "\u2013"  # en dash: empty cells and ranges
-PARAMETER_ORDER = ("rw", "bs", "iodepth", "numjobs", "ioengine", "direct", "runtime_s", "ramp_s")
 
 
 def fmt(value: object) -> str:
@@ -124,10 +126,14 @@ class Cell:
     median: str = DASH
     n: int = 0
     spread: str = ""
-    ci: str = ""
-    rel: str = ""
+    ci: str = ""  # of the median
+    rel: str = ""  # % of the reference's median, or "reference"
     rel_ci: str = ""
     rel_class: str = ""
+    sig: str = ""  # "*" significant (Holm), "n.s.", or "n too small" (cannot be significant)
+    sig_title: str = ""
+    flags: list[str] = field(default_factory=list)  # short stability flags
+    flag_title: str = ""
 
 
 @dataclass
@@ -136,9 +142,10 @@ class MetricRow:
     label: str
     unit: str
     cells: list[Cell]
-    direction: str = ""  # the row group: a fio direction or "host cost"
+    direction: str = ""  # the row group of the catalogue: "read", "cpu", "host cost", ...
     first_of_direction: bool = False
     note: str = ""
+    group_note: str = ""  # shown beside the group's heading
 
 
 @dataclass
@@ -146,6 +153,7 @@ class WorkloadSection:
     anchor: str
     workload: str
     parameters: list[tuple[str, str]]
+    key_parameters: list[tuple[str, str]]  # those that name the case (section title, overview)
     rows: list[MetricRow]
     chart: str | None
     modes: list[str]
@@ -157,7 +165,7 @@ class ModeView:
     title: str
     color: str
     repetitions: int
-    is_baseline: bool
+    is_reference: bool
 
 
 @dataclass
@@ -410,30 +418,52 @@ def _status_class(status: str) -> str:
     return ""
 
 
-def _cell(row: Mapping[str, Any], metric: str, is_baseline: bool) -> Cell:
+def fmt_ratio(value: object) -> str:
+    """A ratio as percent of the reference: 0.973 -> `97.3%`."""
+    if not _is_num(value):
+        return DASH
+    return f"{float(value) * 100:.1f}%"  # type: ignore[arg-type]
+
+
+def summary_cell(row: Mapping[str, Any], metric: str, is_reference: bool) -> Cell:
+    """One table cell from a summary row (see `analysis.SUMMARY_COLUMNS`)."""
     n = int(row["n"])
     cell = Cell(median=fmt(row["median"]), n=n)
     if n >= 2:
-        cell.spread = f"range {fmt(row['min'])} {DASH} {fmt(row['max'])}"
-        if _is_num(row["ci_low"]) and _is_num(row["ci_high"]):
-            half = (float(row["ci_high"]) - float(row["ci_low"])) / 2
-            cell.ci = f"mean {fmt(row['mean'])} ± {fmt(half)}"
+        span = f"{fmt(row['min'])} {DASH} {fmt(row['max'])}"
+        cell.spread = f"range {span}"
+        if _is_num(row["median_ci_low"]) and _is_num(row["median_ci_high"]):
+            cell.ci = f"CI {fmt(row['median_ci_low'])} {DASH} {fmt(row['median_ci_high'])}"
+            if cell.ci == f"CI {span}":  # a few repetitions: the median's CI is their range
+                cell.ci, cell.spread = f"CI = range {span}", ""
     else:
         cell.ci = "no CI (n = 1)"
-    if is_baseline:
-        cell.rel = "baseline"
+    flags = row["flags"] or ()
+    cell.flags = [f.short for f in flags]
+    cell.flag_title = "; ".join(f.message for f in flags)
+    if is_reference:
+        cell.rel = "reference"
         cell.rel_class = "base"
-    elif _is_num(row["rel_pct"]):
-        cell.rel = fmt_pct(row["rel_pct"])
-        low, high = row["rel_low"], row["rel_high"]
+    elif _is_num(row["ratio"]):
+        cell.rel = fmt_ratio(row["ratio"])
+        low, high = row["ratio_low"], row["ratio_high"]
         if _is_num(low) and _is_num(high):
-            cell.rel_ci = f"[{fmt_pct(low)}, {fmt_pct(high)}]"
+            cell.rel_ci = f"[{fmt_ratio(low)}, {fmt_ratio(high)}]"
             hib = higher_is_better(metric)
-            if hib is not None and (float(low) > 0 or float(high) < 0):
-                better = (float(low) > 0) == hib
-                cell.rel_class = "better" if better else "worse"
+            if hib is not None and (float(low) > 1.0 or float(high) < 1.0):
+                cell.rel_class = "better" if (float(low) > 1.0) == hib else "worse"
         else:
             cell.rel_ci = "no CI (n < 2)"
+        if _is_num(row["p_holm"]):
+            p, p_holm = float(row["p_value"]), float(row["p_holm"])
+            cell.sig_title = f"Mann-Whitney p = {p:.3g}, Holm-adjusted {p_holm:.3g}"
+            if row["significant"]:
+                cell.sig = "*"
+            elif _is_num(row["min_p"]) and float(row["min_p"]) > DEFAULT_ALPHA:
+                cell.sig = "n too small"
+                cell.sig_title += f"; these sample sizes cannot go below p = {row['min_p']:.3g}"
+            else:
+                cell.sig = "n.s."
     return cell
 
 
@@ -454,25 +484,26 @@ def _sections(
             direction = metric_group(metric)
             mrows = group[group["metric"] == metric]
             by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
-            baseline = str(mrows["baseline"].iloc[0]) if len(mrows) else ""
+            reference = str(mrows["reference"].iloc[0]) if len(mrows) else ""
             cells = [
-                _cell(by_mode[m], metric, m == baseline) if m in by_mode else Cell()
+                summary_cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
                 for m in present
             ]
             rows.append(
                 MetricRow(
                     metric=metric,
-                    label=metric_label(metric, with_direction=False),
+                    label=metric_label(metric, with_group=False),
                     unit=unit_label(str(mrows["unit"].iloc[0])),
                     note=metric_note(metric),
                     cells=cells,
                     direction=direction,
                     first_of_direction=direction != last_direction,
+                    group_note=group_note(direction),
                 )
             )
             last_direction = direction
         params = parse_parameters(str(parameters))
-        rank = {k: i for i, k in enumerate(PARAMETER_ORDER)}
+        rank = parameter_rank(str(workload))
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
         wsamples = samples[
             (samples["workload"] == workload) & (samples["parameters"] == parameters)
@@ -483,6 +514,7 @@ def _sections(
                 anchor=f"w{index}",
                 workload=str(workload),
                 parameters=params,
+                key_parameters=[(k, v) for k, v in params if k in key_parameters(str(workload))],
                 rows=rows,
                 chart=chart,
                 modes=present,
@@ -491,27 +523,14 @@ def _sections(
     return sections
 
 
-# What each mode delivers, then what it costs the host.
-OVERVIEW_METRICS = ("iops", "bw", "clat_p99", "host.qemu_cpu_per_io", "boot_to_agent")
-
-
-def _in_overview(metric: str) -> bool:
-    if metric in OVERVIEW_METRICS:
-        return True
-    direction, name = split_metric(metric)
-    return direction in DIRECTION_ORDER and name in OVERVIEW_METRICS
-
-
 def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list[dict[str, Any]]:
     """Key metrics of every workload in one table: one row per (workload, metric), cells by mode."""
     out: list[dict[str, Any]] = []
     for section in sections:
         start = len(out)
-        short = ", ".join(
-            f"{k}={v}" for k, v in section.parameters if k in ("rw", "bs", "iodepth", "numjobs")
-        )
+        short = ", ".join(f"{k}={v}" for k, v in section.key_parameters)
         for row in section.rows:
-            if not _in_overview(row.metric):
+            if not in_overview(row.metric):
                 continue
             by_mode = dict(zip(section.modes, row.cells, strict=True))
             out.append(
@@ -519,7 +538,6 @@ def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list
                     "anchor": section.anchor,
                     "workload": f"{section.workload} {short}".strip(),
                     "metric": metric_label(row.metric),
-                    "cost": row.direction == COST,
                     "unit": row.unit,
                     "cells": [by_mode.get(m) for m in modes],
                     "rowspan": 0,
@@ -553,7 +571,7 @@ def build_context(
         samples["parameters"] = samples["parameters"].fillna("").astype(str)
         samples["mode"] = samples["mode"].astype(str)
     colors = mode_colors(modes)
-    first = next((m for m in modes if m != BAREMETAL), None)
+    reference = choose_reference(modes)
     reps: dict[str, set[int]] = {}
     for trial in manifest.trials:
         if trial.status == "ok":
@@ -567,7 +585,7 @@ def build_context(
             title=mode_title(m, manifest),
             color=colors.get(m, "#999999"),
             repetitions=len(reps.get(m, set())),
-            is_baseline=m == first,
+            is_reference=m == reference,
         )
         for m in modes
     ]
@@ -596,7 +614,7 @@ def build_context(
         "checks": _checks_view(manifest.checks),
         "status_class": _status_class,
         "modes": mode_views,
-        "baseline": mode_title(first, manifest) if first else None,
+        "reference": mode_title(reference, manifest) if reference else None,
         "skipped_modes": manifest.skipped_modes,
         "failed_trials": [
             {
@@ -611,6 +629,7 @@ def build_context(
         "case_counts": counts,
         "n_samples": len(samples),
         "sections": sections,
+        "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
@@ -638,6 +657,18 @@ def _environment() -> jinja2.Environment:
 
 def render_html(context: Mapping[str, Any]) -> str:
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of the report's environment (autoescape, strict undefined), e.g. compare's."""
+    return _environment().get_template(name)
+
+
+def base_css(footer: str) -> str:
+    """The report's stylesheet (the `style` block of report.html.j2) for pages that share its
+    look; `footer` is what every PDF page's bottom-left margin shows."""
+    report = template("report.html.j2")
+    return "".join(report.blocks["style"](report.new_context({"m": {"run_id": footer}})))
 
 
 def render_pdf(html: str) -> bytes:

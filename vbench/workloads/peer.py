@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from vbench.model import Sample
-from vbench.workloads.fio import SampleLabels
+from vbench.workloads.base import SampleLabels
 
 __all__ = [
     "Metric",
