@@ -107,7 +107,7 @@ def test_match_skips_unsafe_devices_and_says_why_when_none_is_left() -> None:
     assert "used by the host" in skip.reason
 
 
-def _plan_vf(pf: str, want: int) -> list[HostChange]:
+def _plan_vf(pf: str, want: int, index: int) -> list[HostChange]:
     # the lab helper's vbench.host.sriov_prep.plan_vf reads the PF; here a fixed answer
     return [HostChange("sysfs", f"/sys/bus/pci/devices/{pf}/sriov_numvfs", "0", str(want),
                        f"{pf}: sriov_numvfs 0 -> {want}")]  # fmt: skip
@@ -383,3 +383,17 @@ def test_prepare_records_each_change_before_making_it_and_restores_on_error(
     assert attr.read_text() == "0"
     (entry,) = json.loads((tmp_path / JOURNAL_FILE).read_text())["changes"]
     assert entry["state"] == "restored"
+
+
+def test_the_chosen_vf_is_the_one_the_host_changes_prepare() -> None:
+    asked: list[tuple[str, int, int]] = []
+
+    def plan_vf(pf: str, want: int, index: int) -> list[HostChange]:
+        asked.append((pf, want, index))  # what vbench.host.sriov_prep.plan_vf is asked for
+        return []
+
+    view = HostView(inventory=INV, assigned={VF1: "other-guest"}, plan_vf=plan_vf)
+    plan = _plan({"id": "sriov", "pf": PF}, view)
+    assert isinstance(plan, ModePlan) and plan.devices is not None
+    assert [h.pci_address for h in plan.devices.hostdevs] == [VF2]
+    assert asked == [(PF, 2, 1)]  # VF2 is virtfn1: two VFs enabled, the second one prepared

@@ -325,7 +325,7 @@ class Runner:
             hypervisor="xen" if xen else "kvm",
             assigned=assigned_pci(conn),
             hostdev_networks=hostdev_networks(conn),
-            plan_vf=lambda pf, want: plan_vf(pf, paths, want),
+            plan_vf=lambda pf, want, index: plan_vf(pf, paths, want, vf_index=index),
             prepare=self.prepare_host,
         )
 

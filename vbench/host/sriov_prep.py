@@ -26,8 +26,12 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def plan_vf(pf: str, paths: HostPaths, want_vfs: int) -> list[HostChange]:
-    """The changes that give `pf` at least `want_vfs` VFs ([] when it has them)."""
+def plan_vf(pf: str, paths: HostPaths, want_vfs: int, *, vf_index: int = 0) -> list[HostChange]:
+    """The changes that give `pf` at least `want_vfs` VFs ([] when it has them).
+
+    `vf_index`: the VF to make usable (the lab helper's module sets up its NVMe secondary
+    controller; this placeholder only counts VFs).
+    """
     path = _attr_path(pf, "sriov_numvfs", paths)
     have = _read_int(path) or 0
     if have >= want_vfs:

@@ -144,7 +144,7 @@ class Journal(Protocol):
     """The run's change journal (vbench.host.changes.ChangeJournal)."""
 
     def apply(self, change: Any) -> None: ...  # Any: the journal's own HostChange type
-    def restore(self) -> None: ...
+    def restore(self) -> object: ...  # the journal's own report of what it could not undo
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,10 @@ class HostView:
     assigned: Mapping[str, str] = field(default_factory=dict)
     # libvirt networks with <forward mode='hostdev'>: name -> PF netdev names
     hostdev_networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # the changes that give `pf` `want` usable VFs (vbench.host.sriov_prep.plan_vf)
-    plan_vf: Callable[[str, int], Sequence[Change]] = lambda pf, want: ()
+    # the changes that make VF number `index` of `pf` usable with `want` VFs enabled
+    # (vbench.host.sriov_prep.plan_vf: pf, want, index -> changes; raises VbenchError when it
+    # cannot be done)
+    plan_vf: Callable[[str, int, int], Sequence[Change]] = lambda pf, want, index: ()
     prepare: bool = False  # `--prepare-host` / [host] prepare = true
     hypervisor: str = "kvm"  # "kvm" (QEMU/KVM or TCG) or "xen" (libvirt's libxl driver)
 

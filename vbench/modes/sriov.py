@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vbench.domxml import HostdevNicSpec, NetworkNicSpec
+from vbench.errors import VbenchError
 from vbench.model import ModeId
 from vbench.modes.base import (
     MAC_ADDRESS,
@@ -92,7 +93,9 @@ class SriovProvider(PassthroughProvider):
             return Skip(self.mode, label, f"{pf.address} is not an SR-IOV physical function")
         free, taken = vf_candidates(inv, pf, host.assigned, spec.allow, need_group=not host.is_xen)
         have = pf.sriov_numvfs or 0
-        want = spec.vfs or (have if free else have + 1) or 1
+        # the VF to use: the first free one, else the next one the PF can enable
+        index = pf.vfs.index(free[0].address) if free and free[0].address in pf.vfs else have
+        want = max(spec.vfs or 0, have if free else have + 1, index + 1)
         if want > pf.sriov_totalvfs:
             why = "; ".join(f"{t.address}: {t.reason}" for t in taken) or "none enabled"
             return Skip(
@@ -100,7 +103,10 @@ class SriovProvider(PassthroughProvider):
                 label,
                 f"no free VF on {pf.address} and it has at most {pf.sriov_totalvfs} ({why})",
             )
-        changes = tuple(host.plan_vf(pf.address, want))
+        try:
+            changes = tuple(host.plan_vf(pf.address, want, index))
+        except VbenchError as exc:  # the PF cannot give a usable VF (says why in one line)
+            return Skip(self.mode, label, str(exc))
         if changes and not host.prepare:
             return Skip(
                 self.mode,
