@@ -1364,7 +1364,6 @@ def run_checks(
             check_guest_kernel(f),
             inv_check,
         ]
-        checks = xen_checks(f.paths, checks)  # a Xen dom0: the KVM/VFIO checks do not apply
     finally:
         if lv.conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
@@ -1388,7 +1387,8 @@ def run_checks(
         "probe": probe,
     }
     host["duration_s"] = round(time.monotonic() - started, 3)
-    return CheckReport(host=host, checks=tuple(checks), inventory=inventory)
+    # on a Xen dom0 the KVM and VFIO checks do not apply (host.xen says so)
+    return CheckReport(host=host, checks=tuple(xen_checks(f.paths, checks)), inventory=inventory)
 
 
 def check_document(
