@@ -14,12 +14,12 @@ from pathlib import Path
 
 from vbench.errors import HostError
 
-JOURNAL_FILE = "host-changes.json"
+JOURNAL = "host-changes.json"
 
 
 @dataclass(frozen=True)
 class HostChange:
-    kind: str  # "sysfs": write `after` to the file `target`
+    kind: str  # "sysfs_write": write `after` to the file `target`
     target: str
     before: str
     after: str
@@ -30,7 +30,7 @@ class ChangeJournal:
     """The run's host changes: each is written to `run_dir/host-changes.json` before it is made."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / JOURNAL_FILE
+        self.path = run_dir / JOURNAL
         self._entries: list[dict[str, object]] = []
 
     def _save(self) -> None:
@@ -39,9 +39,9 @@ class ChangeJournal:
         tmp.replace(self.path)
 
     def apply(self, change: HostChange) -> None:
-        if change.kind != "sysfs":
+        if change.kind != "sysfs_write":
             raise HostError(f"cannot make host change of kind {change.kind!r}: {change.describe}")
-        entry: dict[str, object] = {**asdict(change), "state": "applying"}
+        entry: dict[str, object] = {**asdict(change), "state": "planned"}
         self._entries.append(entry)
         self._save()  # recorded before it is made
         try:
@@ -50,13 +50,13 @@ class ChangeJournal:
             entry["state"] = "failed"
             self._save()
             raise HostError(f"{change.describe}: {exc.strerror or exc}") from None
-        entry["state"] = "applied"
+        entry["state"] = "made"
         self._save()
 
     def restore(self) -> None:
         """Undo every applied change, newest first; idempotent."""
         for entry in reversed(self._entries):
-            if entry["state"] not in ("applied", "applying"):
+            if entry["state"] not in ("made", "planned"):
                 continue
             try:
                 Path(str(entry["target"])).write_text(str(entry["before"]))

@@ -39,12 +39,16 @@ def plan_vf(pf: str, paths: HostPaths, want_vfs: int, *, vf_index: int = 0) -> l
     changes = []
     if have:  # the kernel changes a non-zero VF count only through 0
         changes.append(
-            HostChange("sysfs", str(path), str(have), "0", f"{pf}: sriov_numvfs {have} -> 0")
+            HostChange("sysfs_write", str(path), str(have), "0", f"{pf}: sriov_numvfs {have} -> 0")
         )
     before = "0" if have else str(have)
     changes.append(
         HostChange(
-            "sysfs", str(path), before, str(want_vfs), f"{pf}: sriov_numvfs {before} -> {want_vfs}"
+            "sysfs_write",
+            str(path),
+            before,
+            str(want_vfs),
+            f"{pf}: sriov_numvfs {before} -> {want_vfs}",
         )
     )
     return changes
