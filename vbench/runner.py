@@ -15,36 +15,41 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Literal, Protocol
 
 import libvirt
+from pydantic import BaseModel, ConfigDict
 
 from vbench import __version__
 from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
-from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
-from vbench.domxml.modes import mode_devices
+from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
-from vbench.guest.microguest import Microguest, build_microguest
+from vbench.guest.microguest import DEFAULT_CMDLINE, Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
+from vbench.host.changes import ChangeJournal
 from vbench.host.checks import check_document
 from vbench.host.facts import read_system_facts
+from vbench.host.inventory import collect_inventory
+from vbench.host.paths import HostPaths
+from vbench.host.sriov_prep import plan_vf
 from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
 from vbench.model import (
     BAREMETAL,
     Accelerator,
-    ModeId,
     Sample,
     Trial,
     WorkloadCase,
     canonical_parameters,
 )
+from vbench.modes import HostView, ModePlan, Skip, provider_for
+from vbench.readiness import host_blockers
 from vbench.results import (
     Accel,
     CaseRecord,
@@ -53,17 +58,17 @@ from vbench.results import (
     ScenarioRecord,
     SkippedMode,
     TrialRecord,
+    atomic_write,
     utc_now,
 )
 from vbench.scenario import LoadedScenario, ModeSpec
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
+from vbench.virt.hostdevs import assigned_pci, hostdev_networks
 from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
-# Modes this version can provision; the others are skipped with a reason, never dropped silently.
-PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
 CONSOLE_TAIL_LINES = 30
 
 
@@ -155,6 +160,34 @@ class _State:
         self.rundir.append_samples(samples)
 
 
+class DryRunMode(BaseModel):
+    """One mode entry of a dry run: planned (devices) or skipped (reason), and its host changes."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str
+    mode_id: str
+    status: Literal["planned", "skipped"]
+    reason: str | None = None
+    devices: list[str] = []
+    note: str | None = None
+    host_changes: list[str] = []
+
+
+class DryRun(BaseModel):
+    """`<output>/<run-id>-dry-run/dry-run.json`: what `vbench run --dry-run` planned."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = 1
+    kind: Literal["vbench.dry-run"] = "vbench.dry-run"
+    run_id: str
+    scenario: str
+    modes: list[DryRunMode]
+
+
+class ModesSkipped(VbenchError):
+    """--require-all-modes and a mode the host cannot run (exit 1, nothing started)."""
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C so every cleanup path runs."""
 
@@ -228,6 +261,10 @@ class Runner:
         uri: str | None = None,
         events: RunEvents | None = None,
         checks: CheckDocument | None = None,
+        prepare_host: bool = False,
+        dry_run: bool = False,
+        require_all_modes: bool = False,
+        paths: HostPaths | None = None,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -235,6 +272,12 @@ class Runner:
         self.uri = resolve_uri(uri)
         self.events: RunEvents = events or QuietEvents()
         self.checks = checks
+        # modes may change the host (VF count, NVMe secondary controllers, driver bindings)
+        self.prepare_host = prepare_host or self.scenario.host.prepare
+        self.dry_run = dry_run
+        self.require_all_modes = require_all_modes
+        self.paths = paths or HostPaths()  # a testbed's, for --dry-run --testbed
+        self._view: HostView | None = None
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -243,7 +286,17 @@ class Runner:
             if self.checks is None:
                 self.events.phase("checking the host (vbench check)")
                 requested = tuple(dict.fromkeys(m.id for m in self.scenario.modes))
-                self.checks = check_document(self.uri, requested=requested)
+                self.checks = check_document(self.uri, requested=requested, paths=self.paths)
+            self.events.phase("planning the modes (devices, safety checks, host changes)")
+            plans = self._plan(conn)  # a refused device stops the run here: nothing started
+            skipped = [p for p in plans if isinstance(p, Skip)]
+            if skipped and self.require_all_modes:
+                raise ModesSkipped(
+                    "--require-all-modes: "
+                    + "; ".join(f"mode {p.label} would be skipped: {p.reason}" for p in skipped)
+                )
+            if self.dry_run:
+                return self._dry_run(plans)
             self.events.phase("building the microguest (cached after the first time)")
             guest = build_microguest(progress=self.events.phase)
             self.events.phase("choosing the accelerator (functional KVM probe, cached)")
@@ -253,13 +306,114 @@ class Runner:
                     f"TCG: {accel.reason}. Figures compare modes on this machine only; "
                     "they are not hardware figures."
                 )
-            return self._run_trials(conn, guest, accel)
+            return self._run_trials(conn, guest, accel, plans)
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
+    # -- the modes: plan (devices, safety), host changes, dry run -------------------------------
+    def _host_view(self, conn: libvirt.virConnect) -> HostView:
+        assert self.checks is not None  # the host is checked before planning
+        report = self.checks.report()
+        paths = self.paths
+        # libvirt's libxl driver says "Xen": the guests are Xen's, and the KVM/VFIO host checks
+        # (which `vbench check` marks as not applying on a dom0) block nothing
+        xen = str(conn.getType()).lower() == "xen"
+        return HostView(
+            inventory=report.inventory,
+            blockers={} if xen else host_blockers(report.checks),
+            hypervisor="xen" if xen else "kvm",
+            assigned=assigned_pci(conn),
+            hostdev_networks=hostdev_networks(conn),
+            plan_vf=lambda pf, want, index: plan_vf(pf, paths, want, vf_index=index),
+            prepare=self.prepare_host,
+        )
+
+    def _plan(self, conn: libvirt.virConnect) -> list[ModePlan | Skip]:
+        """Each mode entry's plan or skip; DeviceRefused when a named device is unsafe."""
+        self._view = self._host_view(conn)
+        plans: list[ModePlan | Skip] = []
+        for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
+            plan = provider_for(mode.id).plan(mode, label, self._view)
+            if isinstance(plan, ModePlan):
+                for line in plan.resolved:
+                    self.events.phase(f"{label}: {line}")
+                for change in plan.changes:
+                    self.events.phase(f"{label}: host change: {change.describe}")
+            plans.append(plan)
+        return plans
+
+    def _prepare(
+        self, stack: contextlib.ExitStack, rundir: RunDir, plans: list[ModePlan | Skip]
+    ) -> list[ModePlan | Skip]:
+        """Make the modes' host changes (journal in the run dir), then plan the VFs they made."""
+        if not any(isinstance(p, ModePlan) and p.changes for p in plans):
+            return plans
+        journal = ChangeJournal(rundir.path)
+        out: list[ModePlan | Skip] = []
+        for mode, plan in zip(self.scenario.modes, plans, strict=True):
+            if isinstance(plan, ModePlan) and plan.changes:
+                self.events.phase(f"{plan.label}: changing the host (restored at the end)")
+                stack.enter_context(provider_for(mode.id).prepare(plan, journal))
+            if isinstance(plan, ModePlan) and plan.replan:
+                assert self._view is not None
+                view = replace(self._view, inventory=collect_inventory(self.paths))
+                again = provider_for(mode.id).plan(mode, plan.label, view)
+                if isinstance(again, ModePlan) and (again.changes or again.devices is None):
+                    raise VbenchError(
+                        f"mode {plan.label}: the host changes did not give a usable VF"
+                    )
+                plan = again
+            out.append(plan)
+        return out
+
+    def _dry_run(self, plans: list[ModePlan | Skip]) -> RunResult:
+        """Write each trial's domain XML and the host changes it would make; start nothing."""
+        run_id = new_run_id(self.scenario.name) + "-dry-run"
+        out = self.output / run_id
+        modes: list[DryRunMode] = []
+        for label, plan in zip(self.scenario.mode_labels(), plans, strict=True):
+            entry = DryRunMode(
+                mode=label,
+                mode_id=plan.mode.value,
+                status="skipped" if isinstance(plan, Skip) else "planned",
+                host_changes=[c.describe for c in plan.changes],
+            )
+            if isinstance(plan, Skip):
+                entry.reason = plan.reason
+            else:
+                entry.devices = list(plan.resolved)
+                if plan.replan:
+                    entry.note = "the VF is chosen again after the host changes" + (
+                        "" if plan.devices else ": no domain XML before them"
+                    )
+            modes.append(entry)
+        for trial in self.scenario.trials():
+            if trial.is_baremetal:
+                continue
+            plan = plans[trial.mode_index]
+            tid = trial_id(trial)
+            if plan.changes:
+                text = "".join(f"{c.describe}\n" for c in plan.changes)
+                atomic_write(out / "raw" / tid / "host-changes.txt", text)
+            if isinstance(plan, ModePlan) and plan.devices is not None:
+                xml = build_domain_xml(
+                    self._domain_spec(run_id, trial, plan, None, None, None, None)
+                )
+                atomic_write(out / "raw" / tid / "domain.xml", xml)
+        doc = DryRun(run_id=run_id, scenario=self.loaded.path, modes=modes)
+        atomic_write(out / "dry-run.json", doc.model_dump_json(indent=2) + "\n")
+        for e in modes:
+            what = e.reason or "; ".join(e.devices) or "emulated devices"
+            self.events.phase(f"dry run: {e.mode}: {e.status}: {what}")
+        return RunResult(path=out, status="dry-run", failed_cases=0, ok_cases=0)
+
     def _run_trials(
-        self, conn: libvirt.virConnect, guest: Microguest, accel: AccelVerdict
+        self,
+        conn: libvirt.virConnect,
+        guest: Microguest,
+        accel: AccelVerdict,
+        plans: list[ModePlan | Skip],
     ) -> RunResult:
         run_id = new_run_id(self.scenario.name)
         rundir = RunDir.create(self.output, run_id)
@@ -280,20 +434,29 @@ class Runner:
         state = _State(manifest=manifest, rundir=rundir)
         state.save()
         trials = self.scenario.trials()
-        self._record_skips(state)
-        runnable = [t for t in trials if t.is_baremetal or self._mode(t).id in PROVISIONED_MODES]
+        self._record_skips(state, plans)
+        runnable = [
+            t for t in trials if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
+        ]
         self.events.begin(sum(len(t.workloads) for t in runnable))
         try:
-            with _sigterm_as_interrupt(), RunScratch(run_id) as scratch:
+            with (
+                _sigterm_as_interrupt(),
+                RunScratch(run_id) as scratch,
+                contextlib.ExitStack() as host_changes,
+            ):
+                # host changes are undone on every way out (ExitStack), before the scratch goes
+                plans = self._prepare(host_changes, rundir, plans)
                 for trial in trials:
                     if trial.is_baremetal:
                         self._run_baremetal_trial(state, scratch, trial)
                         continue
                     mode = self._mode(trial)
-                    if mode.id not in PROVISIONED_MODES:
+                    plan = plans[trial.mode_index]
+                    if isinstance(plan, Skip):
                         self._record_trial_skipped(state, trial, mode)
                         continue
-                    self._run_trial(conn, guest, accel, state, scratch, trial, mode)
+                    self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
@@ -317,25 +480,19 @@ class Runner:
     def _mode(self, trial: Trial) -> ModeSpec:
         return self.scenario.modes[trial.mode_index]
 
-    def _record_skips(self, state: _State) -> None:
-        for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
-            verdict = self.checks.verdict(mode.id) if self.checks else None
-            if mode.id in PROVISIONED_MODES:
-                if verdict and not verdict.ready:
+    def _record_skips(self, state: _State, plans: list[ModePlan | Skip]) -> None:
+        for label, mode, plan in zip(
+            self.scenario.mode_labels(), self.scenario.modes, plans, strict=True
+        ):
+            if isinstance(plan, ModePlan):
+                verdict = self.checks.verdict(mode.id) if self.checks else None
+                if verdict and not verdict.ready and not plan.resolved:
                     self.events.warn(f"host check: {label}: {verdict.summary}")
                 continue
-            if verdict and not verdict.ready:
-                reason = f"the host is not ready: {verdict.summary}".rstrip(": ")
-            else:
-                reason = (
-                    f"provisioning {mode.id.display_name} is not implemented in vbench "
-                    f"{__version__} yet (the host checks say: "
-                    f"{verdict.summary if verdict else 'see `vbench check`'})"
-                )
             state.manifest.skipped_modes.append(
-                SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
+                SkippedMode(mode=label, mode_id=mode.id.value, reason=plan.reason)
             )
-            self.events.warn(f"skipping mode {label}: {reason}")
+            self.events.warn(f"skipping mode {label}: {plan.reason}")
 
     def _case_record(
         self, trial: Trial, mode_id: str, wl: WorkloadCase, status: str, error: str | None = None
@@ -369,31 +526,50 @@ class Runner:
         self,
         run_id: str,
         trial: Trial,
-        mode: ModeSpec,
-        guest: Microguest,
-        accel: AccelVerdict,
-        disk: Path,
-        console: Path,
+        plan: ModePlan,
+        guest: Microguest | None,
+        accel: AccelVerdict | None,
+        disk: Path | None,
+        console: Path | None,
     ) -> DomainSpec:
+        """The trial's domain: the common parts here, the mode's devices from its provider.
+
+        Without a guest, accelerator, disk or console (a dry run) it names where they would be.
+        """
         tid = trial_id(trial)
-        devices = mode_devices(mode.id.value, mode.disk_bus, mode.nic_model)
+        devices = plan.devices
+        assert devices is not None  # only planned modes get here
+        cmdline = guest.cmdline if guest else DEFAULT_CMDLINE
+        if devices.cmdline:
+            cmdline += " " + devices.cmdline
+        dry = Path("/var/lib/vbench/dry-run")
         return DomainSpec(
             name=f"vbench-{run_id}-{tid}",
             run_id=run_id,
             case=tid,
-            domain_type=accel.accelerator.libvirt_domain_type,
+            domain_type=(
+                "xen"
+                if self._view is not None and self._view.is_xen
+                else accel.accelerator.libvirt_domain_type
+                if accel
+                else "qemu"
+            ),
             vcpus=self.scenario.guest.vcpus,
             memory_mib=self.scenario.guest.memory_mib,
-            kernel=str(guest.kernel),
-            initrd=str(guest.initrd),
-            cmdline=guest.cmdline,
-            console_log=str(console),
-            disk_path=str(disk),
-            disk_bus=devices.disk_bus or mode.effective_disk_bus,
+            kernel=str(guest.kernel if guest else dry / "vmlinuz"),
+            initrd=str(guest.initrd if guest else dry / "initrd.img"),
+            cmdline=cmdline,
+            console_log=str(console or dry / f"{tid}.console.log"),
+            disk_path=str(disk or dry / f"{tid}.raw") if devices.disk_bus else None,
+            disk_bus=devices.disk_bus,
             nic_model=devices.nic_model,
             machine=devices.machine,
             hostdevs=devices.hostdevs,
-            owner_pid=os.getpid(),
+            owner_pid=os.getpid() if guest else None,
+            passthrough_nics=devices.passthrough_nics,
+            pcie_root_ports=devices.pcie_root_ports,
+            iommu=devices.iommu,
+            os_type=devices.os_type,
         )
 
     def _run_trial(
@@ -405,6 +581,7 @@ class Runner:
         scratch: RunScratch,
         trial: Trial,
         mode: ModeSpec,
+        plan: ModePlan,
     ) -> None:
         run_id = state.manifest.run_id
         tid = trial_id(trial)
@@ -412,9 +589,14 @@ class Runner:
             mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
         )
         state.manifest.trials.append(record)
-        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+        assert plan.devices is not None
+        disk = (
+            scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+            if plan.devices.disk_bus
+            else None
+        )
         console = scratch.file(f"{tid}.console.log")
-        xml = build_domain_xml(self._domain_spec(run_id, trial, mode, guest, accel, disk, console))
+        xml = build_domain_xml(self._domain_spec(run_id, trial, plan, guest, accel, disk, console))
         state.rundir.write_raw(tid, "domain.xml", xml)
         done: set[str] = set()
         self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
@@ -428,15 +610,15 @@ class Runner:
                 executor = GuestExecutor(
                     agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
                 )
-                target = self._guest_target(agent, trial)
-                block_dev = disk_target_dev(mode.effective_disk_bus)
+                target = self._guest_target(agent, trial, mode, plan)
+                disk_stats = plan.devices.target.disk_stats  # libvirt's name for the test disk
                 self._run_cases(
                     state,
                     trial,
                     mode.id.value,
                     executor,
                     target,
-                    measure=lambda: snapshot(agent.domain, block_dev),
+                    measure=lambda: snapshot(agent.domain, disk_stats),
                     done=done,
                 )
         except GuestError as exc:
@@ -453,16 +635,19 @@ class Runner:
         finally:
             with contextlib.suppress(OSError):
                 state.rundir.write_raw(tid, "console.log", console.read_bytes())
-            disk.unlink(missing_ok=True)
+            if disk is not None:
+                disk.unlink(missing_ok=True)
             state.save()
 
-    def _guest_target(self, agent: GuestAgent, trial: Trial) -> Target:
-        """What the trial's cases run against inside the guest: the test disk as the guest names
-        it (looked up only if a case needs a disk) and the guest's vCPUs."""
+    def _guest_target(
+        self, agent: GuestAgent, trial: Trial, mode: ModeSpec, plan: ModePlan
+    ) -> Target:
+        """What the trial's cases run against inside the guest: the mode's I/O target as its
+        provider finds it in the guest (only if a case needs a disk) and the guest's vCPUs."""
         needs_disk = self._needs(trial, Needs.DISK)
         return Target(
             where="guest",
-            disk=agent.test_disk() if needs_disk else None,
+            disk=provider_for(mode.id).io_target(agent, plan).path if needs_disk else None,
             vcpus=self.scenario.guest.vcpus,
         )
 

@@ -33,6 +33,7 @@ from vbench.host.inventory import collect_inventory
 from vbench.host.nvme import NvmeQuery, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import NVME_CLASS_PREFIX, read_pf, vf_address
+from vbench.host.xen import xen_checks
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.packages import MICROGUEST_MODULES
@@ -1437,7 +1438,8 @@ def run_checks(
         "probe": probe,
     }
     host["duration_s"] = round(time.monotonic() - started, 3)
-    return CheckReport(host=host, checks=tuple(checks), inventory=inventory)
+    # on a Xen dom0 the KVM and VFIO checks do not apply (host.xen says so)
+    return CheckReport(host=host, checks=tuple(xen_checks(f.paths, checks)), inventory=inventory)
 
 
 def check_document(
