@@ -14,6 +14,7 @@ Writes OUTDIR/results.json (every step's duration and findings) and prints one l
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -196,9 +197,15 @@ def run_scenario(lab: Lab, pf: str, first: dict[str, Any], sigterm: bool) -> dic
         raise StepFailed(f"exit {p.returncode}: {found['tail']}")
     if sigterm and p.returncode == 0:
         raise StepFailed("the run was not interrupted (it ended before the SIGTERM)")
-    samples = sorted(runs.glob("*/samples.csv"))
-    if samples:
-        found["samples"] = samples[0].read_text().splitlines()[:12]
+    figures: dict[str, dict[str, float]] = {}
+    for path in sorted(runs.glob("*/samples.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row["metric"] in ("iops", "boot_to_agent", "clat_p99_us", "lat_p99_us"):
+                    figures.setdefault(row["mode"], {})[row["metric"]] = float(row["value"])
+    found["figures"] = figures
+    if not sigterm and sorted(figures) != ["sriov", "vfio"]:
+        raise StepFailed(f"no fio figures for both modes: {figures}")
     return found
 
 

@@ -279,6 +279,10 @@ def main() -> int:
         print(f"    {a['change']:<70} {a['duration_s']:5.2f} s")
     print(f"  L1 boot to power-off (wall)          {times['l1']:7.1f} s")
     print(f"  whole lab                            {results['host_times_s']['total']:7.1f} s")
+    for s in results.get("steps", []):
+        for mode, figs in s.get("figures", {}).items():
+            text = ", ".join(f"{k} {v:g}" for k, v in sorted(figs.items()))
+            say(f"{s['name']}: {mode}: {text}")
     fio = next((s for s in results.get("steps", []) if "iops_4k_randread_qd16" in s), None)
     if fio:
         say(f"fio 4k randread QD16 on the VF in L1: {fio['iops_4k_randread_qd16']} IOPS")
