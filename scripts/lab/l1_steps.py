@@ -201,7 +201,7 @@ def run_scenario(lab: Lab, pf: str, first: dict[str, Any], sigterm: bool) -> dic
     for path in sorted(runs.glob("*/samples.csv")):
         with path.open() as f:
             for row in csv.DictReader(f):
-                if row["metric"] in ("iops", "boot_to_agent", "clat_p99_us", "lat_p99_us"):
+                if row["metric"] in ("boot_to_agent", "read.iops", "write.iops", "read.clat_p99"):
                     figures.setdefault(row["mode"], {})[row["metric"]] = float(row["value"])
     found["figures"] = figures
     if not sigterm and sorted(figures) != ["sriov", "vfio"]:
