@@ -11,7 +11,7 @@ ChangeJournal prepare a VF, fio runs on it, the journal restores, and L1's sysfs
 the first state; (c) `vbench run --prepare-host scenarios/lab.toml`, plain and with a SIGTERM
 mid-run, when that scenario exists.
 
-    python scripts/lab/run_lab.py [--keep] [--timeout S] [--record-nvme DIR]
+    python scripts/lab/run_lab.py [--skip-run] [--keep] [--timeout S] [--out D] [--record-nvme D]
 
 Prints every step's duration; exits 0 only when every step passed.  Needs root (QEMU reads the
 whole root filesystem to share it), qemu-system-x86_64, a Debian kernel in /boot with its modules,
@@ -165,12 +165,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--timeout", type=float, default=1500, help="L1's time limit (s)")
+    parser.add_argument("--timeout", type=float, default=2400, help="L1's time limit (s)")
     parser.add_argument(
         "--python", default=sys.executable, help="Python (with vbench's deps) for L1"
     )
     parser.add_argument("--record-nvme", type=Path, help="also record nvme-cli answers into DIR")
     parser.add_argument("--out", type=Path, help="copy results.json and the console log here")
+    parser.add_argument(
+        "--skip-run", action="store_true", help="leave out step (c), the nested guests (minutes)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("lab: run as root (QEMU shares the root filesystem with the lab host)")
@@ -194,6 +197,7 @@ def main() -> int:
     (share / "config.env").write_text(
         f"LAB_REPO={REPO}\nLAB_PYTHON={args.python}\n"
         + ("LAB_RECORD_NVME=1\n" if args.record_nvme else "")
+        + ("LAB_SKIP_RUN=1\n" if args.skip_run else "")
     )
     times["build"] = time.monotonic() - t0
     # The microguest L1 boots for step (c), built here: L1 sees this host's cache through its root
