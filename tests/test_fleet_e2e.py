@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fleet_support import loopback_hosts, write_inventory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fleet]
