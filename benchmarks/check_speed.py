@@ -3,25 +3,34 @@
     python benchmarks/check_speed.py [-n RUNS] [-c URI]
 
 Times, N runs each, without --probe:
+  * interpreter start:  `python -c pass` (the floor every command pays);
   * vbench in-process:  run_checks() + the JSON document (what `vbench run` pays);
   * vbench command:     `vbench check --json` as a fresh process (interpreter start and imports);
   * virt-host-validate qemu as a fresh process.
-Prints min / median / max in milliseconds.  The target: the vbench command within 1 s.
+The commands run with bytecode caching on (in a temporary PYTHONPYCACHEPREFIX, after one warm-up
+run), as an installed vbench does: with PYTHONDONTWRITEBYTECODE set, every start would compile
+vbench from source (~100 ms) and measure the checkout, not the tool.
+Prints min / median / max in milliseconds.  The target (issue 7): the command's median within
+250 ms; exit 1 when it is over.  On a busy machine compare whole processes pairwise instead, e.g.
+`farm-bench -n 20 --vs 'virt-host-validate qemu' -- vbench check --json`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
+from vbench.checkdoc import CheckDocument
 from vbench.host.checks import run_checks
-from vbench.readiness import build_document
+
+TARGET_MS = 250
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -33,10 +42,11 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
-def command(argv: list[str]) -> Callable[[], object]:
+def command(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
     def run() -> object:
-        return subprocess.run(argv, capture_output=True, check=False)
+        return subprocess.run(argv, capture_output=True, check=False, env=env)
 
+    run()  # warm-up: fills the bytecode cache, loads the files into the page cache
     return run
 
 
@@ -47,14 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def in_process() -> object:
-        return json.dumps(build_document(run_checks(uri=args.connect)))
+        return CheckDocument.build(run_checks(uri=args.connect)).model_dump_json()
 
     vb_cmd = [sys.executable, "-c", "from vbench.cli import main; main()", "check", "--json"]
     if args.connect:
         vb_cmd += ["-c", args.connect]
+    pycache = tempfile.mkdtemp(prefix="vbench-pycache-")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = pycache
     rows: list[tuple[str, list[float]]] = [
+        (
+            "interpreter start (python -c pass)",
+            timed(command([sys.executable, "-c", "pass"]), args.runs),
+        ),
         ("vbench in-process (run_checks + JSON)", timed(in_process, args.runs)),
-        ("vbench check --json (command)", timed(command(vb_cmd), args.runs)),
+        ("vbench check --json (command)", timed(command(vb_cmd, env), args.runs)),
     ]
     vhv = shutil.which("virt-host-validate")
     if vhv:
@@ -66,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'what':42} {'min ms':>8} {'median':>8} {'max ms':>8}")
     for name, ms in rows:
         print(f"{name:42} {min(ms):8.1f} {statistics.median(ms):8.1f} {max(ms):8.1f}")
-    worst = max(rows[1][1])
-    print(f"vbench command worst run: {worst:.0f} ms ({'within' if worst <= 1000 else 'OVER'} 1 s)")
-    return 0 if worst <= 1000 else 1
+    shutil.rmtree(pycache, ignore_errors=True)
+    median = statistics.median(rows[2][1])
+    ok = median <= TARGET_MS
+    print(f"vbench command median: {median:.0f} ms ({'within' if ok else 'OVER'} {TARGET_MS} ms)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ case " ${ID:-} ${ID_LIKE:-} " in
   *) die "unsupported distribution '${ID:-?}': vbench's setup knows Debian/Ubuntu and openSUSE/SLES" ;;
 esac
 
-# need <probe> <debian package> <suse package>
+# need <probe> <debian package> <suse package>: the same table as vbench/packages.py (NEEDS), which
+# tests/test_packages.py holds these lines to; change both together.
 # probe: a command name, a path (starting with /; a glob is allowed) that must exist, or
 # lib:SONAME for a shared library the dynamic linker knows (/usr/lib/<triplet> or /usr/lib64).
 MISSING=()
@@ -53,6 +54,7 @@ need qemu-img            qemu-utils             qemu-tools
 need /usr/sbin/dnsmasq   dnsmasq-base           dnsmasq
 need pkg-config          pkg-config             pkg-config
 need gcc                 gcc                    gcc
+need objdump             binutils               binutils
 need /usr/include/libvirt/libvirt.h  libvirt-dev  libvirt-devel
 need xmllint             libxml2-utils          libxml2-tools
 need '/boot/vmlinuz-*'   linux-image-amd64      kernel-default
@@ -60,8 +62,11 @@ need /bin/busybox        busybox-static         busybox
 need fio                 fio                    fio
 need stress-ng           stress-ng              stress-ng
 need iperf3              iperf3                 iperf
+need sockperf            sockperf               sockperf
+need ip                  iproute2               iproute2
 need /usr/sbin/qemu-ga   qemu-guest-agent       qemu-guest-agent
 need /usr/bin/qemu-ga    qemu-guest-agent       qemu-guest-agent
+need lz4                 lz4                    lz4
 need umockdev-run        umockdev               umockdev
 need pdftotext           poppler-utils          poppler-tools
 need lib:libpango-1.0.so.0          libpango-1.0-0       libpango-1_0-0

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,9 @@ def qemu_reachable_dir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def rewrite_samples(run: Any, samples: list[Any]) -> None:
+    """Replace a run directory's samples.csv (the runner only appends; tests also rewrite)."""
+    (run.path / "samples.csv").unlink(missing_ok=True)
+    run.append_samples(samples)

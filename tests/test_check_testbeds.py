@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from support import ALL_TESTBEDS, bed
 
+from vbench.checkdoc import load_check_document
 from vbench.host.checks import check_cgroups, check_iommu_cmdline, check_vfio_modules, read_facts
 from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
@@ -61,7 +62,9 @@ def check(doc: dict[str, Any], cid: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ALL_TESTBEDS)
 def test_document_shape_on_every_testbed(name: str) -> None:
     rc, doc = check_json(name)
-    assert doc["format_version"] == 1 and doc["kind"] == "vbench.check"
+    assert doc["format_version"] == 2 and doc["kind"] == "vbench.check"
+    typed = load_check_document(doc, name)  # what `vbench check --json` writes, the model reads
+    assert typed.model_dump(mode="json") == doc
     assert doc["host"]["testbed"] == str(bed(name))
     assert doc["requested_modes"] == ["fv", "pv"]
     assert rc == doc["exit_code"] == (0 if doc["ready"] else 2)
@@ -119,7 +122,7 @@ def test_nokvm_noiommu_not_ready_with_the_iommu_remedy() -> None:
         v = verdict(doc, mode)
         assert not v["ready"]
         assert "iommu.groups" in v["blockers"] and "iommu.cmdline" in v["blockers"]
-        text = " ".join(v["remedies"])
+        text = " ".join(r["text"] for r in v["remedies"])
         assert "iommu=pt" in text and "kernel command line" in text
         assert "update-grub" in text and "grub2-mkconfig" in text  # no os-release: both hints
     assert check(doc, "iommu.acpi")["status"] == "WARN"

@@ -10,8 +10,8 @@ import pytest
 
 from vbench.errors import VbenchError, WorkloadOutputError
 from vbench.model import WorkloadCase
-from vbench.scenario import FioSpec
-from vbench.workloads.fio import SampleLabels, fio_argv, parse_fio_json
+from vbench.workloads.base import SampleLabels, Target
+from vbench.workloads.fio import FIO, FioSpec, fio_argv, parse_fio_json
 
 DATA = Path(__file__).parent / "data" / "fio"
 LABELS = SampleLabels(
@@ -171,7 +171,7 @@ def test_missing_percentiles_are_left_out() -> None:
 
 def _case() -> WorkloadCase:
     spec = FioSpec(kind="fio", rw=["randread"], bs=["4K"], iodepth=[32], numjobs=[2], runtime_s=7)
-    return spec.cases()[0]
+    return FIO.cases(spec)[0]
 
 
 def test_argv_shape_from_a_scenario_case() -> None:
@@ -242,3 +242,67 @@ def test_labels_for_case_use_canonical_parameters() -> None:
     assert labels.workload == "fio"
     assert labels.parameters.startswith("bs=4k,direct=True,")
     assert "rw=randread" in labels.parameters
+
+
+# -- size, ioengine, precondition ----------------------------------------------------------------
+
+
+def _write_case(**spec: Any) -> WorkloadCase:
+    fields = {"kind": "fio", "rw": ["randwrite"], "iodepth": [8], **spec}
+    (case,) = FIO.cases(FioSpec.model_validate(fields))
+    return case
+
+
+def test_size_and_ioengine_from_the_spec() -> None:
+    case = _write_case(size="64M", ioengine="io_uring")
+    argv = FIO.argv(case, Target("guest", disk="/dev/vda"))
+    assert "--size=64m" in argv and "--ioengine=io_uring" in argv
+    assert case.slug == "fio-randwrite-4k-qd8-j1-io_uring-64m"
+    assert _write_case(size="50%").slug.endswith("-50pct")
+
+
+def test_precondition_fill_writes_the_target_first_as_its_own_group() -> None:
+    case = _write_case(precondition="fill", size="16m")
+    argv = FIO.argv(case, Target("host", disk="/var/lib/vbench/x.raw"))
+    job = argv.index(f"--name={case.slug}")
+    fill, measured = argv[1:job], argv[job:]
+    assert fill[0] == "--name=precondition"
+    assert {"--rw=write", "--bs=1m", "--size=16m", "--filename=/var/lib/vbench/x.raw"} <= set(fill)
+    assert "--time_based" not in fill  # the fill ends when the target is written once
+    assert {"--rw=randwrite", "--stonewall", "--new_group", "--time_based"} <= set(measured)
+    assert FIO.timeout(case) > FIO.timeout(_write_case())
+
+
+def test_precondition_none_is_the_plain_job() -> None:
+    case = _write_case(precondition="none")
+    assert case.params["precondition"] == "none"
+    argv = FIO.argv(case, Target("guest", disk="/dev/vda"))
+    assert argv[1] == f"--name={case.slug}" and "--stonewall" not in argv
+
+
+def test_precondition_applies_to_writes_only() -> None:
+    params = dict(_case().params, precondition="fill")  # a randread case
+    with pytest.raises(ValueError, match="applies to writes"):
+        fio_argv(params, filename="/dev/vdb", job_name="t")
+    with pytest.raises(ValueError, match="reserved"):
+        fio_argv(_write_case().params, filename="/dev/vdb", job_name="precondition")
+
+
+def test_parser_skips_the_precondition_job_of_real_output() -> None:
+    # real fio 3.33 output of the argv above (16 MiB file, qd8): the fill job comes first, and fio
+    # prints a description line of it before the JSON
+    text = (DATA / "randwrite-4k-libaio-qd8-fill.txt").read_text()
+    data = json.loads(text[text.index("{") :])
+    fill, measured = data["jobs"]
+    assert fill["jobname"] == "precondition" and fill["write"]["io_bytes"] == 16 * 2**20
+    got = {s.metric: s.value for s in parse_fio_json(text, LABELS)}
+    assert got["write.iops"] == measured["write"]["iops"] != fill["write"]["iops"]
+    assert not any(m.startswith("read.") for m in got)
+
+
+def test_output_with_only_the_precondition_job_is_refused() -> None:
+    text = (DATA / "randwrite-4k-libaio-qd8-fill.txt").read_text()
+    data = json.loads(text[text.index("{") :])
+    data["jobs"] = data["jobs"][:1]
+    with pytest.raises(WorkloadOutputError, match="only the precondition job"):
+        parse_fio_json(json.dumps(data), LABELS)

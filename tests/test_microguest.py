@@ -6,12 +6,15 @@ import dataclasses
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from vbench.errors import HostError
+from vbench.guest import kernel as gk
 from vbench.guest import microguest as mg
+from vbench.packages import MICROGUEST_MODULES
 
 MODULES_DEP = """\
 kernel/drivers/virtio/virtio.ko:
@@ -148,6 +151,7 @@ def test_build_is_small_bootable_and_complete(built: tuple[Path, mg.Microguest])
     for name in ("init", "usr/bin/busybox", "usr/bin/fio", "usr/bin/stress-ng", "usr/bin/iperf3"):
         assert name in members, name
     assert "usr/sbin/qemu-ga" in members
+    assert "usr/bin/sockperf" in members  # the network workloads' latency client
     assert "usr/lib64/ld-linux-x86-64.so.2" in members
     assert members["bin"] == b"usr/bin"  # merged /usr, like the host
     # fio's unused engine libraries are stubs, not the 70 MB Ceph/Gluster stack
@@ -210,3 +214,59 @@ def test_changed_input_rebuilds(tmp_path: Path) -> None:
     assert third.digest not in (first.digest, second.digest)
     # no half-built temporary directories are left behind
     assert not [p for p in (cache / "microguest").iterdir() if p.name.startswith(".")]
+
+
+def _fake_kernel(boot: Path, modules_root: Path, release: str, modules: Iterable[str]) -> None:
+    (boot / f"vmlinuz-{release}").write_bytes(b"kernel")
+    moddir = modules_root / release
+    moddir.mkdir(parents=True)
+    dep = "".join(f"kernel/drivers/{m.replace('_', '-')}.ko.xz:\n" for m in modules)
+    (moddir / "modules.dep").write_text(dep)
+
+
+def test_the_kernel_is_chosen_by_version_and_by_the_modules_the_build_needs(
+    tmp_path: Path,
+) -> None:
+    boot, mods = tmp_path / "boot", tmp_path / "modules"
+    boot.mkdir()
+    _fake_kernel(boot, mods, "6.9.0-1", MICROGUEST_MODULES)
+    _fake_kernel(boot, mods, "6.10.0-1", MICROGUEST_MODULES)  # newer, though "6.1" < "6.9"
+    _fake_kernel(boot, mods, "6.11.0-1", MICROGUEST_MODULES[:-1])  # newest, lacks nvme
+    (boot / "vmlinuz-6.12.0-1").write_bytes(b"no modules")
+    found = gk.kernel_candidates(boot, mods)
+    assert [k.name for k, _ in found] == [
+        "vmlinuz-6.12.0-1",
+        "vmlinuz-6.11.0-1",
+        "vmlinuz-6.10.0-1",
+        "vmlinuz-6.9.0-1",
+    ]
+    assert found[0][1] == f"no {mods / '6.12.0-1' / 'modules.dep'}"
+    assert found[1][1] == "lacks nvme"
+    assert mg.find_kernel(boot, mods) == boot / "vmlinuz-6.10.0-1"
+
+
+def test_vbench_check_reports_the_kernel_the_builder_takes() -> None:
+    from vbench.host.checks import check_guest_kernel, read_facts
+    from vbench.host.paths import HostPaths
+
+    result = check_guest_kernel(read_facts(HostPaths()))
+    try:
+        kernel = mg.find_kernel()
+    except HostError as exc:
+        assert result.status.value == "WARN"  # neither the check nor the builder finds one
+        assert "apt-get install linux-image-amd64" in str(exc)
+        return
+    assert result.status.value == "PASS"
+    assert result.data["kernel"] == str(kernel)
+
+
+def test_modules_in_dep_agrees_with_the_full_parse() -> None:
+    text = (
+        "kernel/drivers/virtio/virtio-pci.ko.zst: kernel/x/virtio_ring.ko\n"
+        "kernel/drivers/block/xvirtio_blk.ko:\n"  # another module whose name ends alike
+        "kernel/drivers/nvme/host/nvme.ko.xz: kernel/drivers/nvme/host/nvme-core.ko.xz\n"
+        "kernel/drivers/nvme/host/nvme-core.ko.xz:\n"
+    )
+    wanted = ["virtio_pci", "virtio_blk", "nvme", "nvme_core", "e1000"]
+    assert gk.modules_in_dep(text, wanted) == {"virtio_pci", "nvme", "nvme_core"}
+    assert gk.modules_in_dep(text, wanted) == set(gk.parse_modules_dep(text)) & set(wanted)

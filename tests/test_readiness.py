@@ -1,9 +1,6 @@
-"""Pure tests of the readiness core: verdicts, device offering, strict mode, JSON and JUnit."""
+"""Pure tests of the readiness core: verdicts, device offering, strict mode, remedies."""
 
 from __future__ import annotations
-
-import json
-import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -12,20 +9,16 @@ from vbench.model import ModeId
 from vbench.readiness import (
     DEVICES_SRIOV,
     DEVICES_VFIO,
-    CheckReport,
     CheckResult,
     ModeVerdict,
     Status,
-    build_document,
     distro_family,
     exit_code,
     install_remedy,
-    junit_xml,
     kernel_cmdline_remedy,
     mode_verdicts,
     module_load_remedy,
     parse_modes,
-    report_from_document,
 )
 
 FV, PV, VFIO, SRIOV = ModeId.FV, ModeId.PV, ModeId.VFIO, ModeId.SRIOV
@@ -117,7 +110,7 @@ def test_vfio_ready_only_with_iommu_vfio_and_an_assignable_device() -> None:
     v = verdict(mode_verdicts(no_iommu, LAB), VFIO)
     assert not v.ready
     assert "iommu.groups" in v.blockers
-    assert any("fix iommu.groups" in r for r in v.remedies)
+    assert any(r.text == "fix iommu.groups" and "iommu.groups" in r.checks for r in v.remedies)
 
     no_vfio = [fail("vfio.modules", gates=PT) if c.id == "vfio.modules" else c for c in GOOD_CHECKS]
     assert not verdict(mode_verdicts(no_vfio, LAB), VFIO).ready
@@ -174,10 +167,11 @@ def test_sriov_free_vfs_and_enableable_pfs() -> None:
     v = verdict(mode_verdicts(GOOD_CHECKS, Inventory(pci=(pf_off,))), SRIOV)
     assert not v.ready
     assert v.blockers == (DEVICES_SRIOV,)
-    assert "echo 4 > /sys/bus/pci/devices/0000:03:00.0/sriov_numvfs" in v.remedies[0]
+    assert v.remedies[0].checks == (DEVICES_SRIOV,)
+    assert "echo 4 > /sys/bus/pci/devices/0000:03:00.0/sriov_numvfs" in v.remedies[0].text
 
     v = verdict(mode_verdicts(GOOD_CHECKS, Inventory(pci=(ROOT_DISK,))), SRIOV)
-    assert not v.ready and "no SR-IOV capable device" in v.remedies[0]
+    assert not v.ready and "no SR-IOV capable device" in v.remedies[0].text
 
 
 def test_vf_of_a_host_used_pf_is_free_when_in_its_own_group() -> None:
@@ -228,68 +222,6 @@ def test_parse_modes() -> None:
     assert parse_modes(["vfio", "SRIOV", "vfio"]) == (VFIO, SRIOV)
     with pytest.raises(ValueError, match="unknown mode 'gpu'"):
         parse_modes(["gpu"])
-
-
-def report() -> CheckReport:
-    return CheckReport(
-        host={"hostname": "lab", "os_release": {"ID": "opensuse-leap", "ID_LIKE": "suse"}},
-        checks=(
-            *GOOD_CHECKS,
-            CheckResult("kvm.probe", "probe", Status.SKIP, "not run"),
-            fail("net.tun", gates=(FV, PV)),
-        ),
-        inventory=LAB,
-    )
-
-
-def test_json_document_round_trip() -> None:
-    doc = build_document(report(), strict=False, requested=(VFIO, SRIOV))
-    text = json.dumps(doc)
-    back = json.loads(text)
-    assert back["format_version"] == 1
-    assert back["kind"] == "vbench.check"
-    assert back["requested_modes"] == ["vfio", "sriov"]
-    assert back["ready"] is True and back["exit_code"] == 0
-    assert back["counts"] == {"PASS": 4, "WARN": 1, "FAIL": 1, "SKIP": 1}
-    modes = {v["mode"]: v for v in back["verdicts"]}
-    assert modes["fv"]["ready"] is False and modes["fv"]["blockers"] == ["net.tun"]
-    assert modes["fv"]["requested"] is False
-    assert modes["sriov"]["offered"][0]["address"] == "0000:00:04.1"
-
-    again = report_from_document(back)
-    assert again.checks == report().checks
-    assert again.inventory == LAB
-    assert build_document(again, strict=False, requested=(VFIO, SRIOV)) == doc
-
-    with pytest.raises(ValueError, match="format_version 99"):
-        report_from_document({**back, "format_version": 99})
-
-
-def test_junit_shape() -> None:
-    for strict in (False, True):
-        root = ET.fromstring(junit_xml(report(), strict=strict))
-        suite = root.find("testsuite")
-        assert suite is not None
-        cases = suite.findall("testcase")
-        assert len(cases) == len(report().checks)
-        assert suite.get("tests") == str(len(cases))
-        by = {c.get("name", "").split(":")[0]: c for c in cases}
-        tun = by["net.tun"].find("failure")
-        assert tun is not None and tun.get("type") == "fail" and "fix net.tun" in (tun.text or "")
-        assert by["kvm.probe"].find("skipped") is not None
-        hw = by["cpu.hwvirt"]
-        if strict:
-            failure = hw.find("failure")
-            assert failure is not None and failure.get("type") == "warning"
-            assert suite.get("failures") == "2"
-        else:
-            assert hw.find("failure") is None
-            assert "WARN" in (hw.findtext("system-out") or "")
-            assert suite.get("failures") == "1"
-        assert by["libvirt.reachable"].find("failure") is None
-        props = {p.get("name"): p.get("value") for p in suite.iter("property")}
-        assert props["mode.fv.ready"] == "false"
-        assert props["mode.vfio.ready"] == ("false" if strict else "true")
 
 
 def test_distro_specific_remedies() -> None:

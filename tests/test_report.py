@@ -6,17 +6,21 @@ import html as html_lib
 import json
 import re
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from support import rewrite_samples
 
+from vbench.checkdoc import CheckDocument
 from vbench.errors import RunDirError
-from vbench.model import Sample
+from vbench.model import ModeId, Sample
 from vbench.report import build_report
-from vbench.report.analysis import mode_order, summarize_samples
-from vbench.report.render import TCG_WARNING
+from vbench.report.analysis import CaseFlag, flags_document, mode_order, summarize_samples
+from vbench.report.render import DASH, TCG_WARNING
 from vbench.results import (
     Accel,
     CaseRecord,
@@ -26,10 +30,21 @@ from vbench.results import (
     SkippedMode,
     TrialRecord,
 )
-from vbench.stats import summarize
-from vbench.workloads.fio import SampleLabels, parse_fio_json
+from vbench.stats import (
+    Flag,
+    FlagKind,
+    bootstrap_median_ci,
+    holm,
+    mann_whitney,
+    stability_flags,
+    summarize,
+)
+from vbench.workloads.base import SampleLabels
+from vbench.workloads.fio import parse_fio_json
 
 DATA = Path(__file__).parent / "data" / "fio"
+# A run directory written by vbench 0.1 (manifest format 1), kept to prove it still renders.
+V1_RUN = Path(__file__).parent / "data" / "records" / "run-v1"
 RUN_ID = "20250101T100000-quick"
 SCENARIO = 'format_version = 1\nname = "quick"\ndescription = "Emulated vs virtio disk"\n'
 PARAMS = "bs=4k,direct=True,iodepth=16,ioengine=libaio,numjobs=1,ramp_s=0,runtime_s=5,rw=randread"
@@ -93,9 +108,32 @@ def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[P
     extra.setdefault("trials", trials)
     extra.setdefault("cases", cases)
     run.write_manifest(_manifest(status, **extra))
-    run.write_samples(samples)
+    run.append_samples(samples)
     return run.path, samples
 
+
+
+def _append_listed(run_path: Path, samples: list[Sample]) -> None:
+    """Append samples and list their cases in the manifest, as the runner does."""
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    known = set(manifest.case_ids())
+    for s in samples:
+        if s.case_id not in known:
+            known.add(s.case_id)
+            manifest.cases.append(
+                CaseRecord(
+                    case_id=s.case_id,
+                    mode=s.mode,
+                    mode_id=s.mode,
+                    workload=s.workload,
+                    parameters=s.parameters,
+                    repetition=s.repetition,
+                    status="ok",
+                )
+            )
+    run.write_manifest(manifest)
+    run.append_samples(samples)
 
 def _pdf_text(path: Path) -> str | None:
     if shutil.which("pdftotext") is None:
@@ -171,7 +209,9 @@ def test_pdf_exists_has_pages_and_names_both_modes(built: tuple[Path, list[Sampl
     assert "TCG software emulation" in flat
 
 
-def test_summary_baseline_is_the_first_mode(built: tuple[Path, list[Sample], Any]) -> None:
+def test_summary_reference_is_the_first_mode_without_baremetal(
+    built: tuple[Path, list[Sample], Any],
+) -> None:
     run_path, samples, _ = built
     frame = RunDir.open(run_path).read_samples()
     manifest = RunDir.open(run_path).read_manifest()
@@ -181,10 +221,96 @@ def test_summary_baseline_is_the_first_mode(built: tuple[Path, list[Sample], Any
     row = summary[(summary["metric"] == "read.iops") & (summary["mode"] == "pv")].iloc[0]
     fv = [s.value for s in samples if s.mode == "fv" and s.metric == "read.iops"]
     pv = [s.value for s in samples if s.mode == "pv" and s.metric == "read.iops"]
-    assert row["baseline"] == "fv"
-    expected = (sum(pv) / 3) / (sum(fv) / 3) * 100 - 100
-    assert row["rel_pct"] == pytest.approx(expected)
-    assert row["rel_low"] < row["rel_pct"] < row["rel_high"]
+    assert row["reference"] == "fv"
+    assert row["ratio"] == pytest.approx(statistics.median(pv) / statistics.median(fv))
+    assert row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
+    assert row["p_value"] == pytest.approx(mann_whitney(pv, fv).p_value)
+    # Holm over every comparison of the table: never below the raw p-value
+    assert row["p_value"] <= row["p_holm"] <= 1.0
+    assert row["significant"] == (row["p_holm"] <= 0.05)
+    ref = summary[(summary["metric"] == "read.iops") & (summary["mode"] == "fv")].iloc[0]
+    assert pd.isna(ref["ratio"]) and pd.isna(ref["p_value"])
+    tested = summary[summary["p_value"].notna()]
+    assert list(tested["p_holm"]) == pytest.approx(holm(list(tested["p_value"])))
+
+
+def test_table_cells_show_ci_percent_of_reference_significance_and_flags(
+    built: tuple[Path, list[Sample], Any],
+) -> None:
+    run_path, samples, files = built
+    html = files.html.read_text()
+    text = _text(html)
+    pv = [s.value for s in samples if s.mode == "pv" and s.metric == "read.iops"]
+    fv = [s.value for s in samples if s.mode == "fv" and s.metric == "read.iops"]
+    pct = statistics.median(pv) / statistics.median(fv) * 100
+    assert f"{pct:.1f}%" in text
+    low, high = bootstrap_median_ci(pv) or (0.0, 0.0)
+    # three repetitions: the median's bootstrap interval is their range, and the cell says so
+    assert (low, high) == pytest.approx((min(pv), max(pv)))
+    assert f"CI = range {low:,.0f} {DASH} {high:,.0f}" in text
+    # 3 against 3 repetitions: Mann-Whitney cannot reach 5 %, and the table says so
+    assert "n too small" in text
+    flags = json.loads((run_path / "flags.json").read_text())
+    assert flags["format_version"] == 1
+    unstable = {(f["metric"], f["mode"]) for f in flags["figures"]}
+    for metric, mode in unstable:
+        values = [s.value for s in samples if s.mode == mode and s.metric == metric]
+        assert stability_flags(values)  # only figures that really are unstable are listed
+    for f in flags["figures"]:
+        for flag in f["flags"]:
+            assert f"⚠ {flag['short']}" in text or flag["short"] in text
+
+
+def test_reference_is_baremetal_when_it_ran_or_a_chosen_mode(tmp_path: Path) -> None:
+    run_path, samples = _make_run(tmp_path)
+    text = (DATA / "randread-4k-libaio-qd16.json").read_text()
+    extra = parse_fio_json(text, SampleLabels(RUN_ID, "bm-0", "baremetal", "fio", PARAMS, 0, 1.7e9))
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    manifest.cases.append(
+        CaseRecord(
+            case_id="bm-0",
+            mode="baremetal",
+            mode_id="baremetal",
+            workload="fio",
+            parameters=PARAMS,
+            repetition=0,
+            status="ok",
+        )
+    )
+    run.write_manifest(manifest)
+    rewrite_samples(run, samples + extra)
+    frame = RunDir.open(run_path).read_samples()
+    modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
+    summary = summarize_samples(frame, modes)
+    iops = summary[summary["metric"] == "read.iops"]
+    assert set(iops["reference"]) == {"baremetal"}
+    bm = [s.value for s in extra if s.metric == "read.iops"]
+    fv_row = iops[iops["mode"] == "fv"].iloc[0]
+    assert fv_row["ratio"] == pytest.approx(fv_row["median"] / bm[0])
+    assert pd.isna(fv_row["ratio_low"])  # one bare-metal repetition: no interval
+    chosen = summarize_samples(frame, modes, reference="pv")
+    assert set(chosen[chosen["metric"] == "read.iops"]["reference"]) == {"pv"}
+    html = build_report(run_path, pdf=False).html.read_text()
+    assert "Bare metal" in _text(html)
+    assert "reference (not a guest)" in _text(html)
+
+
+def test_passed_in_cross_check_flags_reach_the_table(tmp_path: Path) -> None:
+    run_path, _ = _make_run(tmp_path)
+    frame = RunDir.open(run_path).read_samples()
+    cross = Flag(FlagKind.CROSS_CHECK, "cross-check", "fio's I/Os differ from libvirt's by 7%")
+    summary = summarize_samples(
+        frame, ["fv", "pv"], case_flags=[CaseFlag("fio", PARAMS, "pv", cross, "read.iops")]
+    )
+    flagged = summary[summary["flags"].map(lambda fs: cross in fs)]
+    assert list(zip(flagged["metric"], flagged["mode"], strict=True)) == [("read.iops", "pv")]
+    doc = flags_document(summary)
+    assert {
+        "kind": "cross-check",
+        "short": "cross-check",
+        "message": "fio's I/Os differ from libvirt's by 7%",
+    } in next(f["flags"] for f in doc["figures"] if (f["metric"], f["mode"]) == ("read.iops", "pv"))
 
 
 def test_no_pdf(tmp_path: Path) -> None:
@@ -217,31 +343,13 @@ def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path
             console_tail="Booting Linux\nKernel panic - not syncing: VFS: Unable to mount root fs",
         ),
     ]
-    checks = {
-        "checks": [
-            {
-                "id": "iommu",
-                "title": "IOMMU on",
-                "status": "fail",
-                "observed": "no groups",
-                "remedy": "boot with intel_iommu=on",
-            },
-            {"id": "kvm", "status": "warn", "extra_key": 3},
-            "not-a-dict",
-        ],
-        "modes": [
-            {"mode": "vfio", "ready": False, "blockers": ["no IOMMU groups"]},
-            {"mode": "fv", "ready": True},
-        ],
-        "summary": {"ok": 1},
-    }
     run_path, _ = _make_run(
         tmp_path,
         status="failed",
         error="libvirtd went away",
         trials=trials,
         skipped_modes=[SkippedMode(mode="vfio", mode_id="vfio", reason="IOMMU is off")],
-        checks=checks,
+        checks=_check_document(),
     )
     files = build_report(run_path)
     text = _text(files.html.read_text())
@@ -249,8 +357,8 @@ def test_failed_run_shows_error_skipped_modes_failures_and_checks(tmp_path: Path
     assert "IOMMU is off" in text
     assert "guest agent silent for 60 s" in text
     assert "Kernel panic - not syncing" in text
-    assert "boot with intel_iommu=on" in text and "extra_key: 3" in text
-    assert "not ready" in text and "no IOMMU groups" in text
+    assert "Enable VT-x/AMD-V in the firmware setup" in text
+    assert "not ready" in text and "vfio.modules" in text
     assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
 
 
@@ -262,20 +370,6 @@ def test_run_without_samples_renders_no_results(tmp_path: Path) -> None:
     assert "No results." in text
     assert "<svg" not in files.html.read_text()
     assert files.pdf is not None and files.pdf.read_bytes().startswith(b"%PDF")
-
-
-def test_baremetal_is_a_column_but_not_the_baseline(tmp_path: Path) -> None:
-    run_path, samples = _make_run(tmp_path)
-    text = (DATA / "randread-4k-libaio-qd16.json").read_text()
-    extra = parse_fio_json(text, SampleLabels(RUN_ID, "bm-0", "baremetal", "fio", PARAMS, 0, 1.7e9))
-    RunDir(run_path).write_samples(samples + extra)
-    frame = RunDir.open(run_path).read_samples()
-    modes = mode_order(RunDir.open(run_path).read_manifest(), frame)
-    assert modes == ["fv", "pv", "baremetal"]
-    summary = summarize_samples(frame, modes)
-    assert set(summary["baseline"]) == {"fv"}
-    html = build_report(run_path, pdf=False).html.read_text()
-    assert "Bare metal" in _text(html)
 
 
 def test_missing_run_dir_raises(tmp_path: Path) -> None:
@@ -310,11 +404,11 @@ def test_samples_csv_round_trip_keeps_values(built: tuple[Path, list[Sample], An
 # -- host checks from a real check document, and the cost of each mode ---------------------------
 
 
-def _check_document(extra_pci: int = 0) -> dict[str, Any]:
+def _check_document(extra_pci: int = 0) -> CheckDocument:
     """A `vbench check --json` document built by the real code from hand-made results."""
     from vbench.inventory import HostUse, Inventory, PciDevice
     from vbench.model import ModeId
-    from vbench.readiness import CheckReport, CheckResult, Status, build_document
+    from vbench.readiness import CheckReport, CheckResult, Status
 
     pci = [
         PciDevice("0000:00:00.0", "8086", "29c0", "060000", is_bridge=False),
@@ -372,7 +466,7 @@ def _check_document(extra_pci: int = 0) -> dict[str, Any]:
         host_use=(HostUse("0000:00:02.0", "backs / (vda)"),),
         notes=("a note from the inventory",),
     )
-    return build_document(CheckReport(host=host, checks=checks, inventory=inventory))
+    return CheckDocument.build(CheckReport(host=host, checks=checks, inventory=inventory))
 
 
 def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
@@ -415,7 +509,7 @@ def _cost_samples(run_path: Path, samples: list[Sample]) -> list[Sample]:
                 s.timestamp,
             )
         )
-    RunDir(run_path).write_samples(samples + extra)
+    _append_listed(run_path, extra)
     return extra
 
 
@@ -475,13 +569,19 @@ def test_big_inventory_is_capped(tmp_path: Path) -> None:
     assert "24 more PCI devices in manifest.json" in text
 
 
-def test_check_document_without_verdicts_is_recomputed(tmp_path: Path) -> None:
-    doc = _check_document()
-    del doc["verdicts"], doc["counts"], doc["host"]
-    run_path, _ = _make_run(tmp_path, checks=doc)
+def test_a_run_of_manifest_format_1_still_renders(tmp_path: Path) -> None:
+    """A run directory written by vbench 0.1 (manifest and check document format 1)."""
+    run_path = tmp_path / "run-v1"
+    shutil.copytree(V1_RUN, run_path)
+    assert json.loads((run_path / "manifest.json").read_text())["format_version"] == 1
+    manifest = RunDir.open(run_path).read_manifest()
+    assert manifest.format_version == 2 and manifest.checks is not None
+    vfio = manifest.checks.verdict(ModeId.VFIO)
+    assert vfio is not None and not vfio.ready
+    assert vfio.remedies[0].checks == ("vfio.modules",)
     text = _text(build_report(run_path, pdf=False).html.read_text())
     assert "Readiness per mode" in text and "SR-IOV VF" in text
-    assert "1 FAIL" in text
+    assert "1 FAIL" in text and "randread" in text
 
 
 def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, str, str]) -> None:
@@ -501,3 +601,46 @@ def test_cost_metrics_show_with_units_and_in_key_results(checked: tuple[Path, st
     assert 'class="r better"' in row
     if pdf:
         assert "QEMU CPU per request" in pdf
+
+
+def test_stress_ng_section_from_the_catalogue(tmp_path: Path) -> None:
+    """A workload the report has never heard of by name: labels, group, overview and chart all come
+    from its catalogue.  Real stress-ng YAML stands in for the repetitions of each mode."""
+    from vbench.workloads.stress_ng import STRESS_NG
+
+    run_path, _ = _make_run(tmp_path)
+    yaml_dir = Path(__file__).parent / "data" / "stress-ng"
+    files = {"fv": "cpu-matrixprod-2workers.yaml", "pv": "memcpy-libc-1worker.yaml"}
+    params = "stressor=cpu,timeout_s=5,workers=vcpus"
+    extra: list[Sample] = []
+    for mode, name in files.items():
+        for rep in range(3):
+            labels = SampleLabels(
+                RUN_ID, f"r{rep}-{mode}-sng", mode, "stress-ng", params, rep, 1.7e9
+            )
+            extra += STRESS_NG.parse((yaml_dir / name).read_bytes(), labels)
+    _append_listed(run_path, extra)
+    html = build_report(run_path, pdf=False).html.read_text()
+    text = _text(html)
+    # in the section's table, under the group heading `cpu`, rows carry the short label
+    assert 'class="dir"><td colspan="3">cpu</td>' in html
+    assert "bogo-ops/s (ops/s)" in text and "bogo-ops/CPU-s (ops/s)" in text
+    assert "stress-ng — stressor=cpu, workers=vcpus" in text  # the section title
+    overview = text[text.index("Key results") : text.index("Environment")]
+    assert "stress-ng stressor=cpu, workers=vcpus" in overview
+    assert "cpu bogo-ops/s" in overview
+    # higher is better: pv's 3,903.7 bogo-ops/s against the fv baseline's 1,770.7 is better
+    row = html[html.index("bogo-ops/s <span") :]
+    row = row[: row.index("</tr>")]
+    assert 'class="r better"' in row
+    assert html.count("<svg") >= 2  # the fio chart and the stress-ng chart
+    # how to read each workload's figures, from the workloads present
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops compare only runs of the same stressor" in text
+
+
+def test_notes_only_of_the_workloads_present(built: tuple[Path, list[Sample], Any]) -> None:
+    _, _, files = built
+    text = _text(files.html.read_text())
+    assert "fio latencies are completion latencies (clat)" in text
+    assert "stress-ng bogo-ops" not in text  # no stress-ng in this run

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import rewrite_samples
 
 from vbench.errors import RunDirError
 from vbench.model import SAMPLE_COLUMNS, Sample
 from vbench.results import (
+    CaseRecord,
     Manifest,
     RunDir,
     ScenarioRecord,
@@ -18,11 +24,23 @@ from vbench.results import (
 )
 
 
-def _manifest(run_id: str = "r1") -> Manifest:
+def _manifest(run_id: str = "r1", cases: int = 2) -> Manifest:
     return Manifest(
         run_id=run_id,
         libvirt_uri="test:///default",
         scenario=ScenarioRecord(path="s.toml", name="s", sha256="0" * 64, text="x"),
+        cases=[
+            CaseRecord(
+                case_id=f"c{rep}",
+                mode="pv",
+                mode_id="pv",
+                workload="fio",
+                parameters="bs=4k",
+                repetition=rep,
+                status="ok",
+            )
+            for rep in range(cases)
+        ],
     )
 
 
@@ -42,8 +60,12 @@ def test_manifest_and_samples_round_trip(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path, "r1")
     m = _manifest()
     m.status = "interrupted"
+    run.write_raw("c0", "fio.json", "{}")
     run.write_manifest(m)
-    run.write_samples([_sample(10.0), _sample(12.5, 1)])
+    assert m.raw_files == ["raw/c0/fio.json"]
+    run.append_samples([_sample(10.0)])
+    run.append_samples([])
+    run.append_samples([_sample(12.5, 1)])
     back = RunDir.open(tmp_path / "r1").read_manifest()
     assert back == m
     frame = load_samples(tmp_path / "r1")
@@ -93,3 +115,123 @@ def test_a_broken_manifest_names_the_key(tmp_path: Path) -> None:
 def test_samples_reject_non_finite_values() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         _sample(float("nan"))
+
+
+# -- damaged run directories: one line naming the file and the line, never a traceback ----------
+
+
+def _good_run(tmp_path: Path, status: str = "complete") -> RunDir:
+    """A small run directory written through the real writer: 2 cases, raw files, 4 samples."""
+    run = RunDir.create(tmp_path, "r1")
+    m = _manifest()
+    m.status = status  # type: ignore[assignment]
+    for rep in range(2):
+        run.write_raw(f"c{rep}", "fio.json", json.dumps({"jobs": [{"rep": rep}]}))
+    run.write_manifest(m)
+    rewrite_samples(run, [_sample(10.0), _sample(11.0), _sample(12.5, 1), _sample(13.0, 1)])
+    return run
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def _error(run: RunDir) -> str:
+    with pytest.raises(RunDirError) as err:
+        run.load()
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_good_run_loads(tmp_path: Path) -> None:
+    loaded = _good_run(tmp_path).load()
+    assert loaded.manifest.raw_files == ["raw/c0/fio.json", "raw/c1/fio.json"]
+    assert loaded.samples["value"].tolist() == [10.0, 11.0, 12.5, 13.0]
+    assert loaded.samples["repetition"].tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("line", "edit", "expected"),
+    [
+        (3, lambda t: t.replace("11.0", "NaN"), "value 'NaN' is not a finite number"),
+        (3, lambda t: t.replace("11.0", "eleven"), "value 'eleven' is not a finite number"),
+        (4, lambda t: t.replace(",1,read.iops", ",-1,read.iops"), "repetition '-1'"),
+        (2, lambda t: t.replace("read.iops", ""), "metric '' is empty"),
+        (5, lambda t: t.rstrip("\n") + ",extra\n", "11 fields, want 10"),
+        (3, lambda t: t.split(",pv,")[0] + "\n", "mode '' is empty"),
+        (3, lambda t: "\n", "run_id '' is empty"),
+    ],
+    ids=["nan", "text", "negative-rep", "no-metric", "extra-field", "cut-row", "blank"],
+)
+def test_a_malformed_sample_row_names_its_line(
+    tmp_path: Path, line: int, edit: Callable[[str], str], expected: str
+) -> None:
+    run = _good_run(tmp_path)
+    path = run.path / "samples.csv"
+    lines = _lines(path)
+    lines[line - 1] = edit(lines[line - 1])
+    path.write_text("".join(lines))
+    message = _error(run)
+    assert message.startswith(f"{path}:{line}: malformed sample row"), message
+    assert expected in message
+
+
+def test_samples_without_a_header_or_columns(tmp_path: Path) -> None:
+    run = _good_run(tmp_path)
+    path = run.path / "samples.csv"
+    path.write_text("")
+    assert _error(run).startswith(f"{path}:1: empty")
+    path.write_text("run_id,value\nr1,1\n")
+    assert _error(run).startswith(f"{path}:1: missing columns")
+
+
+def test_a_truncated_manifest_names_its_line(tmp_path: Path) -> None:
+    run = _good_run(tmp_path)
+    path = run.path / "manifest.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    message = _error(run)
+    lines_kept = text[: len(text) // 2].count("\n") + 1
+    assert message.startswith(f"{path}:{lines_kept}: not valid JSON"), message
+    assert "truncated or damaged" in message
+
+
+def test_a_missing_raw_file_names_the_manifest_line(tmp_path: Path) -> None:
+    run = _good_run(tmp_path)
+    (run.path / "raw" / "c1" / "fio.json").unlink()
+    message = _error(run)
+    manifest = run.path / "manifest.json"
+    line = next(i for i, t in enumerate(_lines(manifest), 1) if '"raw/c1/fio.json"' in t)
+    assert message.startswith(f"{manifest}:{line}: names raw/c1/fio.json, which is missing")
+
+
+def test_samples_of_an_unlisted_case(tmp_path: Path) -> None:
+    run = _good_run(tmp_path)
+    samples = [_sample(10.0), _sample(12.5, 1), _sample(14.0, 2)]  # c2 is not in the manifest
+    rewrite_samples(run, samples)
+    message = _error(run)
+    assert message.startswith(f"{run.path / 'samples.csv'}:4: case 'c2' is not one manifest.json")
+    # a run that stopped mid-case holds that case's samples before its record: left out
+    m = run.read_manifest()
+    m.status = "interrupted"
+    run.write_manifest(m)
+    assert run.load().samples["case_id"].tolist() == ["c0", "c1"]
+
+
+def test_damaged_run_dir_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    run = _good_run(tmp_path)
+    path = run.path / "samples.csv"
+    path.write_text(path.read_text().replace("12.5", "NaN"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "vbench", "report", str(run.path), "--no-pdf"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"vbench: error: {path}:4: malformed sample row (value 'NaN' is not a finite number); "
+        "fix or delete that line"
+    ]

@@ -1,4 +1,5 @@
-"""End to end: `vbench run` against the real libvirtd, real QEMU guests (TCG here), real fio.
+"""End to end: `vbench run` against the real libvirtd, real QEMU guests (TCG here), real fio and
+stress-ng.
 
 Also the ways a run can go wrong: a bad scenario, libvirtd unreachable, a guest that does not
 answer in time, and an interrupted run.  Each must leave no guest and no scratch file behind.
@@ -23,7 +24,7 @@ VBENCH = [sys.executable, "-m", "vbench"]
 TINY = """
 format_version = 1
 name = "tiny"
-description = "e2e: fv vs pv, one short fio job"
+description = "e2e: fv vs pv, one short fio job and one short stress-ng job"
 [guest]
 memory_mib = 384
 boot_timeout_s = {boot_timeout}
@@ -39,6 +40,10 @@ rw = ["randread"]
 bs = ["4k"]
 iodepth = [8]
 runtime_s = {runtime}
+[[workloads]]
+kind = "stress-ng"
+stressors = [{{ name = "cpu", method = "int64" }}]
+timeout_s = 2
 [run]
 repetitions = {reps}
 baremetal = {baremetal}
@@ -112,15 +117,25 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
     cost = samples[samples.metric == "host.qemu_cpu_per_io"]
     assert set(cost["mode"]) == {"fv", "pv"}  # a guest's QEMU process; none on bare metal
     assert (cost["value"] > 0).all()
+    bogo = samples[samples.metric == "cpu.bogo_ops_s_real"]
+    assert set(bogo["mode"]) == {"baremetal", "fv", "pv"}
+    assert (bogo["value"] > 0).all()
+    assert set(bogo["parameters"]) == {"method=int64,stressor=cpu,timeout_s=2,workers=vcpus"}
+    assert {c["workload"] for c in manifest["cases"]} == {"fio", "stress-ng"}
     for case in manifest["cases"]:
         assert case["status"] == "ok"
-        fio_json = json.loads((run / "raw" / case["case_id"] / "fio.json").read_text())
-        assert fio_json["jobs"]
+        raw = run / "raw" / case["case_id"]
+        if case["workload"] == "fio":
+            assert json.loads((raw / "fio.json").read_text())["jobs"]
+        else:
+            assert "bogo-ops-per-second-real-time" in (raw / "stress-ng.yaml").read_text()
+            assert "successful run completed" in (raw / "stress-ng.stderr").read_text()
     for trial in ("r0-fv", "r0-pv"):
         assert "<domain" in (run / "raw" / trial / "domain.xml").read_text()
         assert (run / "raw" / trial / "console.log").stat().st_size > 0
     html = (run / "report.html").read_text()
     assert "fv" in html and "pv" in html and "baremetal" in html
+    assert "bogo-ops/CPU-s" in html  # the stress-ng rows, labelled from the catalogue
     assert (run / "report.pdf").read_bytes().startswith(b"%PDF")
     assert _vbench_domains() == []
     assert _scratch_dirs(Path(env["VBENCH_SCRATCH"])) == []

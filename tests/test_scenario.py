@@ -10,6 +10,7 @@ import pytest
 from vbench.errors import ScenarioError
 from vbench.model import ModeId, Trial, WorkloadCase
 from vbench.scenario import ModeSpec, load_scenario, parse_scenario
+from vbench.workloads import workload
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data" / "scenarios"
@@ -48,6 +49,22 @@ BAD: dict[str, str] = {
     "bad-empty-modes.toml": "modes: List should have at least 1 item",
     "bad-mode-label.toml": "modes[0].label: String should match pattern",
     "bad-repetitions-zero.toml": "run.repetitions: Input should be greater than or equal to 1",
+    "bad-fio-precondition.toml": "workloads[0].precondition: 'trim': Input should be 'none' or",
+    "bad-fio-size.toml": "workloads[0].size: 'lots' is not a size",
+    "bad-fio-ioengine.toml": "workloads[0].ioengine: 'windowsaio': Input should be 'libaio'",
+    "bad-duplicate-cases.toml": (
+        "workloads: entries [0] and [1] both have the case fio-randwrite-4k-qd16-j1"
+    ),
+    "bad-stress-ng-method.toml": (
+        "workloads[1].stressors[0].method: 'fastest' is not a cpu method of stress-ng"
+    ),
+    "bad-stress-ng-method-without-methods.toml": (
+        "workloads[1].stressors[0].method: stressor 'pipe' has no methods"
+    ),
+    "bad-stress-ng-stressor.toml": "workloads[1].stressors[1].name: 'fork': Input should be 'cpu'",
+    "bad-stress-ng-no-stressors.toml": "workloads[1].stressors: required key is missing",
+    "bad-stress-ng-workers-zero.toml": "workloads[1].workers: Input should be greater than or",
+    "bad-stress-ng-fio-key.toml": "workloads[1].rw: unknown key",
 }
 
 
@@ -109,9 +126,14 @@ def test_quick_scenario_interleaves_modes_within_each_repetition() -> None:
     ]
     assert all(isinstance(t, Trial) for t in trials)
     assert [t.mode_index for t in trials] == [0, 1, 0, 1, 0, 1]
-    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m
+    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu
     slugs = [w.slug for w in trials[0].workloads]
-    assert slugs == ["fio-randread-4k-qd16-j1", "fio-randwrite-4k-qd16-j1", "fio-read-1m-qd4-j1"]
+    assert slugs == [
+        "fio-randread-4k-qd16-j1",
+        "fio-randwrite-4k-qd16-j1",
+        "fio-read-1m-qd4-j1",
+        "stress-ng-cpu-matrixprod-wvcpus",
+    ]
     assert all(t.workloads == trials[0].workloads for t in trials)
 
 
@@ -136,7 +158,7 @@ def test_all_modes_file_loads_with_labels_and_mode_defaults() -> None:
 
 def test_workload_matrix_expands_rw_x_bs_x_iodepth_x_numjobs() -> None:
     s = load_scenario(DATA / "good-all-modes.toml").scenario
-    cases = s.workloads[0].cases()
+    cases = workload("fio").cases(s.workloads[0])
     assert len(cases) == 2 * 2 * 2 * 2
     got = {
         (c.params["rw"], c.params["bs"], c.params["iodepth"], c.params["numjobs"]) for c in cases
@@ -222,3 +244,26 @@ def test_baremetal_is_not_a_mode_label() -> None:
     text = BAREMETAL_SCENARIO.replace('id = "pv"', 'id = "pv"\nlabel = "baremetal"')
     with pytest.raises(ScenarioError, match=r"bm.toml: modes: 'baremetal' names the bare-metal"):
         parse_scenario(text, "bm.toml")
+
+
+def test_fio_and_stress_ng_in_one_scenario() -> None:
+    s = load_scenario(DATA / "good-fio-and-stress-ng.toml").scenario
+    slugs = [c.slug for c in s.workload_cases()]
+    assert slugs == [
+        "fio-randread-4k-qd16-j1-io_uring-128m",
+        "fio-randwrite-4k-qd16-j1-io_uring-128m-fill",
+        "stress-ng-cpu-matrixprod-wvcpus",
+        "stress-ng-matrix-wvcpus",
+        "stress-ng-memcpy-wvcpus",
+        "stress-ng-cpu-matrixprod-w1",
+    ]
+    read, write, cpu = s.workload_cases()[:3]
+    assert "precondition" not in read.params  # only cases that write are preconditioned
+    assert write.params["precondition"] == "fill" and write.params["size"] == "128m"
+    assert cpu.params == {
+        "stressor": "cpu",
+        "workers": "vcpus",
+        "timeout_s": 5,
+        "method": "matrixprod",
+    }
+    assert all(len(t.workloads) == 6 for t in s.trials())

@@ -99,7 +99,7 @@ def canonical_parameters(params: dict[str, ParamValue]) -> str:
 class WorkloadCase:
     """One workload invocation with concrete parameters (one point of a scenario's matrix)."""
 
-    kind: str  # "fio", later "stress-ng", "iperf3"
+    kind: str  # a registered workload: "fio", "stress-ng", ... (vbench.workloads.WORKLOADS)
     params: dict[str, ParamValue] = field(hash=False)
 
     @property
@@ -108,12 +108,11 @@ class WorkloadCase:
 
     @property
     def slug(self) -> str:
-        """A file-system safe short name, e.g. `fio-randread-4k-qd16-j1`."""
-        p = self.params
-        if self.kind == "fio":
-            return f"fio-{p['rw']}-{p['bs']}-qd{p['iodepth']}-j{p['numjobs']}"
-        parts = [str(p[k]) for k in sorted(p)]
-        return "-".join([self.kind, *parts]).replace("/", "_")
+        """A file-system safe short name (its workload's), e.g. `fio-randread-4k-qd16-j1`."""
+        # imported here: the workloads build on this module
+        from vbench.workloads import workload
+
+        return workload(self.kind).slug(self)
 
 
 @dataclass(frozen=True)

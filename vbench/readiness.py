@@ -1,7 +1,8 @@
-"""Host readiness as pure data: check records, per-mode verdicts, the JSON document and JUnit XML.
+"""Host readiness as pure data: check records and per-mode verdicts.
 
 Pure core: no I/O.  `vbench.host.checks` reads the host and builds `CheckResult`s; this module
-decides what they mean for each mode and renders them.
+decides what they mean for each mode.  The versioned document (`vbench check --json`, the run
+manifest) and its JUnit XML are `vbench.checkdoc`.
 
 Gating rules (what makes a mode "not ready"):
   * a check lists the modes it *gates* and the modes it *degrades*;
@@ -18,17 +19,15 @@ swap or carries the default route) is never offered for pass-through.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from vbench.inventory import BlockDevice, HostUse, Inventory, NetDevice, PciDevice
+from vbench.inventory import Inventory, PciDevice
 from vbench.model import ModeId
+from vbench.packages import install_command
 
-FORMAT_VERSION = 1
-DOCUMENT_KIND = "vbench.check"
 ALL_MODES: tuple[ModeId, ...] = (ModeId.FV, ModeId.PV, ModeId.VFIO, ModeId.SRIOV)
 DEFAULT_REQUESTED: tuple[ModeId, ...] = (ModeId.FV, ModeId.PV)
 DEVICES_VFIO = "devices.vfio"
@@ -97,12 +96,23 @@ class ExcludedDevice:
 
 
 @dataclass(frozen=True)
+class Remedy:
+    """One fix, naming every check (or devices.vfio / devices.sriov) it resolves."""
+
+    checks: tuple[str, ...]
+    text: str
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.checks)}: {self.text}"
+
+
+@dataclass(frozen=True)
 class ModeVerdict:
     mode: ModeId
     ready: bool
     summary: str
     blockers: tuple[str, ...] = ()  # check ids (or devices.vfio / devices.sriov)
-    remedies: tuple[str, ...] = ()
+    remedies: tuple[Remedy, ...] = ()
     warnings: tuple[str, ...] = ()  # check ids that concern the mode, are not PASS, don't block
     offered: tuple[OfferedDevice, ...] = ()
     excluded: tuple[ExcludedDevice, ...] = ()
@@ -185,41 +195,9 @@ def module_load_remedy(modules: Sequence[str], os_release: Mapping[str, str]) ->
     return text
 
 
-_PACKAGE_NAMES: dict[str, dict[str, str]] = {
-    # tool -> family -> package
-    "qemu-ga": {
-        "debian": "qemu-guest-agent",
-        "suse": "qemu-guest-agent",
-        "redhat": "qemu-guest-agent",
-    },
-    "busybox": {"debian": "busybox-static", "suse": "busybox-static", "redhat": "busybox"},
-    "virt-host-validate": {
-        "debian": "libvirt-clients",
-        "suse": "libvirt-client",
-        "redhat": "libvirt-client",
-    },
-    "qemu-system-x86_64": {"debian": "qemu-system-x86", "suse": "qemu-x86", "redhat": "qemu-kvm"},
-    "libvirtd": {
-        "debian": "libvirt-daemon-system",
-        "suse": "libvirt-daemon",
-        "redhat": "libvirt-daemon",
-    },
-    "kernel": {"debian": "linux-image-amd64", "suse": "kernel-default", "redhat": "kernel"},
-}
-
-
 def install_remedy(tools: Iterable[str], os_release: Mapping[str, str]) -> str:
     """The package manager command that installs these tools on this distribution."""
-    fam = distro_family(os_release)
-    pkgs = [_PACKAGE_NAMES.get(t, {}).get(fam, t) for t in tools]
-    joined = " ".join(dict.fromkeys(pkgs))
-    if fam == "debian":
-        return f"`apt-get install {joined}`"
-    if fam == "suse":
-        return f"`zypper install {joined}`"
-    if fam == "redhat":
-        return f"`dnf install {joined}`"
-    return f"install {joined} (apt-get on Debian/Ubuntu, zypper on openSUSE/SLES)"
+    return install_command(tools, distro_family(os_release))
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +376,7 @@ def mode_verdicts(
                     by_text.setdefault(c.remedy, []).append(c.id)
             elif c.concerns(mode) and c.status in (Status.WARN, Status.FAIL):
                 warnings.append(c.id)
-        remedies = [f"{', '.join(ids)}: {text}" for text, ids in by_text.items()]
+        remedies = [Remedy(tuple(ids), text) for text, ids in by_text.items()]
         offered: list[OfferedDevice] = []
         excluded: list[ExcludedDevice] = []
         extra = ""
@@ -412,9 +390,12 @@ def mode_verdicts(
                     else "every endpoint is used by the host or shares an IOMMU group with one"
                 )
                 remedies.append(
-                    f"{DEVICES_VFIO}: no device can be assigned ({why}); add a device for the "
-                    "guest in a slot with its own IOMMU group (ACS), away from the host's "
-                    "root disk and default-route NIC"
+                    Remedy(
+                        (DEVICES_VFIO,),
+                        f"no device can be assigned ({why}); add a device for the "
+                        "guest in a slot with its own IOMMU group (ACS), away from the host's "
+                        "root disk and default-route NIC",
+                    )
                 )
             else:
                 extra = "assignable: " + _names(offered)
@@ -426,20 +407,29 @@ def mode_verdicts(
                     pf = enableable[0]
                     n = pf.sriov_totalvfs or 1
                     remedies.append(
-                        f"{DEVICES_SRIOV}: enable VFs on {pf.address} (up to {n}): "
-                        f"`echo {n} > /sys/bus/pci/devices/{pf.address}/sriov_numvfs`; at every "
-                        f'boot with a udev rule ACTION=="add", SUBSYSTEM=="pci", '
-                        f'KERNEL=="{pf.address}", ATTR{{sriov_numvfs}}="{n}"'
+                        Remedy(
+                            (DEVICES_SRIOV,),
+                            f"enable VFs on {pf.address} (up to {n}): "
+                            f"`echo {n} > /sys/bus/pci/devices/{pf.address}/sriov_numvfs`; "
+                            f'at every boot with a udev rule ACTION=="add", SUBSYSTEM=="pci", '
+                            f'KERNEL=="{pf.address}", ATTR{{sriov_numvfs}}="{n}"',
+                        )
                     )
                 elif any(d.sriov_totalvfs for d in inventory.pci):
                     remedies.append(
-                        f"{DEVICES_SRIOV}: every VF is used by the host or lacks an IOMMU group of "
-                        "its own; see the excluded devices"
+                        Remedy(
+                            (DEVICES_SRIOV,),
+                            "every VF is used by the host or lacks an IOMMU group of its own; "
+                            "see the excluded devices",
+                        )
                     )
                 else:
                     remedies.append(
-                        f"{DEVICES_SRIOV}: no SR-IOV capable device (PF) found: add an SR-IOV "
-                        "NIC or NVMe controller and enable SR-IOV in the firmware setup"
+                        Remedy(
+                            (DEVICES_SRIOV,),
+                            "no SR-IOV capable device (PF) found: add an SR-IOV NIC or NVMe "
+                            "controller and enable SR-IOV in the firmware setup",
+                        )
                     )
             else:
                 extra = "free VFs: " + _names(offered)
@@ -502,176 +492,3 @@ def exit_code(
     if assessment_failures(checks):
         return 1
     return 0 if all_ready(verdicts, requested) else 2
-
-
-# --------------------------------------------------------------------------------------------
-# The JSON document
-
-
-def _check_to_json(c: CheckResult) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "title": c.title,
-        "status": c.status.value,
-        "observed": c.observed,
-        "remedy": c.remedy,
-        "gates": [m.value for m in c.gates],
-        "degrades": [m.value for m in c.degrades],
-        "data": dict(c.data),
-    }
-
-
-def _check_from_json(d: Mapping[str, Any]) -> CheckResult:
-    return CheckResult(
-        id=str(d["id"]),
-        title=str(d["title"]),
-        status=Status(d["status"]),
-        observed=str(d["observed"]),
-        remedy=d.get("remedy"),
-        gates=tuple(ModeId(m) for m in d.get("gates", ())),
-        degrades=tuple(ModeId(m) for m in d.get("degrades", ())),
-        data=dict(d.get("data") or {}),
-    )
-
-
-def inventory_to_json(inv: Inventory) -> dict[str, Any]:
-    return {
-        "pci": [asdict(d) for d in inv.pci],
-        "block": [asdict(d) for d in inv.block],
-        "net": [asdict(d) for d in inv.net],
-        "host_use": [asdict(d) for d in inv.host_use],
-        "notes": list(inv.notes),
-    }
-
-
-def _tuplify(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-
-def inventory_from_json(d: Mapping[str, Any]) -> Inventory:
-    return Inventory(
-        pci=tuple(PciDevice(**_tuplify(x)) for x in d.get("pci", ())),
-        block=tuple(BlockDevice(**_tuplify(x)) for x in d.get("block", ())),
-        net=tuple(NetDevice(**_tuplify(x)) for x in d.get("net", ())),
-        host_use=tuple(HostUse(**x) for x in d.get("host_use", ())),
-        notes=tuple(d.get("notes", ())),
-    )
-
-
-def _verdict_to_json(v: ModeVerdict, requested: set[ModeId]) -> dict[str, Any]:
-    return {
-        "mode": v.mode.value,
-        "title": v.title,
-        "requested": v.mode in requested,
-        "ready": v.ready,
-        "summary": v.summary,
-        "blockers": list(v.blockers),
-        "remedies": list(v.remedies),
-        "warnings": list(v.warnings),
-        "offered": [asdict(o) for o in v.offered],
-        "excluded": [asdict(e) for e in v.excluded],
-    }
-
-
-def build_document(
-    report: CheckReport,
-    strict: bool = False,
-    requested: Iterable[ModeId] = DEFAULT_REQUESTED,
-) -> dict[str, Any]:
-    """The versioned JSON document: host facts, checks, inventory and verdicts."""
-    wanted = tuple(requested)
-    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
-    counts = {s.value: sum(1 for c in report.checks if c.status is s) for s in Status}
-    return {
-        "format_version": FORMAT_VERSION,
-        "kind": DOCUMENT_KIND,
-        "host": dict(report.host),
-        "strict": strict,
-        "requested_modes": [m.value for m in wanted],
-        "ready": all_ready(verdicts, wanted),
-        "exit_code": exit_code(verdicts, wanted, report.checks),
-        "counts": counts,
-        "checks": [_check_to_json(c) for c in report.checks],
-        "inventory": inventory_to_json(report.inventory),
-        "verdicts": [_verdict_to_json(v, set(wanted)) for v in verdicts],
-    }
-
-
-def report_from_document(doc: Mapping[str, Any]) -> CheckReport:
-    """Read a check document back (e.g. from a run manifest); verdicts are recomputed from it."""
-    version = doc.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"check document format_version {version!r} is not supported "
-            f"(expected {FORMAT_VERSION})"
-        )
-    return CheckReport(
-        host=dict(doc.get("host") or {}),
-        checks=tuple(_check_from_json(c) for c in doc.get("checks", ())),
-        inventory=inventory_from_json(doc.get("inventory") or {}),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# JUnit XML
-
-
-def junit_xml(
-    report: CheckReport, strict: bool = False, requested: Iterable[ModeId] = DEFAULT_REQUESTED
-) -> str:
-    """JUnit XML with one testcase per check.
-
-    FAIL -> <failure>; WARN -> <failure type="warning"> under strict, else <system-out>;
-    SKIP -> <skipped>; the per-mode verdicts are testsuite properties.
-    """
-    wanted = tuple(requested)
-    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
-    failures = sum(
-        1 for c in report.checks if c.status is Status.FAIL or (strict and c.status is Status.WARN)
-    )
-    skipped = sum(1 for c in report.checks if c.status is Status.SKIP)
-    suites = ET.Element("testsuites", name="vbench check")
-    suite = ET.SubElement(
-        suites,
-        "testsuite",
-        name="vbench.check",
-        tests=str(len(report.checks)),
-        failures=str(failures),
-        errors="0",
-        skipped=str(skipped),
-    )
-    host = str(report.host.get("hostname") or "")
-    if host:
-        suite.set("hostname", host)
-    props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", name="format_version", value=str(FORMAT_VERSION))
-    ET.SubElement(props, "property", name="strict", value=str(strict).lower())
-    ET.SubElement(
-        props, "property", name="requested_modes", value=",".join(m.value for m in wanted)
-    )
-    for v in verdicts:
-        ET.SubElement(
-            props, "property", name=f"mode.{v.mode.value}.ready", value=str(v.ready).lower()
-        )
-        ET.SubElement(props, "property", name=f"mode.{v.mode.value}.summary", value=v.summary)
-    for c in report.checks:
-        group = c.id.split(".", 1)[0]
-        case = ET.SubElement(
-            suite, "testcase", classname=f"vbench.check.{group}", name=f"{c.id}: {c.title}"
-        )
-        body = c.observed + (f"\nremedy: {c.remedy}" if c.remedy else "")
-        if c.status is Status.FAIL:
-            el = ET.SubElement(case, "failure", message=c.observed, type="fail")
-            el.text = body
-        elif c.status is Status.WARN and strict:
-            el = ET.SubElement(case, "failure", message=c.observed, type="warning")
-            el.text = body
-        elif c.status is Status.SKIP:
-            ET.SubElement(case, "skipped", message=c.observed)
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = f"{c.status.value}: {body}"
-    ET.indent(suites)
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-    )

@@ -13,18 +13,20 @@ import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
 import libvirt
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
+from vbench.command import CommandFailed
+from vbench.command import run as run_command
 from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
 from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
@@ -32,6 +34,7 @@ from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
 from vbench.host.checks import check_document
+from vbench.host.facts import read_system_facts
 from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
 from vbench.model import (
     BAREMETAL,
@@ -56,15 +59,53 @@ from vbench.scenario import LoadedScenario, ModeSpec
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
-from vbench.workloads.fio import SampleLabels, fio_argv, parse_fio_json
+from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
+from vbench.workloads.common import BOOT, BOOT_METRIC
 
 # Modes this version can provision; the others are skipped with a reason, never dropped silently.
 PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
-FIO_TIMEOUT_MARGIN_S = 60.0  # guest-side start-up and JSON output under TCG
 CONSOLE_TAIL_LINES = 30
 
-# Runs one command where the case runs (guest agent or host): argv, timeout -> (stdout, stderr)
-Execute = Callable[[list[str], float], tuple[bytes, bytes]]
+
+class Executor(Protocol):
+    """Where a case runs: runs one command there (argv, no shell) -> (stdout, stderr).
+
+    A non-zero exit or a timeout raises a `VbenchError`; `AgentTimeout` (a guest that stopped
+    answering) ends the trial.
+    """
+
+    @property
+    def where(self) -> Literal["guest", "host"]: ...
+
+    def run(self, argv: list[str], timeout: float) -> tuple[bytes, bytes]: ...
+
+
+class GuestExecutor:
+    """Commands inside the guest, through its QEMU guest agent."""
+
+    where: Literal["guest"] = "guest"
+
+    def __init__(self, agent: GuestAgent, on_hang: Callable[[], None]) -> None:
+        self.agent = agent
+        self.on_hang = on_hang  # keeps what can be kept of a guest that stopped answering
+
+    def run(self, argv: list[str], timeout: float) -> tuple[bytes, bytes]:
+        try:
+            result = self.agent.exec(argv, timeout_s=timeout)
+        except AgentTimeout:
+            self.on_hang()
+            raise
+        return result.stdout, result.stderr
+
+
+class HostExecutor:
+    """Commands on the host itself: the bare-metal baseline."""
+
+    where: Literal["host"] = "host"
+
+    def run(self, argv: list[str], timeout: float) -> tuple[bytes, bytes]:
+        result = run_on_host(argv, timeout_s=timeout)
+        return result.stdout, result.stderr
 
 
 class RunEvents(Protocol):
@@ -106,14 +147,12 @@ class RunResult:
 class _State:
     manifest: Manifest
     rundir: RunDir
-    samples: list[Sample] = field(default_factory=list)
 
     def save(self) -> None:
         self.rundir.write_manifest(self.manifest)
 
     def add_samples(self, samples: list[Sample]) -> None:
-        self.samples.extend(samples)
-        self.rundir.write_samples(self.samples)
+        self.rundir.append_samples(samples)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -138,18 +177,14 @@ def new_run_id(scenario_name: str) -> str:
 
 
 def _tool_version(argv: list[str]) -> str:
-    exe = shutil.which(argv[0])
-    if exe is None:
+    if shutil.which(argv[0]) is None:
         return "not installed"
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_command(argv, timeout_s=10, check=False)
+    except CommandFailed:
         return "unknown"
-    return (
-        (out.stdout or out.stderr).strip().splitlines()[0]
-        if (out.stdout or out.stderr)
-        else "unknown"
-    )
+    text = (out.out or out.err).strip()
+    return text.splitlines()[0] if text else "unknown"
 
 
 def _libvirt_version(n: int) -> str:
@@ -157,27 +192,7 @@ def _libvirt_version(n: int) -> str:
 
 
 def _host_facts() -> dict[str, object]:
-    facts: dict[str, object] = {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "arch": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                facts["memory_mib"] = int(line.split()[1]) // 1024
-                break
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                facts["os"] = line.split("=", 1)[1].strip().strip('"')
-    return facts
+    return read_system_facts().manifest()
 
 
 def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
@@ -186,9 +201,9 @@ def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
         "python": platform.python_version(),
         "libvirt": _libvirt_version(conn.getLibVersion()),
         "qemu": _libvirt_version(conn.getVersion()),
-        "host_kernel": platform.release(),
+        "host_kernel": read_system_facts().kernel,
         "guest_kernel": guest.kernel_release,
-        "fio": _tool_version(["fio", "--version"]),
+        **{kind: _tool_version(list(w.version_argv)) for kind, w in WORKLOADS.items()},
     }
 
 
@@ -212,7 +227,7 @@ class Runner:
         output: Path,
         uri: str | None = None,
         events: RunEvents | None = None,
-        checks: dict[str, Any] | None = None,
+        checks: CheckDocument | None = None,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -303,20 +318,19 @@ class Runner:
         return self.scenario.modes[trial.mode_index]
 
     def _record_skips(self, state: _State) -> None:
-        verdicts = {v.get("mode"): v for v in (self.checks or {}).get("verdicts", [])}
         for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
-            verdict = verdicts.get(mode.id.value, {})
+            verdict = self.checks.verdict(mode.id) if self.checks else None
             if mode.id in PROVISIONED_MODES:
-                if verdict and not verdict.get("ready", True):
-                    self.events.warn(f"host check: {label}: {verdict.get('summary', 'not ready')}")
+                if verdict and not verdict.ready:
+                    self.events.warn(f"host check: {label}: {verdict.summary}")
                 continue
-            if verdict and not verdict.get("ready", True):
-                reason = f"the host is not ready: {verdict.get('summary', '')}".rstrip(": ")
+            if verdict and not verdict.ready:
+                reason = f"the host is not ready: {verdict.summary}".rstrip(": ")
             else:
                 reason = (
                     f"provisioning {mode.id.display_name} is not implemented in vbench "
                     f"{__version__} yet (the host checks say: "
-                    f"{verdict.get('summary', 'see `vbench check`')})"
+                    f"{verdict.summary if verdict else 'see `vbench check`'})"
                 )
             state.manifest.skipped_modes.append(
                 SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
@@ -411,33 +425,20 @@ class Runner:
                     agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
                 )
                 state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
-                device = agent.test_disk()
-                target = disk_target_dev(mode.effective_disk_bus)
-
-                def execute(argv: list[str], timeout: float) -> tuple[bytes, bytes]:
-                    try:
-                        result = agent.exec(argv, timeout_s=timeout)
-                    except AgentTimeout:
-                        self._save_guest_kernel_log(agent, state, tid)
-                        raise
-                    return result.stdout, result.stderr
-
-                for wl in trial.workloads:
-                    self.events.case(f"{tid}: {wl.slug}")
-                    state.manifest.cases.append(
-                        self._run_case(
-                            state,
-                            trial,
-                            mode.id.value,
-                            wl,
-                            filename=device,
-                            execute=execute,
-                            measure=lambda: snapshot(agent.domain, target),
-                        )
-                    )
-                    done.add(wl.slug)
-                    state.save()
-                    self.events.advance()
+                executor = GuestExecutor(
+                    agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
+                )
+                target = self._guest_target(agent, trial)
+                block_dev = disk_target_dev(mode.effective_disk_bus)
+                self._run_cases(
+                    state,
+                    trial,
+                    mode.id.value,
+                    executor,
+                    target,
+                    measure=lambda: snapshot(agent.domain, block_dev),
+                    done=done,
+                )
         except GuestError as exc:
             record.status = "failed"
             record.error = str(exc)
@@ -455,17 +456,27 @@ class Runner:
             disk.unlink(missing_ok=True)
             state.save()
 
+    def _guest_target(self, agent: GuestAgent, trial: Trial) -> Target:
+        """What the trial's cases run against inside the guest: the test disk as the guest names
+        it (looked up only if a case needs a disk) and the guest's vCPUs."""
+        needs_disk = self._needs(trial, Needs.DISK)
+        return Target(
+            where="guest",
+            disk=agent.test_disk() if needs_disk else None,
+            vcpus=self.scenario.guest.vcpus,
+        )
+
     def _boot_sample(self, run_id: str, trial: Trial, mode: ModeSpec, seconds: float) -> Sample:
         return Sample(
             run_id=run_id,
             case_id=f"{trial_id(trial)}-boot",
             mode=trial.mode,
-            workload="boot",
+            workload=BOOT,
             parameters="",
             repetition=trial.repetition,
-            metric="boot_to_agent",
+            metric=BOOT_METRIC.name,
             value=seconds,
-            unit="s",
+            unit=BOOT_METRIC.unit,
             timestamp=time.time(),
         )
 
@@ -476,30 +487,50 @@ class Runner:
             mode=trial.mode, mode_id=BAREMETAL, repetition=trial.repetition, status="ok"
         )
         state.manifest.trials.append(record)
-        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
-
-        def execute(argv: list[str], timeout: float) -> tuple[bytes, bytes]:
-            result = run_on_host(argv, timeout_s=timeout)
-            return result.stdout, result.stderr
-
+        disk = (
+            scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+            if self._needs(trial, Needs.DISK)
+            else None
+        )
+        target = Target(
+            where="host",
+            disk=None if disk is None else str(disk),
+            vcpus=self.scenario.guest.vcpus,  # the guest's share, for a like-for-like column
+        )
         try:
-            for wl in trial.workloads:
-                self.events.case(f"{tid}: {wl.slug} (on the host)")
-                case = self._run_case(
-                    state,
-                    trial,
-                    BAREMETAL,
-                    wl,
-                    filename=str(disk),
-                    execute=execute,
-                    measure=host_snapshot,
-                )
-                state.manifest.cases.append(case)
-                state.save()
-                self.events.advance()
+            self._run_cases(
+                state, trial, BAREMETAL, HostExecutor(), target, measure=host_snapshot, done=set()
+            )
         finally:
-            disk.unlink(missing_ok=True)
+            if disk is not None:
+                disk.unlink(missing_ok=True)
             state.save()
+
+    @staticmethod
+    def _needs(trial: Trial, need: Needs) -> bool:
+        return any(workload(wl.kind).needs is need for wl in trial.workloads)
+
+    def _run_cases(
+        self,
+        state: _State,
+        trial: Trial,
+        mode_id: str,
+        executor: Executor,
+        target: Target,
+        *,
+        measure: Callable[[], CostSnapshot],
+        done: set[str],
+    ) -> None:
+        """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
+        where = " (on the host)" if executor.where == "host" else ""
+        for wl in trial.workloads:
+            self.events.case(f"{trial_id(trial)}: {wl.slug}{where}")
+            state.manifest.cases.append(
+                self._run_case(state, trial, mode_id, wl, executor, target, measure)
+            )
+            done.add(wl.slug)
+            state.save()
+            self.events.advance()
 
     def _run_case(
         self,
@@ -507,9 +538,8 @@ class Runner:
         trial: Trial,
         mode_id: str,
         wl: WorkloadCase,
-        *,
-        filename: str,
-        execute: Execute,
+        executor: Executor,
+        target: Target,
         measure: Callable[[], CostSnapshot],
     ) -> CaseRecord:
         """One workload case: run it, keep its raw output, parse it into samples.
@@ -517,50 +547,41 @@ class Runner:
         A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
         and ends the trial.
         """
+        w = workload(wl.kind)
         case_id = trial.case_id(wl)
-        argv = fio_argv(wl.params, filename=filename, job_name=wl.slug)
-        runtime = float(wl.params["runtime_s"]) + float(wl.params["ramp_s"])
-        timeout = min(runtime + FIO_TIMEOUT_MARGIN_S, self.scenario.run.command_timeout_s)
         record = self._case_record(trial, mode_id, wl, "ok")
         record.started_at = utc_now()
+        if w.needs is Needs.NETWORK and target.peer_address is None:
+            return self._case_failed(
+                record, VbenchError(f"{wl.kind} needs a network peer; this run has none")
+            )
+        argv = w.argv(wl, target)
+        timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
         before = measure()
         try:
-            stdout, stderr = execute(argv, timeout)
+            stdout, stderr = executor.run(argv, timeout)
         except AgentTimeout:
             raise
         except VbenchError as exc:
             return self._case_failed(record, exc)
         after = measure()
-        state.rundir.write_raw(case_id, "fio.json", stdout)
+        state.rundir.write_raw(case_id, w.raw_name, stdout)
         if stderr:
-            state.rundir.write_raw(case_id, "fio.stderr", stderr)
-        labels = SampleLabels(
+            state.rundir.write_raw(case_id, f"{w.raw_name.partition('.')[0]}.stderr", stderr)
+        labels = SampleLabels.for_case(
+            wl,
             run_id=state.manifest.run_id,
             case_id=case_id,
             mode=trial.mode,
-            workload=wl.kind,
-            parameters=canonical_parameters(wl.params),
             repetition=trial.repetition,
             timestamp=time.time(),
         )
         try:
-            samples = parse_fio_json(stdout.decode(errors="replace"), labels)
+            samples = w.parse(stdout, labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
         samples += [
-            Sample(
-                run_id=labels.run_id,
-                case_id=case_id,
-                mode=labels.mode,
-                workload=labels.workload,
-                parameters=labels.parameters,
-                repetition=labels.repetition,
-                metric=metric,
-                value=value,
-                unit=unit,
-                timestamp=labels.timestamp,
-            )
-            for metric, value, unit in cost_metrics(before, after)
+            labels.sample(name, value, unit) for name, value, unit in cost_metrics(before, after)
         ]
         state.add_samples(samples)
         record.ended_at = utc_now()

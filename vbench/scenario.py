@@ -7,7 +7,6 @@ Every error names the file and the key path, e.g.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 import tomllib
 from dataclasses import dataclass
@@ -23,15 +22,14 @@ from pydantic import (
     field_validator,
 )
 
+from vbench.certify import CertifySpec
 from vbench.errors import ScenarioError
 from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
+from vbench.workloads import WORKLOADS, WorkloadSpec, workload
 
 FORMAT_VERSION = 1
 PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-BLOCK_SIZE = re.compile(r"^\d+[kKmM]?$")
-FIO_RW = ("read", "write", "randread", "randwrite", "rw", "randrw", "readwrite")
-FioRw = Literal["read", "write", "randread", "randwrite", "rw", "randrw", "readwrite"]
-WORKLOAD_KINDS = ("fio",)
+WORKLOAD_KINDS = tuple(WORKLOADS)
 
 
 class _Strict(BaseModel):
@@ -117,49 +115,6 @@ class ModeSpec(_Strict):
         return "e1000" if self.id is ModeId.FV else "virtio"
 
 
-class FioSpec(_Strict):
-    kind: Literal["fio"]
-    rw: list[FioRw] = Field(default_factory=lambda: list[FioRw](["randread"]), min_length=1)
-    bs: list[str] = Field(default_factory=lambda: ["4k"], min_length=1)
-    iodepth: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default_factory=lambda: [16], min_length=1
-    )
-    numjobs: list[Annotated[int, Field(ge=1, le=256)]] = Field(
-        default_factory=lambda: [1], min_length=1
-    )
-    runtime_s: Annotated[int, Field(ge=1, le=86400)] = 5
-    ramp_s: Annotated[int, Field(ge=0, le=3600)] = 0
-    ioengine: Literal["libaio", "io_uring", "psync", "sync"] = "libaio"
-    direct: bool = True
-
-    @field_validator("bs")
-    @classmethod
-    def _block_sizes(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if not BLOCK_SIZE.match(v):
-                raise ValueError(f"{v!r} is not a block size (e.g. 4k, 64k, 1m, 512)")
-        return [v.lower() for v in values]
-
-    def cases(self) -> list[WorkloadCase]:
-        out = []
-        for rw, bs, qd, jobs in itertools.product(self.rw, self.bs, self.iodepth, self.numjobs):
-            params: dict[str, str | int | float | bool] = {
-                "rw": rw,
-                "bs": bs,
-                "iodepth": qd,
-                "numjobs": jobs,
-                "runtime_s": self.runtime_s,
-                "ramp_s": self.ramp_s,
-                "ioengine": self.ioengine,
-                "direct": self.direct,
-            }
-            out.append(WorkloadCase("fio", params))
-        return out
-
-
-WorkloadSpec = Annotated[FioSpec, Field(discriminator="kind")]
-
-
 class RunSpec(_Strict):
     repetitions: Annotated[int, Field(ge=1, le=1000)] = 3
     command_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
@@ -177,6 +132,7 @@ class Scenario(_Strict):
     modes: list[ModeSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(min_length=1)
     run: RunSpec = Field(default_factory=RunSpec)
+    certify: list[CertifySpec] = []
 
     @field_validator("modes")
     @classmethod
@@ -192,8 +148,23 @@ class Scenario(_Strict):
     def mode_labels(self) -> list[str]:
         return [m.label or m.id.value for m in self.modes]
 
+    @field_validator("workloads")
+    @classmethod
+    def _distinct_cases(cls, specs: list[WorkloadSpec]) -> list[WorkloadSpec]:
+        # case ids (and raw/<case>/ directories) are built from the slugs: they must not clash
+        first: dict[str, int] = {}
+        for index, spec in enumerate(specs):
+            for case in workload(spec.kind).cases(spec):
+                seen = first.setdefault(case.slug, index)
+                if seen != index:
+                    raise ValueError(
+                        f"entries [{seen}] and [{index}] both have the case {case.slug}; "
+                        "merge them or change a parameter"
+                    )
+        return specs
+
     def workload_cases(self) -> list[WorkloadCase]:
-        return [case for spec in self.workloads for case in spec.cases()]
+        return [case for spec in self.workloads for case in workload(spec.kind).cases(spec)]
 
     def trials(self) -> list[Trial]:
         """Every guest boot of the run, modes interleaved within each repetition.
@@ -235,8 +206,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     # drop the discriminator tag pydantic inserts for tagged unions
-    # (workloads[0].fio.rw -> workloads[0].rw)
-    loc = tuple(p for p in err["loc"] if p not in ("fio",))
+    # (workloads[0].fio.rw -> workloads[0].rw, workloads[1].stress-ng.stressors -> ...)
+    loc = tuple(p for p in err["loc"] if p not in WORKLOADS)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check its spelling)"

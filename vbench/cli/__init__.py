@@ -1,20 +1,73 @@
 """The command line: the only place that catches `VbenchError` (one line on stderr, exit != 0).
 
 Each command lives in its own module under `vbench/cli/`; this module builds the app and `main()`.
+A command's module is imported only when that command runs (`COMMAND_MODULES`): `vbench check`
+must not pay for loading the runner, the results models and pydantic (benchmarks/check_speed.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
+import typer.main
+from typer.core import TyperGroup
 
 from vbench import __version__
 from vbench.errors import VbenchError
 
+if TYPE_CHECKING:  # only for mypy: typer >= 0.2x vendors click here, older typer uses click itself
+    from typer._click import Command, Context
+
+# command name -> the module under vbench/cli/ that registers it on `app`
+COMMAND_MODULES: dict[str, str] = {
+    "check": "check",
+    "run": "run",
+    "cleanup": "run",
+    "report": "report",
+    "guest": "guest",
+    "bundle": "bundle",
+    "compare": "compare",
+}
+
+
+def _load_all_commands() -> None:
+    import pkgutil  # ~10 ms (importlib.util): only for a command missing from COMMAND_MODULES
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+class _LazyGroup(TyperGroup):
+    """The root command group: a subcommand's module is imported when the subcommand is asked for.
+
+    A name missing from COMMAND_MODULES (a module added without an entry) loads every module, so
+    it still works, only slower.
+    """
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(dict.fromkeys([*COMMAND_MODULES, *super().list_commands(ctx)]))
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is None:
+            _load_all_commands()
+        else:
+            importlib.import_module(f"{__name__}.{module}")
+        found = typer.main.get_group(app).commands.get(cmd_name)
+        if found is not None:
+            self.add_command(found, cmd_name)
+        return found
+
+
 app = typer.Typer(
     name="vbench",
+    cls=_LazyGroup,
     help=(
         "Validate virtualization hosts and benchmark guests across I/O virtualization modes:\n\n"
         "FV (emulated devices), PV-on-HVM (virtio), VFIO pass-through and SR-IOV VFs.\n\n"
@@ -26,7 +79,12 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_error(text: str) -> None:
+    from rich.console import Console  # only on the way out: `vbench check` does without it
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -44,19 +102,12 @@ def _root(
     """vbench: host checks, guest benchmarks and reports for FV, PV-on-HVM, VFIO and SR-IOV."""
 
 
-# Register the commands (each module adds its own to `app`).
-from vbench.cli import check as _check  # noqa: E402,F401
-from vbench.cli import guest as _guest  # noqa: E402,F401
-from vbench.cli import report as _report  # noqa: E402,F401
-from vbench.cli import run as _run  # noqa: E402,F401
-
-
 def main() -> None:
     try:
         app()
     except VbenchError as exc:
-        err_console.print(f"vbench: error: {exc}", markup=False)
+        _print_error(f"vbench: error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("vbench: interrupted", markup=False)
+        _print_error("vbench: interrupted")
         sys.exit(130)

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from vbench.checkdoc import CheckDocument, VerdictRecord
 from vbench.cli import app
 from vbench.errors import VbenchError
 from vbench.host.checks import run_checks
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
 from vbench.inventory import Inventory
-from vbench.model import ModeId
-from vbench.readiness import (
-    DEFAULT_REQUESTED,
-    CheckReport,
-    ModeVerdict,
-    Status,
-    assessment_failures,
-    build_document,
-    junit_xml,
-    mode_verdicts,
-    parse_modes,
-)
+from vbench.readiness import DEFAULT_REQUESTED, Status, assessment_failures, parse_modes
+
+if TYPE_CHECKING:  # rich loads only to draw the tables: `check --json` does without (~20 ms)
+    from rich.console import Console
+    from rich.table import Table
 
 STATUS_STYLE = {
     Status.PASS: "bold green",
@@ -42,12 +33,15 @@ class UsageError(VbenchError):
     """A bad option value (exit 1, like every other error; 2 means 'a requested mode not ready')."""
 
 
-def _checks_table(report: CheckReport) -> Table:
+def _checks_table(doc: CheckDocument) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Host checks", title_justify="left", expand=False, show_lines=False)
     table.add_column("Status", no_wrap=True)
     table.add_column("Check", max_width=26, overflow="fold")
     table.add_column("Observed (→ remedy)", overflow="fold", ratio=1)
-    for c in report.checks:
+    for c in doc.checks:
         cell = Text(c.observed)
         if c.remedy and c.status is not Status.PASS:
             cell.append(f"\n→ {c.remedy}", style="cyan")
@@ -60,6 +54,9 @@ def _checks_table(report: CheckReport) -> Table:
 
 
 def _devices_table(inv: Inventory) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="PCI devices", title_justify="left")
     for col in ("Address", "Device", "Driver", "IOMMU group", "SR-IOV", "Host use"):
         table.add_column(col, overflow="fold")
@@ -85,13 +82,16 @@ def _devices_table(inv: Inventory) -> Table:
     return table
 
 
-def _verdicts_table(verdicts: list[ModeVerdict], requested: tuple[ModeId, ...]) -> Table:
+def _verdicts_table(verdicts: tuple[VerdictRecord, ...]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Readiness per mode (* = requested)", title_justify="left")
     table.add_column("Mode", no_wrap=True)
     table.add_column("Verdict", no_wrap=True)
     table.add_column("Details", overflow="fold")
     for v in verdicts:
-        mark = "*" if v.mode in requested else " "
+        mark = "*" if v.requested else " "
         verdict = (
             Text("READY", style="bold green") if v.ready else Text("NOT READY", style="bold red")
         )
@@ -106,34 +106,30 @@ def _verdicts_table(verdicts: list[ModeVerdict], requested: tuple[ModeId, ...]) 
     return table
 
 
-def render(
-    report: CheckReport, strict: bool, requested: tuple[ModeId, ...], console: Console
-) -> None:
-    verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
-    h = report.host
-    where = f"testbed {h.get('testbed')}" if h.get("testbed") else str(h.get("hostname"))
-    osr = report.os_release.get("PRETTY_NAME", "unknown OS")
+def render(doc: CheckDocument, console: Console) -> None:
+    h = doc.host
+    where = f"testbed {h.testbed}" if h.testbed else str(h.hostname)
+    osr = h.os_release.get("PRETTY_NAME", "unknown OS")
     console.print(
-        f"[bold]vbench check[/bold] on {where}: {osr}, kernel {h.get('kernel_release') or '?'}, "
-        f"libvirt {h.get('libvirt_version') or '-'} at {h.get('libvirt_uri')}"
-        + (" [yellow](strict)[/yellow]" if strict else "")
+        f"[bold]vbench check[/bold] on {where}: {osr}, kernel {h.kernel_release or '?'}, "
+        f"libvirt {h.libvirt_version or '-'} at {h.libvirt_uri}"
+        + (" [yellow](strict)[/yellow]" if doc.strict else "")
     )
-    console.print(_checks_table(report))
-    if report.inventory.pci:
-        console.print(_devices_table(report.inventory))
-    for note in report.inventory.notes:
+    console.print(_checks_table(doc))
+    if doc.inventory.pci:
+        console.print(_devices_table(doc.inventory))
+    for note in doc.inventory.notes:
         console.print(f"[dim]note: {note}[/dim]")
-    console.print(_verdicts_table(verdicts, requested))
-    wanted = [v for v in verdicts if v.mode in requested]
-    not_ready = [v.mode.value for v in wanted if not v.ready]
-    blocking = assessment_failures(report.checks)
+    console.print(_verdicts_table(doc.verdicts))
+    not_ready = [v.mode.value for v in doc.verdicts if v.requested and not v.ready]
+    blocking = assessment_failures(doc.report().checks)
     if blocking:
         why = "; ".join(f"{c.id} FAILED (see above) → {c.remedy}" for c in blocking)
         console.print(f"[bold red]Cannot assess this host[/bold red] (exit 1): {why}")
     elif not_ready:
         console.print(f"[bold red]Not ready:[/bold red] {', '.join(not_ready)} (exit 2)")
     else:
-        names = ", ".join(m.value for m in requested)
+        names = ", ".join(m.value for m in doc.requested_modes)
         console.print(f"[bold green]Ready:[/bold green] {names}")
 
 
@@ -217,15 +213,16 @@ def check(
                 testbed, _reexec_argv(testbed, json_out, junit, modes, strict, probe, connect)
             )
         paths = HostPaths.for_testbed(testbed)
-    report = run_checks(paths, connect, probe)
-    doc = build_document(report, strict, requested)
+    doc = CheckDocument.build(run_checks(paths, connect, probe), strict, requested)
     if junit is not None:
         try:
-            junit.write_text(junit_xml(report, strict, requested))
+            junit.write_text(doc.junit_xml())
         except OSError as exc:
             raise UsageError(f"--junit: cannot write {junit}: {exc.strerror}") from None
     if json_out:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(doc.model_dump_json(indent=2) + "\n")
     else:
-        render(report, strict, requested, Console(highlight=False))
-    raise typer.Exit(int(doc["exit_code"]))
+        from rich.console import Console
+
+        render(doc, Console(highlight=False))
+    raise typer.Exit(doc.exit_code)

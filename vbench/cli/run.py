@@ -122,12 +122,16 @@ def cleanup_command(
     connect: str | None = typer.Option(None, "--connect", "-c", help=URI_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only list what would go."),
 ) -> None:
-    """Destroy guests and scratch files left by earlier, killed runs.
+    """Destroy guests, network namespaces, taps and scratch files left by earlier, killed runs.
 
     Only guests whose name starts with `vbench-` AND that carry vbench's run metadata are touched,
-    and never those of a run that is still going; scratch directories are removed only when no
-    live run holds their lock.
+    and never those of a run that is still going; scratch directories, network namespaces
+    (`vbench-<run-id>`, with the peer servers in them) and taps (`vbt...`) are removed only when
+    no live run holds their run's lock.
     """
+    from vbench.host.netns import find_leftovers as find_net_leftovers
+    from vbench.host.netns import remove_leftover as remove_net_leftover
+
     with connection(connect) as conn:
         live = live_run_ids()
         leftovers = [
@@ -139,10 +143,17 @@ def cleanup_command(
             )
             if not dry_run:
                 destroy_guest(dom)
+    # After the guests (their QEMU no longer holds the taps), with the locks read afresh: a run
+    # that started meanwhile holds its lock before it creates its namespace.
+    net_leftovers = find_net_leftovers(live_run_ids())
+    for left in net_leftovers:
+        console.print(f"{'would remove' if dry_run else 'removing'} {left.describe()}")
+        if not dry_run:
+            remove_net_leftover(left)
     stale = stale_scratch_dirs()
     for d in stale:
         console.print(f"{'would remove' if dry_run else 'removing'} {d}")
         if not dry_run:
             shutil.rmtree(d, ignore_errors=True)
-    if not leftovers and not stale:
+    if not leftovers and not net_leftovers and not stale:
         console.print("nothing to clean up")

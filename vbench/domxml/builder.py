@@ -24,6 +24,10 @@ DOMAIN_TYPES = ("qemu", "kvm")
 _TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
 _DOMAIN_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,200}$")  # libvirt refuses '/' in a name
+# A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no '/', ':' or white space.
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# A unicast MAC address (the least significant bit of the first octet clear).
+_UNICAST_MAC = re.compile(r"^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$")
 
 
 def disk_target_dev(bus: str) -> str:
@@ -76,6 +80,10 @@ class DomainSpec:
     disk_path: str | None = None  # None: no emulated test disk (VFIO/SR-IOV: the hostdev is it)
     disk_bus: str | None = "virtio"  # ide | sata | virtio | scsi; None only without a disk
     nic_model: str | None = "virtio"  # e1000 | e1000e | rtl8139 | virtio | None (no NIC)
+    # The host tap the NIC uses (created by vbench, moved into the run's network namespace once
+    # the guest runs); None: a user-mode (SLIRP) NIC that nothing measures.
+    nic_tap: str | None = None
+    nic_mac: str | None = None  # lower-case unicast MAC; the guest finds its test NIC by it
     machine: str = "pc"
     hostdevs: tuple[HostdevSpec, ...] = field(default_factory=tuple)
     emulator: str | None = None
@@ -98,6 +106,16 @@ class DomainSpec:
             raise ValueError(
                 f"unknown NIC model {self.nic_model!r} (one of {', '.join(NIC_MODELS)})"
             )
+        if self.nic_tap is not None and not _IFNAME.match(self.nic_tap):
+            raise ValueError(
+                f"{self.nic_tap!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)"
+            )
+        if self.nic_mac is not None and not _UNICAST_MAC.match(self.nic_mac):
+            raise ValueError(
+                f"{self.nic_mac!r} is not a lower-case unicast MAC address (e.g. 02:76:62:00:00:01)"
+            )
+        if self.nic_model is None and (self.nic_tap is not None or self.nic_mac is not None):
+            raise ValueError("nic_tap and nic_mac need a nic_model")
         if self.disk_path is not None and self.disk_bus == "ide" and is_q35(self.machine):
             raise ValueError("the q35 machine has no IDE controller: use sata, or machine 'pc'")
         addresses = [hd.pci_address.lower() for hd in self.hostdevs]
@@ -149,7 +167,13 @@ def _disk(devices: ET.Element, spec: DomainSpec) -> None:
 def _nic(devices: ET.Element, spec: DomainSpec) -> None:
     if spec.nic_model is None:
         return
-    iface = _sub(devices, "interface", type="user")
+    iface = _sub(devices, "interface", type="user" if spec.nic_tap is None else "ethernet")
+    if spec.nic_mac is not None:
+        _sub(iface, "mac", address=spec.nic_mac)
+    if spec.nic_tap is not None:
+        # managed='no': libvirt opens the tap vbench made and neither creates, configures nor
+        # deletes it, so vbench can move it into the run's namespace and remove it itself.
+        _sub(iface, "target", dev=spec.nic_tap, managed="no")
     _sub(iface, "model", type=spec.nic_model)
 
 

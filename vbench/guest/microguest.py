@@ -1,8 +1,8 @@
 """The microguest: a kernel + initramfs assembled from the host's own files, with no download.
 
-The initramfs holds busybox, fio, stress-ng, iperf3 and qemu-ga (with exactly the shared
-libraries `ldd` says they load: none for Debian's static busybox), the kernel modules of the
-disk and NIC models we benchmark (resolved through modules.dep, loaded in dependency order by
+The initramfs holds busybox, fio, stress-ng, iperf3, sockperf and qemu-ga (with exactly the
+shared libraries `ldd` says they load: none for Debian's static busybox), the kernel modules of
+the disk and NIC models we benchmark (resolved through modules.dep, loaded in dependency order by
 /init), and a short /init script.
 
 It is cached under `default_cache_root()` by a digest of every input (source path, size and
@@ -14,11 +14,11 @@ used and concurrent builders cannot corrupt each other.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from vbench.command import CommandFailed, run
 from vbench.errors import HostError
+from vbench.guest.kernel import find_kernel, module_name, parse_modules_dep
+from vbench.guest.kernel import missing_input as _missing
+from vbench.packages import AGENT_MODULES, DEVICE_MODULES, MICROGUEST_PROGRAMS
 
 BUILDER_VERSION = "3"
 MAX_INITRD_BYTES = 30 * 1024 * 1024
@@ -42,33 +46,6 @@ DEFAULT_CMDLINE = (
     "random.trust_cpu=on"
 )
 
-# Modules for the agent channel (loaded first) and for every disk and NIC model in the modes.
-AGENT_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_console")
-DEVICE_MODULES: tuple[str, ...] = (
-    "virtio_blk",
-    "virtio_scsi",
-    "sd_mod",
-    "virtio_net",
-    "ata_piix",
-    "ahci",
-    "libata",
-    "e1000",
-    "e1000e",
-    "8139cp",
-    "8139too",
-    "nvme",
-)
-
-# (program, host path, Debian package, openSUSE package)
-_PROGRAMS: tuple[tuple[str, str, str, str], ...] = (
-    ("busybox", "/bin/busybox", "busybox-static", "busybox"),
-    ("fio", "/usr/bin/fio", "fio", "fio"),
-    ("stress-ng", "/usr/bin/stress-ng", "stress-ng", "stress-ng"),
-    ("iperf3", "/usr/bin/iperf3", "iperf3", "iperf"),
-    ("qemu-ga", "/usr/sbin/qemu-ga", "qemu-guest-agent", "qemu-guest-agent"),
-)
-
-_KERNEL_PKGS = ("linux-image-amd64", "kernel-default")
 # Libraries that fio (and stress-ng) link only for engines vbench never uses (Ceph RBD,
 # GlusterFS, NBD, RDMA, PMEM, IPsec).  They pull in ~70 MB (ceph-common, boost, ICU data...), so
 # the image ships small stubs in their place: same soname and versioned symbols, each function
@@ -127,25 +104,6 @@ def default_cache_root() -> Path:
 # --- pure helpers -------------------------------------------------------------------------------
 
 
-def module_name(path: str) -> str:
-    """The kernel's module name for a modules.dep path: `kernel/x/nvme-core.ko.xz` -> nvme_core."""
-    base = path.rsplit("/", 1)[-1]
-    base = re.sub(r"\.ko(\.(xz|zst|gz))?$", "", base)
-    return base.replace("-", "_")
-
-
-def parse_modules_dep(text: str) -> dict[str, tuple[str, list[str]]]:
-    """modules.dep as {module name: (path, [paths of its dependencies])}."""
-    table: dict[str, tuple[str, list[str]]] = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        path, _, deps = line.partition(":")
-        path = path.strip()
-        table[module_name(path)] = (path, deps.split())
-    return table
-
-
 def resolve_modules(dep_text: str, wanted: Iterable[str]) -> list[str]:
     """Paths of `wanted` modules and everything they depend on, each after its dependencies.
 
@@ -201,36 +159,15 @@ def image_path(host_path: str) -> str:
 # --- host discovery -----------------------------------------------------------------------------
 
 
-def _missing(what: str, debian: str, suse: str) -> HostError:
-    return HostError(
-        f"{what} not found: install it (Debian/Ubuntu: `apt-get install {debian}`, "
-        f"openSUSE: `zypper install {suse}`)"
-    )
-
-
-def find_kernel(boot: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")) -> Path:
-    """The newest /boot/vmlinuz-* that has a modules.dep (the running kernel may be foreign)."""
-
-    def version_key(p: Path) -> list[int]:
-        return [int(x) for x in re.findall(r"\d+", p.name)]
-
-    candidates = sorted(boot.glob("vmlinuz-*"), key=version_key, reverse=True)
-    for kernel in candidates:
-        release = kernel.name.removeprefix("vmlinuz-")
-        if (modules_root / release / "modules.dep").is_file() and os.access(kernel, os.R_OK):
-            return kernel
-    raise _missing("a readable kernel in /boot with modules in /lib/modules", *_KERNEL_PKGS)
-
-
 def host_sources() -> HostSources:
     """The inputs on this host, or HostError naming the package that supplies a missing one."""
     kernel = find_kernel()
     release = kernel.name.removeprefix("vmlinuz-")
     programs: list[tuple[str, Path]] = []
-    for name, path, debian, suse in _PROGRAMS:
+    for name, path in MICROGUEST_PROGRAMS:
         p = Path(path)
         if not p.is_file():
-            raise _missing(f"{name} ({path})", debian, suse)
+            raise _missing(f"{name} ({path})", name)
         programs.append((name, p))
     return HostSources(
         kernel=kernel,
@@ -261,7 +198,7 @@ def _compressor(config: Path) -> tuple[str, ...]:
     for option, argv in _COMPRESSORS:
         if f"{option}=y" in text and shutil.which(argv[0]) is not None:
             return argv
-    raise _missing("an initramfs compressor (lz4, zstd or gzip)", "lz4", "lz4")
+    raise _missing("an initramfs compressor (lz4, zstd or gzip)", "lz4")
 
 
 def default_init_script() -> str:
@@ -275,23 +212,19 @@ def _ldd(binary: Path, stub_dir: Path | None = None) -> list[Path]:
         env["LD_LIBRARY_PATH"] = str(stub_dir)  # the stubs win over the real libraries
     else:
         env.pop("LD_LIBRARY_PATH", None)
-    proc = subprocess.run(
-        ["ldd", str(binary)], capture_output=True, text=True, check=False, env=env
-    )
-    if proc.returncode != 0:
-        if "not a dynamic executable" in proc.stdout + proc.stderr:
+    proc = run(["ldd", str(binary)], timeout_s=60, check=False, env=env)
+    if proc.exitcode != 0:
+        if "not a dynamic executable" in proc.out + proc.err:
             return []
-        raise HostError(f"`ldd {binary}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return parse_ldd(proc.stdout)
+        raise HostError(f"`ldd {binary}` failed: {proc.err.strip() or proc.out.strip()}")
+    return parse_ldd(proc.out)
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
-    proc = subprocess.run(
-        [str(busybox), "--list-full"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise _missing("a busybox with --list-full", "busybox-static", "busybox")
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    proc = run([str(busybox), "--list-full"], timeout_s=30, check=False)
+    if proc.exitcode != 0:
+        raise _missing("a busybox with --list-full", "busybox")
+    return [line.strip() for line in proc.out.splitlines() if line.strip()]
 
 
 # --- the kernel: boot the uncompressed ELF through PVH when the kernel supports it -------------
@@ -318,8 +251,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
         return zlib.decompressobj(wbits=31).decompress(bzimage[off:])
 
     def try_zstd(off: int) -> bytes:
-        proc = subprocess.run(["zstd", "-dcq"], input=bzimage[off:], capture_output=True)
-        return proc.stdout
+        return run(["zstd", "-dcq"], input=bzimage[off:], timeout_s=120, check=False).stdout
 
     attempts: tuple[tuple[bytes, Callable[[int], bytes]], ...] = (
         (b"\xfd7zXZ\x00", try_xz),
@@ -332,7 +264,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
             continue
         try:
             out = decompress(off)
-        except (lzma.LZMAError, zlib.error, gzip.BadGzipFile, OSError):
+        except (lzma.LZMAError, zlib.error, gzip.BadGzipFile, OSError, CommandFailed):
             continue
         if out[:4] == b"\x7fELF":
             return out
@@ -406,17 +338,19 @@ def stub_source(soname: str, symbols: dict[str, tuple[str | None, str]]) -> tupl
 
 
 def _objdump(path: Path) -> str:
-    proc = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
+    proc = run(["objdump", "-T", str(path)], timeout_s=120, check=False)
+    if proc.exitcode != 0:
         raise HostError(f"`objdump -T {path}` failed: install binutils")
-    return proc.stdout
+    return proc.out
 
 
 def make_stubs(binaries: Sequence[Path], out_dir: Path) -> list[str]:
     """Build stubs of STUB_LIBS for what `binaries` import from them; returns the sonames made."""
     cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or shutil.which("objdump") is None:
-        raise HostError("a C compiler is needed to build the microguest: `apt-get install gcc`")
+    if cc is None:
+        raise _missing("a C compiler (cc or gcc) to build the microguest's stubs", "gcc")
+    if shutil.which("objdump") is None:
+        raise _missing("objdump", "objdump")
     wanted: dict[str, tuple[str | None, str]] = {}
     for binary in binaries:
         for name, version, defined, kind in parse_dynamic_symbols(_objdump(binary)):
@@ -445,9 +379,9 @@ def make_stubs(binaries: Sequence[Path], out_dir: Path) -> list[str]:
             (out_dir / f"{soname}.map").write_text(script, encoding="utf-8")
             argv.append(f"-Wl,--version-script,{out_dir / f'{soname}.map'}")
         argv += ["-o", str(out_dir / soname), str(c_file)]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise HostError(f"building the {soname} stub failed: {proc.stderr.strip()[-300:]}")
+        proc = run(argv, timeout_s=300, check=False, need="gcc")
+        if proc.exitcode != 0:
+            raise HostError(f"building the {soname} stub failed: {proc.err.strip()[-300:]}")
         made.append(soname)
     return made
 
@@ -513,11 +447,7 @@ def _plan(src: HostSources, stub_dir: Path | None = None) -> _Plan:
         agent = resolve_modules(dep_text, AGENT_MODULES)
         devices = [m for m in resolve_modules(dep_text, DEVICE_MODULES) if m not in agent]
     except KeyError as exc:
-        raise HostError(
-            f"kernel module {exc.args[0]} is not in {dep_path}: install the distribution kernel "
-            "(Debian: `apt-get install linux-image-amd64`, openSUSE: `zypper install "
-            "kernel-default`)"
-        ) from None
+        raise _missing(f"kernel module {exc.args[0]} in {dep_path}", "kernel") from None
     for rel in [*agent, *devices]:
         plan.add_file(f"usr/lib/modules/{rel}", src.modules_dir / rel, 0o644)
     plan.modules = [*agent, *devices]
@@ -587,25 +517,25 @@ class _CpioWriter:
 
 def _write_initrd(plan: _Plan, compression: Sequence[str], dest: Path) -> int:
     """Write the compressed cpio to `dest`; returns the uncompressed size."""
-    with dest.open("wb") as fh:
-        proc = subprocess.Popen(list(compression), stdin=subprocess.PIPE, stdout=fh)
-        assert proc.stdin is not None
-        cpio = _CpioWriter(proc.stdin.write)
-        for d in plan.all_dirs():
-            if d not in plan.links:
-                cpio.directory(d)
-        for name in sorted(plan.links):
-            cpio.symlink(name, plan.links[name])
-        for name in sorted(plan.data):
-            body, mode = plan.data[name]
-            cpio.file(name, body, mode)
-        for name in sorted(plan.files):
-            path, mode = plan.files[name]
-            cpio.file(name, path.read_bytes(), mode)
-        cpio.trailer()
-        proc.stdin.close()
-        if proc.wait() != 0:
-            raise HostError(f"`{' '.join(compression)}` failed compressing the initramfs")
+    # Built in memory (tens of MB) and compressed by one `run`: the one way vbench runs programs.
+    buf = io.BytesIO()
+    cpio = _CpioWriter(buf.write)
+    for d in plan.all_dirs():
+        if d not in plan.links:
+            cpio.directory(d)
+    for name in sorted(plan.links):
+        cpio.symlink(name, plan.links[name])
+    for name in sorted(plan.data):
+        body, mode = plan.data[name]
+        cpio.file(name, body, mode)
+    for name in sorted(plan.files):
+        path, mode = plan.files[name]
+        cpio.file(name, path.read_bytes(), mode)
+    cpio.trailer()
+    proc = run(list(compression), input=buf.getvalue(), timeout_s=600, check=False)
+    if proc.exitcode != 0:
+        raise HostError(f"`{' '.join(compression)}` failed compressing the initramfs")
+    dest.write_bytes(proc.stdout)
     return cpio.size
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 import shutil
-import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -27,17 +25,20 @@ import libvirt
 import pyudev
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument
 from vbench.errors import LibvirtUnavailable
+from vbench.guest.kernel import kernel_candidates
+from vbench.host.facts import SystemFacts, read_system_facts
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
 from vbench.inventory import Inventory
 from vbench.model import ModeId
+from vbench.packages import MICROGUEST_MODULES
 from vbench.readiness import (
     DEFAULT_REQUESTED,
     CheckReport,
     CheckResult,
     Status,
-    build_document,
     install_remedy,
     kernel_cmdline_remedy,
     module_load_remedy,
@@ -50,8 +51,7 @@ PASSTHROUGH = (VFIO, SRIOV)
 CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "devices", "blkio")
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_hv", "kvm_pvm")
-WORKLOAD_TOOLS = ("fio", "stress-ng", "iperf3", "qemu-ga", "busybox")
-MICROGUEST_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "e1000", "ata_piix", "ahci", "nvme")
+WORKLOAD_TOOLS = ("fio", "stress-ng", "iperf3", "sockperf", "qemu-ga", "busybox")
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,34 +82,48 @@ def _norm(module: str) -> str:
     return module.replace("-", "_")
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        out[key.strip()] = value.strip().strip("\"'")
-    return out
-
-
 @dataclass(frozen=True)
 class HostFacts:
-    """Facts read once and shared by the checks."""
+    """Facts read once and shared by the checks (the host's identity: `vbench.host.facts`)."""
 
     paths: HostPaths
-    live: bool  # reading the real host (not a testbed)
-    root: Path  # "/" or the testbed directory (for etc/os-release)
-    cpu_flags: frozenset[str]
-    cpu_vendor: str
-    cpu_model: str
-    arch: str
+    system: SystemFacts
     cmdline: str
-    kernel_release: str
-    os_release: Mapping[str, str]
     modules_loaded: frozenset[str]  # normalized names
     modules_source: str  # where the loaded set came from
     modules_dir: Path  # lib/modules/<release>
+
+    @property
+    def live(self) -> bool:  # reading the real host (not a testbed)
+        return self.system.live
+
+    @property
+    def root(self) -> Path:  # "/" or the testbed directory (for etc/os-release)
+        return self.system.root
+
+    @property
+    def cpu_flags(self) -> frozenset[str]:
+        return self.system.cpu.flags
+
+    @property
+    def cpu_vendor(self) -> str:
+        return self.system.cpu.vendor
+
+    @property
+    def cpu_model(self) -> str:
+        return self.system.cpu.model
+
+    @property
+    def arch(self) -> str:
+        return self.system.arch
+
+    @property
+    def kernel_release(self) -> str:
+        return self.system.kernel
+
+    @property
+    def os_release(self) -> Mapping[str, str]:
+        return self.system.os_release
 
     @property
     def cmdline_args(self) -> dict[str, str]:
@@ -146,25 +160,8 @@ class HostFacts:
 
 
 def read_facts(paths: HostPaths) -> HostFacts:
-    live = paths.proc_root == Path("/proc")
-    root = Path("/") if live else paths.proc_root.parent
-    cpuinfo = read_text(paths.proc("cpuinfo")) or ""
-    flags: set[str] = set()
-    vendor = model = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("flags", "Features", "features") and not flags:
-            flags = set(value.split())
-        elif key == "vendor_id" and not vendor:
-            vendor = value.strip()
-        elif key == "model name" and not model:
-            model = value.strip()
+    system = read_system_facts(paths)
     cmdline = (read_text(paths.proc("cmdline")) or "").strip()
-    release = read_first_line(paths.proc("sys/kernel/osrelease")) or (
-        platform.release() if live else ""
-    )
-    osr_text = read_text(root / "etc/os-release") or read_text(root / "usr/lib/os-release")
     modules_text = read_text(paths.proc("modules"))
     if modules_text is not None:
         loaded = frozenset(_norm(line.split()[0]) for line in modules_text.splitlines() if line)
@@ -172,21 +169,14 @@ def read_facts(paths: HostPaths) -> HostFacts:
     else:
         loaded = frozenset(_norm(n) for n in _listdir(paths.sys("module")))
         source = "/sys/module (no /proc/modules)"
-    modules_root = Path("/lib/modules") if live else root / "lib/modules"
+    modules_root = Path("/lib/modules") if system.live else system.root / "lib/modules"
     return HostFacts(
         paths=paths,
-        live=live,
-        root=root,
-        cpu_flags=frozenset(flags),
-        cpu_vendor=vendor,
-        cpu_model=model,
-        arch=platform.machine() if live else ("x86_64" if vendor else platform.machine()),
+        system=system,
         cmdline=cmdline,
-        kernel_release=release,
-        os_release=parse_os_release(osr_text) if osr_text else {},
         modules_loaded=loaded,
         modules_source=source,
-        modules_dir=modules_root / release,
+        modules_dir=modules_root / system.kernel,
     )
 
 
@@ -838,13 +828,7 @@ def check_vfio_dev(f: HostFacts) -> CheckResult:
 
 
 def _meminfo_kib(f: HostFacts, key: str) -> int | None:
-    for line in (read_text(f.paths.proc("meminfo")) or "").splitlines():
-        if line.startswith(key + ":"):
-            try:
-                return int(line.split()[1])
-            except (IndexError, ValueError):
-                return None
-    return None
+    return f.system.meminfo_kib.get(key)
 
 
 def _int(path: Path) -> int | None:
@@ -1280,39 +1264,25 @@ def check_tools(f: HostFacts) -> CheckResult:
     )
 
 
-def _kernel_has(moddir: Path, names: Iterable[str]) -> list[str]:
-    builtin = read_text(moddir / "modules.builtin") or ""
-    dep = read_text(moddir / "modules.dep") or ""
-    have: set[str] = set()
-    for line in (builtin + "\n" + dep).splitlines():
-        base = line.split(":", 1)[0].rsplit("/", 1)[-1]
-        base = re.sub(r"\.ko(\.\w+)?$", "", base)
-        have.add(_norm(base))
-    return [n for n in names if n not in have]
-
-
 def check_guest_kernel(f: HostFacts) -> CheckResult:
+    """The kernel the microguest builder would take, chosen by the builder's own rule."""
     title = "A kernel with modules for the microguest"
-    boot = Path("/boot")
-    candidates = sorted(
-        (p.name.removeprefix("vmlinuz-") for p in boot.glob("vmlinuz-*")), reverse=True
-    )
-    tried: list[str] = []
-    for ver in candidates:
-        moddir = Path("/lib/modules") / ver
-        if not moddir.is_dir():
-            tried.append(f"{ver}: no /lib/modules/{ver}")
-            continue
-        lacking = _kernel_has(moddir, MICROGUEST_MODULES)
-        if not lacking:
+    candidates = kernel_candidates()
+    for kernel, problem in candidates:
+        if problem is None:
+            release = kernel.name.removeprefix("vmlinuz-")
             return CheckResult(
                 "guest.kernel",
                 title,
                 Status.PASS,
-                f"/boot/vmlinuz-{ver} with {', '.join(MICROGUEST_MODULES)}",
-                data={"kernel": f"/boot/vmlinuz-{ver}", "modules": str(moddir)},
+                f"{kernel} with the microguest's {len(MICROGUEST_MODULES)} modules",
+                data={
+                    "kernel": str(kernel),
+                    "modules": str(Path("/lib/modules") / release),
+                    "needed": list(MICROGUEST_MODULES),
+                },
             )
-        tried.append(f"{ver}: lacks {', '.join(lacking)}")
+    tried = [f"{k.name.removeprefix('vmlinuz-')}: {p}" for k, p in candidates]
     obs = "; ".join(tried) if tried else "no /boot/vmlinuz-*"
     return CheckResult(
         "guest.kernel",
@@ -1398,7 +1368,7 @@ def run_checks(
             with contextlib.suppress(libvirt.libvirtError):
                 lv.conn.close()
     host: dict[str, Any] = {
-        "hostname": hostname or (socket.gethostname() if f.live else f.root.name),
+        "hostname": hostname or f.system.hostname,
         "testbed": None if f.live else str(f.root),
         "arch": f.arch,
         "cpu_vendor": f.cpu_vendor,
@@ -1424,10 +1394,9 @@ def check_document(
     requested: Iterable[ModeId] = DEFAULT_REQUESTED,
     strict: bool = False,
     paths: HostPaths | None = None,
-) -> dict[str, Any]:
+) -> CheckDocument:
     """The `vbench check --json` document (no probe), for `vbench run` to store in its manifest.
 
-    Read it back with `vbench.readiness.report_from_document`; `mode_verdicts` on it says which
-    modes the host could not do, and why.
+    Its `verdicts` say which modes the host could not do, and why.
     """
-    return build_document(run_checks(paths, uri, probe=False), strict, tuple(requested))
+    return CheckDocument.build(run_checks(paths, uri, probe=False), strict, tuple(requested))

@@ -1,9 +1,9 @@
 """Charts as inline SVG strings (matplotlib's object API, no pyplot state, no files).
 
-One figure per workload: a panel per key metric (IOPS, bandwidth, p99 completion latency) and
-direction.  In each panel a bar is the median of a mode's repetitions, the black mark and whiskers
-are the mean and its 95% confidence interval (Student t, when n >= 2), and the dots are the
-repetitions.
+One figure per workload: a panel per chart metric of the catalogue (for fio: IOPS, bandwidth, p99
+completion latency) and a row per group (for fio: the direction).  In each panel a bar is the
+median of a mode's repetitions, the black mark and whiskers are the mean and its 95% confidence
+interval (Student t, when n >= 2), and the dots are the repetitions.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vbench.model import BAREMETAL
 from vbench.report.analysis import (
-    BAREMETAL,
-    DIRECTION_ORDER,
-    KEY_METRICS,
+    in_chart,
+    metric_group,
     metric_label,
-    split_metric,
+    metric_sort_key,
     unit_label,
 )
 
@@ -38,19 +38,13 @@ def mode_colors(modes: Sequence[str]) -> dict[str, str]:
 
 
 def chart_metrics(metrics: Sequence[str]) -> list[list[str]]:
-    """The key metrics present, one row per direction: [[read.iops, read.bw, ...], ...]."""
-    present = set(metrics)
-    rows: list[list[str]] = []
-    directions = sorted(
-        {split_metric(m)[0] for m in metrics},
-        key=lambda d: (DIRECTION_ORDER.index(d) if d in DIRECTION_ORDER else 99, d),
-    )
-    for direction in directions:
-        prefix = f"{direction}." if direction else ""
-        row = [f"{prefix}{name}" for name in KEY_METRICS if f"{prefix}{name}" in present]
-        if row:
-            rows.append(row)
-    return rows
+    """The chart metrics of the catalogue present, one row per group:
+    [[read.iops, read.bw, read.clat_p99], [write.iops, ...]]."""
+    rows: dict[str, list[str]] = {}
+    for metric in sorted(set(metrics), key=metric_sort_key):
+        if in_chart(metric):
+            rows.setdefault(metric_group(metric), []).append(metric)
+    return list(rows.values())
 
 
 def _axis_label(mode: str) -> str:

@@ -8,7 +8,7 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,31 +17,35 @@ import jinja2
 import pandas as pd
 
 from vbench import __version__
+from vbench.checkdoc import CheckDocument, CheckRecord, VerdictRecord
+from vbench.inventory import Inventory
 from vbench.model import ModeId
-from vbench.readiness import FORMAT_VERSION, Status, mode_verdicts, report_from_document
+from vbench.readiness import Status
 from vbench.report.analysis import (
-    BAREMETAL,
-    COST,
-    DIRECTION_ORDER,
+    choose_reference,
+    group_note,
     higher_is_better,
+    in_overview,
+    key_parameters,
     metric_group,
     metric_label,
     metric_note,
     metric_sort_key,
     mode_title,
+    parameter_rank,
     parse_parameters,
-    split_metric,
     unit_label,
+    workload_notes,
 )
 from vbench.report.plots import mode_colors, workload_chart_svg
 from vbench.results import SAMPLES, Manifest
+from vbench.stats import DEFAULT_ALPHA
 
 TCG_WARNING = (
     "Guests ran under QEMU's TCG software emulation: these figures compare the modes relative to "
     "each other on this machine only; they are not hardware figures."
 )
 DASH = "\u2013"  # en dash: empty cells and ranges
-PARAMETER_ORDER = ("rw", "bs", "iodepth", "numjobs", "ioengine", "direct", "runtime_s", "ramp_s")
 
 
 def fmt(value: object) -> str:
@@ -122,10 +126,14 @@ class Cell:
     median: str = DASH
     n: int = 0
     spread: str = ""
-    ci: str = ""
-    rel: str = ""
+    ci: str = ""  # of the median
+    rel: str = ""  # % of the reference's median, or "reference"
     rel_ci: str = ""
     rel_class: str = ""
+    sig: str = ""  # "*" significant (Holm), "n.s.", or "n too small" (cannot be significant)
+    sig_title: str = ""
+    flags: list[str] = field(default_factory=list)  # short stability flags
+    flag_title: str = ""
 
 
 @dataclass
@@ -134,9 +142,10 @@ class MetricRow:
     label: str
     unit: str
     cells: list[Cell]
-    direction: str = ""  # the row group: a fio direction or "host cost"
+    direction: str = ""  # the row group of the catalogue: "read", "cpu", "host cost", ...
     first_of_direction: bool = False
     note: str = ""
+    group_note: str = ""  # shown beside the group's heading
 
 
 @dataclass
@@ -144,6 +153,7 @@ class WorkloadSection:
     anchor: str
     workload: str
     parameters: list[tuple[str, str]]
+    key_parameters: list[tuple[str, str]]  # those that name the case (section title, overview)
     rows: list[MetricRow]
     chart: str | None
     modes: list[str]
@@ -155,7 +165,7 @@ class ModeView:
     title: str
     color: str
     repetitions: int
-    is_baseline: bool
+    is_reference: bool
 
 
 @dataclass
@@ -252,7 +262,6 @@ PCI_VENDORS = {
     "19e5": "Huawei",
     "1d0f": "Amazon",
 }
-CHECK_KEYS = ("id", "title", "status", "observed", "remedy", "gates", "degrades", "data")
 PCI_ROWS_MAX = 40
 DEVICES_MAX = 12
 
@@ -272,14 +281,6 @@ def _text_of(value: object) -> str:
     return str(value)
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
 def _mode_name(mode: str) -> str:
     try:
         return ModeId(mode).display_name
@@ -287,192 +288,122 @@ def _mode_name(mode: str) -> str:
         return mode
 
 
-def _verdicts(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The document's verdicts; recomputed from its checks and inventory when absent."""
-    stored = doc.get("verdicts", doc.get("modes"))
-    if isinstance(stored, list):
-        return [v for v in stored if isinstance(v, Mapping)]
-    if doc.get("format_version") != FORMAT_VERSION or not isinstance(doc.get("checks"), list):
-        return []
-    try:
-        report = report_from_document(doc)
-        verdicts = mode_verdicts(
-            report.checks, report.inventory, bool(doc.get("strict")), report.os_release
-        )
-    except (ValueError, TypeError, KeyError):
-        return []
-    return [
-        {
-            "mode": v.mode.value,
-            "title": v.title,
-            "ready": v.ready,
-            "summary": v.summary,
-            "blockers": list(v.blockers),
-            "remedies": list(v.remedies),
-            "offered": [asdict(o) for o in v.offered],
-            "excluded": [asdict(e) for e in v.excluded],
-        }
-        for v in verdicts
-    ]
-
-
-def _mode_readiness(
-    v: Mapping[str, Any], requested: set[str], fixes: Mapping[str, str]
-) -> ModeReadiness:
-    mode = str(v.get("mode", "?"))
-    ready = v.get("ready")
-    req = v.get("requested")
-    blockers = [_text_of(b) for b in _list(v.get("blockers")) or [v.get("blockers")] if b]
+def _mode_readiness(v: VerdictRecord, fixes: Mapping[str, str]) -> ModeReadiness:
     out = ModeReadiness(
-        mode=mode,
-        title=str(v.get("title") or _mode_name(mode)),
-        requested=req if isinstance(req, bool) else (mode in requested if requested else None),
-        ready=ready if isinstance(ready, bool) else None,
-        summary=_text_of(v.get("summary")),
-        blockers=blockers,
+        mode=v.mode.value,
+        title=v.title,
+        requested=v.requested,
+        ready=v.ready,
+        summary=v.summary,
+        blockers=list(v.blockers),
     )
-    if not out.summary and out.ready is not None:
-        out.summary = "ready" if out.ready else "not ready"
-    for remedy in (_text_of(r) for r in _list(v.get("remedies"))):
-        ids = [i.strip() for i in remedy.split(":", 1)[0].split(",")] if ":" in remedy else []
-        if ids and all(i in fixes for i in ids):
-            out.see_checks += [i for i in ids if i not in out.see_checks]
-        elif remedy:
-            out.remedies.append(remedy)
-    offered = [_mapping(o) for o in _list(v.get("offered"))]
-    for o in offered[:DEVICES_MAX]:
-        group = o.get("iommu_group")
-        note = _text_of(o.get("note")) or _text_of(o.get("description"))
-        desc = _text_of(o.get("description"))
+    for remedy in v.remedies:
+        # A fix that is already in the checks table is a link there, not repeated.
+        if remedy.checks and all(i in fixes for i in remedy.checks):
+            out.see_checks += [i for i in remedy.checks if i not in out.see_checks]
+        else:
+            out.remedies.append(str(remedy))
+    for o in v.offered[:DEVICES_MAX]:
+        note = o.note or o.description
+        desc = o.description
         out.offered.append(
             DeviceRow(
-                address=_text_of(o.get("address")) or "?",
-                group=DASH if group is None else str(group),
-                driver=_text_of(o.get("driver")) or "none",
+                address=o.address,
+                group=DASH if o.iommu_group is None else str(o.iommu_group),
+                driver=o.driver or "none",
                 note=f"{desc}; {note}" if desc and note != desc else note,
             )
         )
-    out.offered_more = max(len(offered) - DEVICES_MAX, 0)
-    excluded = [_mapping(e) for e in _list(v.get("excluded"))]
-    out.excluded = [
-        (_text_of(e.get("address")) or "?", _text_of(e.get("reason")))
-        for e in excluded[:DEVICES_MAX]
-    ]
-    out.excluded_more = max(len(excluded) - DEVICES_MAX, 0)
+    out.offered_more = max(len(v.offered) - DEVICES_MAX, 0)
+    out.excluded = [(e.address, e.reason) for e in v.excluded[:DEVICES_MAX]]
+    out.excluded_more = max(len(v.excluded) - DEVICES_MAX, 0)
     return out
 
 
-def _check_row(item: Mapping[str, Any]) -> CheckRow:
-    status = str(item.get("status") or "?").upper()
-    observed = _text_of(item.get("observed"))
-    extra = [
-        f"{k}: {_text_of(v)}"
-        for k, v in item.items()
-        if k not in CHECK_KEYS and isinstance(v, str | int | float | bool) and _text_of(v)
-    ]
-    if extra:
-        observed = "; ".join([observed, *extra] if observed else extra)
+def _check_row(c: CheckRecord) -> CheckRow:
     return CheckRow(
-        id=_text_of(item.get("id")) or "?",
-        title=_text_of(item.get("title")),
-        status=status,
-        observed=observed,
-        remedy="" if status == "PASS" else _text_of(item.get("remedy")),
+        id=c.id,
+        title=c.title,
+        status=c.status.value,
+        observed=c.observed,
+        remedy="" if c.status is Status.PASS else (c.remedy or ""),
     )
 
 
-def _pci_rows(inventory: Mapping[str, Any]) -> tuple[list[PciRow], int]:
+def _pci_rows(inventory: Inventory) -> tuple[list[PciRow], int]:
     uses: dict[str, list[str]] = {}
-    for use in _list(inventory.get("host_use")):
-        use = _mapping(use)
-        addr, reason = use.get("pci_address"), _text_of(use.get("reason"))
-        if addr and reason:
-            uses.setdefault(str(addr), []).append(reason)
-    devices = [_mapping(d) for d in _list(inventory.get("pci"))]
+    for use in inventory.host_use:
+        uses.setdefault(use.pci_address, []).append(use.reason)
     rows: list[PciRow] = []
-    for d in devices[:PCI_ROWS_MAX]:
-        vid, did = _text_of(d.get("vendor_id")), _text_of(d.get("device_id"))
-        names = " ".join(
-            t for t in (_text_of(d.get("vendor_name")), _text_of(d.get("device_name"))) if t
-        ) or PCI_VENDORS.get(vid.lower(), "")
-        code = _text_of(d.get("class_code")).lower().removeprefix("0x")
-        total, num = d.get("sriov_totalvfs"), d.get("sriov_numvfs")
-        if total:
-            sriov = f"{num or 0} / {total} VFs"
-        elif d.get("physfn"):
-            sriov = f"VF of {_text_of(d.get('physfn'))}"
+    for d in inventory.pci[:PCI_ROWS_MAX]:
+        vid, did = d.vendor_id, d.device_id
+        names = " ".join(t for t in (d.vendor_name, d.device_name) if t) or PCI_VENDORS.get(
+            vid.lower(), ""
+        )
+        code = d.class_code.lower().removeprefix("0x")
+        if d.sriov_totalvfs:
+            sriov = f"{d.sriov_numvfs or 0} / {d.sriov_totalvfs} VFs"
+        elif d.physfn:
+            sriov = f"VF of {d.physfn}"
         else:
             sriov = ""
-        group = d.get("iommu_group")
-        address = _text_of(d.get("address")) or "?"
         rows.append(
             PciRow(
-                address=address,
+                address=d.address,
                 ids=f"{vid}:{did}" if vid or did else "",
                 name=names,
-                cls=_text_of(d.get("class_name"))
+                cls=d.class_name
                 or (f"{PCI_CLASSES[code[:4]]} ({code})" if code[:4] in PCI_CLASSES else code),
-                driver=_text_of(d.get("driver")),
-                group="" if group is None else str(group),
+                driver=d.driver or "",
+                group="" if d.iommu_group is None else str(d.iommu_group),
                 sriov=sriov,
-                host_use="; ".join(dict.fromkeys(uses.get(address, []))),
+                host_use="; ".join(dict.fromkeys(uses.get(d.address, []))),
             )
         )
-    return rows, len(devices)
+    return rows, len(inventory.pci)
 
 
-def _when(text: object) -> str:
-    t = _parse_time(text if isinstance(text, str) else None)
+def _when(text: str | None) -> str:
+    t = _parse_time(text)
     if t is None:
-        return _text_of(text)
+        return text or ""
     return t.strftime("%Y-%m-%d %H:%M:%S") + (f" {t.tzname()}" if t.tzname() else "")
 
 
-def _checks_view(checks: Mapping[str, Any] | None) -> CheckView | None:
-    """The `vbench check --json` document of the run (see `vbench.readiness.build_document`),
-    compact: summary, per-mode readiness, checks, PCI inventory.  Defensive about missing keys
-    (older or hand-made documents); never dumps raw JSON."""
-    if not checks:
+def _checks_view(doc: CheckDocument | None) -> CheckView | None:
+    """The run's host-check document (`vbench.checkdoc.CheckDocument`), compact: summary,
+    per-mode readiness, checks, PCI inventory."""
+    if doc is None:
         return None
     view = CheckView()
-    items = [c for c in _list(checks.get("checks")) if isinstance(c, Mapping)]
-    view.rows = [_check_row(c) for c in items]
-    counts = _mapping(checks.get("counts"))
-    if not counts and view.rows:
-        counts = {s: sum(1 for r in view.rows if r.status == s) for s in Status}
-    view.counts = [(str(k), int(v)) for k, v in counts.items() if isinstance(v, int)]
-    host = _mapping(checks.get("host"))
-    requested = [str(m) for m in _list(checks.get("requested_modes"))]
-    strict = checks.get("strict")
+    view.rows = [_check_row(c) for c in doc.checks]
+    view.counts = [(s.value, n) for s, n in doc.counts.items()]
+    host = doc.host
     parts = []
-    if host.get("checked_at"):
-        parts.append(f"checked {_when(host.get('checked_at'))}")
-    if host.get("hostname"):
-        parts.append(f"on {_text_of(host.get('hostname'))}")
-    if isinstance(strict, bool):
-        parts.append("strict (a WARN blocks)" if strict else "not strict (a WARN never blocks)")
-    if host.get("probe") is not None:
-        parts.append("KVM boot probe run" if host.get("probe") else "without the KVM boot probe")
+    if host.checked_at:
+        parts.append(f"checked {_when(host.checked_at)}")
+    if host.hostname:
+        parts.append(f"on {host.hostname}")
+    parts.append("strict (a WARN blocks)" if doc.strict else "not strict (a WARN never blocks)")
+    parts.append("KVM boot probe run" if host.probe else "without the KVM boot probe")
     view.summary = ", ".join(parts)
-    if requested:
-        ready = checks.get("ready")
-        state = "ready" if ready is True else "not ready" if ready is False else ""
-        names = ", ".join(_mode_name(m) for m in requested)
-        view.facts.append(("requested modes", f"{names}{': ' + state if state else ''}"))
-    for key, label in (
-        ("kernel_release", "kernel"),
-        ("cmdline", "kernel command line"),
-        ("kvm_backend", "KVM module"),
-        ("libvirt_version", "libvirt"),
-        ("hypervisor_version", "QEMU"),
+    if doc.requested_modes:
+        names = ", ".join(m.display_name for m in doc.requested_modes)
+        state = "ready" if doc.ready else "not ready"
+        view.facts.append(("requested modes", f"{names}: {state}"))
+    for label, value in (
+        ("kernel", host.kernel_release),
+        ("kernel command line", host.cmdline),
+        ("KVM module", host.kvm_backend),
+        ("libvirt", host.libvirt_version),
+        ("QEMU", host.hypervisor_version),
     ):
-        if host.get(key):
-            view.facts.append((label, _text_of(host.get(key))))
+        if value:
+            view.facts.append((label, value))
     fixes = {r.id: r.remedy for r in view.rows if r.remedy}
-    view.modes = [_mode_readiness(v, set(requested), fixes) for v in _verdicts(checks)]
-    inventory = _mapping(checks.get("inventory"))
-    view.pci, view.pci_total = _pci_rows(inventory)
-    view.notes = [_text_of(n) for n in _list(inventory.get("notes")) if n]
+    view.modes = [_mode_readiness(v, fixes) for v in doc.verdicts]
+    view.pci, view.pci_total = _pci_rows(doc.inventory)
+    view.notes = list(doc.inventory.notes)
     return view
 
 
@@ -480,37 +411,59 @@ def _status_class(status: str) -> str:
     s = status.lower()
     if s in ("pass", "passed", "ok", "yes", "ready", "true"):
         return "ok"
-    if s in ("warn", "warning", "skip", "skipped", "unknown", "info"):
+    if s in ("warn", "warning", "skip", "skipped", "unknown", "info", "inconclusive"):
         return "warn"
     if s in ("fail", "failed", "error", "no", "false", "blocked"):
         return "bad"
     return ""
 
 
-def _cell(row: Mapping[str, Any], metric: str, is_baseline: bool) -> Cell:
+def fmt_ratio(value: object) -> str:
+    """A ratio as percent of the reference: 0.973 -> `97.3%`."""
+    if not _is_num(value):
+        return DASH
+    return f"{float(value) * 100:.1f}%"  # type: ignore[arg-type]
+
+
+def summary_cell(row: Mapping[str, Any], metric: str, is_reference: bool) -> Cell:
+    """One table cell from a summary row (see `analysis.SUMMARY_COLUMNS`)."""
     n = int(row["n"])
     cell = Cell(median=fmt(row["median"]), n=n)
     if n >= 2:
-        cell.spread = f"range {fmt(row['min'])} {DASH} {fmt(row['max'])}"
-        if _is_num(row["ci_low"]) and _is_num(row["ci_high"]):
-            half = (float(row["ci_high"]) - float(row["ci_low"])) / 2
-            cell.ci = f"mean {fmt(row['mean'])} ± {fmt(half)}"
+        span = f"{fmt(row['min'])} {DASH} {fmt(row['max'])}"
+        cell.spread = f"range {span}"
+        if _is_num(row["median_ci_low"]) and _is_num(row["median_ci_high"]):
+            cell.ci = f"CI {fmt(row['median_ci_low'])} {DASH} {fmt(row['median_ci_high'])}"
+            if cell.ci == f"CI {span}":  # a few repetitions: the median's CI is their range
+                cell.ci, cell.spread = f"CI = range {span}", ""
     else:
         cell.ci = "no CI (n = 1)"
-    if is_baseline:
-        cell.rel = "baseline"
+    flags = row["flags"] or ()
+    cell.flags = [f.short for f in flags]
+    cell.flag_title = "; ".join(f.message for f in flags)
+    if is_reference:
+        cell.rel = "reference"
         cell.rel_class = "base"
-    elif _is_num(row["rel_pct"]):
-        cell.rel = fmt_pct(row["rel_pct"])
-        low, high = row["rel_low"], row["rel_high"]
+    elif _is_num(row["ratio"]):
+        cell.rel = fmt_ratio(row["ratio"])
+        low, high = row["ratio_low"], row["ratio_high"]
         if _is_num(low) and _is_num(high):
-            cell.rel_ci = f"[{fmt_pct(low)}, {fmt_pct(high)}]"
+            cell.rel_ci = f"[{fmt_ratio(low)}, {fmt_ratio(high)}]"
             hib = higher_is_better(metric)
-            if hib is not None and (float(low) > 0 or float(high) < 0):
-                better = (float(low) > 0) == hib
-                cell.rel_class = "better" if better else "worse"
+            if hib is not None and (float(low) > 1.0 or float(high) < 1.0):
+                cell.rel_class = "better" if (float(low) > 1.0) == hib else "worse"
         else:
             cell.rel_ci = "no CI (n < 2)"
+        if _is_num(row["p_holm"]):
+            p, p_holm = float(row["p_value"]), float(row["p_holm"])
+            cell.sig_title = f"Mann-Whitney p = {p:.3g}, Holm-adjusted {p_holm:.3g}"
+            if row["significant"]:
+                cell.sig = "*"
+            elif _is_num(row["min_p"]) and float(row["min_p"]) > DEFAULT_ALPHA:
+                cell.sig = "n too small"
+                cell.sig_title += f"; these sample sizes cannot go below p = {row['min_p']:.3g}"
+            else:
+                cell.sig = "n.s."
     return cell
 
 
@@ -531,25 +484,26 @@ def _sections(
             direction = metric_group(metric)
             mrows = group[group["metric"] == metric]
             by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
-            baseline = str(mrows["baseline"].iloc[0]) if len(mrows) else ""
+            reference = str(mrows["reference"].iloc[0]) if len(mrows) else ""
             cells = [
-                _cell(by_mode[m], metric, m == baseline) if m in by_mode else Cell()
+                summary_cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
                 for m in present
             ]
             rows.append(
                 MetricRow(
                     metric=metric,
-                    label=metric_label(metric, with_direction=False),
+                    label=metric_label(metric, with_group=False),
                     unit=unit_label(str(mrows["unit"].iloc[0])),
                     note=metric_note(metric),
                     cells=cells,
                     direction=direction,
                     first_of_direction=direction != last_direction,
+                    group_note=group_note(direction),
                 )
             )
             last_direction = direction
         params = parse_parameters(str(parameters))
-        rank = {k: i for i, k in enumerate(PARAMETER_ORDER)}
+        rank = parameter_rank(str(workload))
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
         wsamples = samples[
             (samples["workload"] == workload) & (samples["parameters"] == parameters)
@@ -560,6 +514,7 @@ def _sections(
                 anchor=f"w{index}",
                 workload=str(workload),
                 parameters=params,
+                key_parameters=[(k, v) for k, v in params if k in key_parameters(str(workload))],
                 rows=rows,
                 chart=chart,
                 modes=present,
@@ -568,27 +523,14 @@ def _sections(
     return sections
 
 
-# What each mode delivers, then what it costs the host.
-OVERVIEW_METRICS = ("iops", "bw", "clat_p99", "host.qemu_cpu_per_io", "boot_to_agent")
-
-
-def _in_overview(metric: str) -> bool:
-    if metric in OVERVIEW_METRICS:
-        return True
-    direction, name = split_metric(metric)
-    return direction in DIRECTION_ORDER and name in OVERVIEW_METRICS
-
-
 def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list[dict[str, Any]]:
     """Key metrics of every workload in one table: one row per (workload, metric), cells by mode."""
     out: list[dict[str, Any]] = []
     for section in sections:
         start = len(out)
-        short = ", ".join(
-            f"{k}={v}" for k, v in section.parameters if k in ("rw", "bs", "iodepth", "numjobs")
-        )
+        short = ", ".join(f"{k}={v}" for k, v in section.key_parameters)
         for row in section.rows:
-            if not _in_overview(row.metric):
+            if not in_overview(row.metric):
                 continue
             by_mode = dict(zip(section.modes, row.cells, strict=True))
             out.append(
@@ -596,7 +538,6 @@ def _overview(sections: Sequence[WorkloadSection], modes: Sequence[str]) -> list
                     "anchor": section.anchor,
                     "workload": f"{section.workload} {short}".strip(),
                     "metric": metric_label(row.metric),
-                    "cost": row.direction == COST,
                     "unit": row.unit,
                     "cells": [by_mode.get(m) for m in modes],
                     "rowspan": 0,
@@ -630,7 +571,7 @@ def build_context(
         samples["parameters"] = samples["parameters"].fillna("").astype(str)
         samples["mode"] = samples["mode"].astype(str)
     colors = mode_colors(modes)
-    first = next((m for m in modes if m != BAREMETAL), None)
+    reference = choose_reference(modes)
     reps: dict[str, set[int]] = {}
     for trial in manifest.trials:
         if trial.status == "ok":
@@ -644,7 +585,7 @@ def build_context(
             title=mode_title(m, manifest),
             color=colors.get(m, "#999999"),
             repetitions=len(reps.get(m, set())),
-            is_baseline=m == first,
+            is_reference=m == reference,
         )
         for m in modes
     ]
@@ -673,7 +614,7 @@ def build_context(
         "checks": _checks_view(manifest.checks),
         "status_class": _status_class,
         "modes": mode_views,
-        "baseline": mode_title(first, manifest) if first else None,
+        "reference": mode_title(reference, manifest) if reference else None,
         "skipped_modes": manifest.skipped_modes,
         "failed_trials": [
             {
@@ -688,6 +629,7 @@ def build_context(
         "case_counts": counts,
         "n_samples": len(samples),
         "sections": sections,
+        "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
@@ -715,6 +657,18 @@ def _environment() -> jinja2.Environment:
 
 def render_html(context: Mapping[str, Any]) -> str:
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of the report's environment (autoescape, strict undefined), e.g. compare's."""
+    return _environment().get_template(name)
+
+
+def base_css(footer: str) -> str:
+    """The report's stylesheet (the `style` block of report.html.j2) for pages that share its
+    look; `footer` is what every PDF page's bottom-left margin shows."""
+    report = template("report.html.j2")
+    return "".join(report.blocks["style"](report.new_context({"m": {"run_id": footer}})))
 
 
 def render_pdf(html: str) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import GuestError
 from vbench.guest.agent import GuestAgent
 from vbench.guest.microguest import Microguest, default_cache_root
+from vbench.host.facts import read_system_facts
+from vbench.host.paths import HostPaths
 from vbench.model import Accelerator
 from vbench.virt.guests import RunScratch, running_guest
 
@@ -47,22 +48,15 @@ def kvm_backing_modules(sys_root: Path = Path("/sys")) -> list[str]:
 
 
 def cpu_virt_flags(proc_root: Path = Path("/proc")) -> list[str]:
-    try:
-        text = (proc_root / "cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return sorted(flags & {"vmx", "svm"})
-    return []
+    return sorted(read_system_facts(HostPaths(proc_root=proc_root)).cpu.flags & {"vmx", "svm"})
 
 
 def _host_key(conn: libvirt.virConnect) -> str:
+    host = read_system_facts()
     parts = [
-        platform.node(),
-        platform.release(),
-        ",".join(cpu_virt_flags()),
+        host.hostname,
+        host.kernel,
+        ",".join(sorted(host.cpu.flags & {"vmx", "svm"})),
         ",".join(kvm_backing_modules()),
         str(conn.getVersion()),
         str(conn.getLibVersion()),

@@ -1,0 +1,63 @@
+"""The workloads vbench can run, and the catalogue of every metric it records.
+
+Adding a workload: write its module (spec, `Workload` subclass, metric catalogue; see
+`vbench.workloads.base`), add its instance to `WORKLOADS` and its spec to `WorkloadSpec`.
+`tests/test_workloads.py` checks that both lists agree and that each catalogue covers what the
+parser emits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from vbench.workloads.base import Metric, Needs, SampleLabels, Target, Workload
+from vbench.workloads.common import COMMON_METRICS, GROUP_NOTES, HOST_COST
+from vbench.workloads.fio import FIO, FioSpec
+from vbench.workloads.stress_ng import STRESS_NG, StressNgSpec
+
+WORKLOADS: dict[str, Workload] = {w.kind: w for w in (FIO, STRESS_NG)}
+
+# The scenario's `[[workloads]]` entry: one spec per registered workload, selected by `kind`.
+WorkloadSpec = Annotated[FioSpec | StressNgSpec, Field(discriminator="kind")]
+
+# Every metric: the workloads' catalogues in registration order, then the runner's own.
+# The report's group order follows this order.
+CATALOGUE: tuple[Metric, ...] = (
+    *(m for w in WORKLOADS.values() for m in w.metrics),
+    *COMMON_METRICS,
+)
+_BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
+
+
+def workload(kind: str) -> Workload:
+    """The workload of a scenario `kind`; KeyError for an unknown one (the scenario refused it)."""
+    return WORKLOADS[kind]
+
+
+def metric(name: str) -> Metric | None:
+    """The catalogue entry of a sample's metric, or None for a metric no catalogue knows."""
+    return _BY_NAME.get(name)
+
+
+def group_order() -> list[str]:
+    """The report's metric groups, in catalogue order (e.g. read, write, trim, cpu, host cost)."""
+    return list(dict.fromkeys(m.group for m in CATALOGUE))
+
+
+__all__ = [
+    "CATALOGUE",
+    "GROUP_NOTES",
+    "HOST_COST",
+    "WORKLOADS",
+    "Metric",
+    "Needs",
+    "SampleLabels",
+    "Target",
+    "Workload",
+    "WorkloadSpec",
+    "group_order",
+    "metric",
+    "workload",
+]

@@ -1,9 +1,10 @@
-"""fio: the argv for one workload case, and its JSON output turned into tidy samples.
+"""fio: the scenario entry, the argv of one case, and fio's JSON output turned into tidy samples.
 
-Pure: no subprocess, no filesystem, no clock.  The runner executes the argv in the guest (through
-the guest agent, never a shell) and hands the captured stdout to `parse_fio_json`.
+Pure: no subprocess, no filesystem, no clock.  The runner executes the argv where the case runs
+(guest agent or host, never a shell) and hands the captured stdout to `parse_fio_json`.
 
-Metrics (one set per direction that did I/O: `read`, `write`, and `trim` if present):
+Metrics (one set per direction that did I/O: `read`, `write`, and `trim` if present; the
+catalogue is `FIO_METRICS`):
 
 | metric               | unit  | from fio JSON                                   |
 |----------------------|-------|-------------------------------------------------|
@@ -24,18 +25,39 @@ Several jobs (`numjobs > 1`):
   *largest* per-job percentile, because the pooled percentile cannot be recovered from per-job
   percentiles and the largest is a guaranteed upper bound (the pooled p99 lies between the smallest
   and largest job p99): the report never understates tail latency.
+
+Preconditioning (`precondition`, for cases that write: write, randwrite, rw, randrw, readwrite):
+
+* `none` (the default): measure the target as it is.  vbench's test disks (guest and bare metal)
+  are written full of random data when created, so no write lands on an unwritten extent.
+* `fill`: before the measured job, the same fio run writes the whole target (or `size` of it)
+  once, sequentially in 1 MiB blocks, as a separate job named `precondition` in its own reporting
+  group (`--stonewall --new_group`); only the measured job becomes samples.  Use it where the
+  first write to a block costs more than a rewrite (thin images, SSDs out of the box) to measure
+  the steady state rather than the first fill.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
 
 from vbench.errors import WorkloadOutputError
-from vbench.model import ParamValue, Sample, WorkloadCase, canonical_parameters
+from vbench.model import ParamValue, Sample, WorkloadCase
+from vbench.workloads.base import (
+    TIMEOUT_MARGIN_S,
+    Metric,
+    Needs,
+    SampleLabels,
+    Spec,
+    Target,
+    Workload,
+)
 
 RW_MODES = frozenset(
     {"read", "write", "randread", "randwrite", "rw", "randrw", "readwrite", "trim"}
@@ -64,8 +86,22 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FILENAME = re.compile(r"^/[A-Za-z0-9._/+-]{1,254}$")
 
 _KNOWN_PARAMS = frozenset(
-    {"rw", "bs", "iodepth", "numjobs", "runtime_s", "ramp_s", "ioengine", "direct", "size"}
+    {
+        "rw",
+        "bs",
+        "iodepth",
+        "numjobs",
+        "runtime_s",
+        "ramp_s",
+        "ioengine",
+        "direct",
+        "size",
+        "precondition",
+    }
 )
+WRITING_RW = frozenset({"write", "randwrite", "rw", "randrw", "readwrite"})
+PRECONDITIONS = ("none", "fill")
+PRECONDITION_JOB = "precondition"  # the name of the unmeasured fill job; never a sample
 
 
 def _int_param(params: Mapping[str, ParamValue], key: str, lo: int, hi: int, default: int) -> int:
@@ -83,9 +119,10 @@ def fio_argv(
 ) -> list[str]:
     """The argv (no shell) to run one fio case against `filename` (a guest block device).
 
-    `params` are a `WorkloadCase`'s params (see `vbench.scenario.FioSpec.cases`): rw, bs, iodepth,
-    numjobs, runtime_s, ramp_s, ioengine, direct, and optionally size (fio's `--size`, e.g. `256m`
-    or `50%`; without it fio uses the whole device).  Every value is checked against a whitelist;
+    `params` are a `WorkloadCase`'s params (see `FioSpec`): rw, bs, iodepth, numjobs, runtime_s,
+    ramp_s, ioengine, direct, and optionally size (fio's `--size`, e.g. `256m` or `50%`; without
+    it fio uses the whole device) and precondition (`none` or `fill`, see the module docstring).
+    Every value is checked against a whitelist;
     an unknown key or a bad value raises `ValueError` (the scenario validates them first, so this is
     a programming error, not a user's).
     """
@@ -113,13 +150,36 @@ def fio_argv(
     size = params.get("size")
     if size is not None and (not isinstance(size, str) or not _SIZE.match(size)):
         raise ValueError(f"fio parameter size={size!r}: expected a size such as 256m or 50%")
+    precondition = params.get("precondition", "none")
+    if precondition not in PRECONDITIONS:
+        raise ValueError(
+            f"fio parameter precondition={precondition!r}: expected one of {PRECONDITIONS}"
+        )
+    if precondition == "fill" and rw not in WRITING_RW:
+        raise ValueError(f"fio parameter precondition='fill' applies to writes, not rw={rw!r}")
     if not _FILENAME.match(filename) or "/../" in f"{filename}/":
         raise ValueError(f"fio filename {filename!r}: expected an absolute path like /dev/vdb")
     if not _JOB_NAME.match(job_name):
         raise ValueError(f"fio job name {job_name!r}: use letters, digits, '.', '_' and '-'")
 
-    argv = [
-        "fio",
+    if job_name == PRECONDITION_JOB:
+        raise ValueError(f"fio job name {job_name!r} is reserved for the precondition job")
+
+    argv = ["fio"]
+    if precondition == "fill":
+        # its own job and reporting group, finished before the measured job starts
+        argv += [
+            f"--name={PRECONDITION_JOB}",
+            f"--filename={filename}",
+            "--rw=write",
+            "--bs=1m",
+            f"--iodepth={min(iodepth, 16)}",
+            f"--ioengine={ioengine}",
+            f"--direct={int(direct)}",
+        ]
+        if size is not None:
+            argv.append(f"--size={size.lower()}")
+    argv += [
         f"--name={job_name}",
         f"--filename={filename}",
         f"--rw={rw}",
@@ -134,42 +194,10 @@ def fio_argv(
     ]
     if size is not None:
         argv.append(f"--size={size.lower()}")
+    if precondition == "fill":
+        argv += ["--stonewall", "--new_group"]
     argv += ["--group_reporting", "--output-format=json"]
     return argv
-
-
-@dataclass(frozen=True)
-class SampleLabels:
-    """The labels every sample of one fio invocation carries (see `vbench.model.Sample`)."""
-
-    run_id: str
-    case_id: str
-    mode: str
-    workload: str
-    parameters: str  # canonical "k=v,k=v" (vbench.model.canonical_parameters)
-    repetition: int
-    timestamp: float
-
-    @classmethod
-    def for_case(
-        cls,
-        case: WorkloadCase,
-        *,
-        run_id: str,
-        case_id: str,
-        mode: str,
-        repetition: int,
-        timestamp: float,
-    ) -> SampleLabels:
-        return cls(
-            run_id=run_id,
-            case_id=case_id,
-            mode=mode,
-            workload=case.kind,
-            parameters=canonical_parameters(dict(case.params)),
-            repetition=repetition,
-            timestamp=timestamp,
-        )
 
 
 def _first_line(text: str) -> str:
@@ -263,6 +291,9 @@ def parse_fio_json(text: str, labels: SampleLabels) -> list[Sample]:
         raise WorkloadOutputError("fio JSON has no jobs (was --output-format=json given?)")
     if not all(isinstance(job, Mapping) for job in jobs):
         raise WorkloadOutputError("fio JSON: jobs[] entries are not objects")
+    jobs = [job for job in jobs if job.get("jobname") != PRECONDITION_JOB]
+    if not jobs:
+        raise WorkloadOutputError("fio JSON has only the precondition job, no measured job")
     for job in jobs:
         error = job.get("error", 0)
         if error:
@@ -273,20 +304,156 @@ def parse_fio_json(text: str, labels: SampleLabels) -> list[Sample]:
     samples: list[Sample] = []
     for direction in DIRECTIONS:
         for name, value in _direction_metrics(jobs, direction).items():
-            samples.append(
-                Sample(
-                    run_id=labels.run_id,
-                    case_id=labels.case_id,
-                    mode=labels.mode,
-                    workload=labels.workload,
-                    parameters=labels.parameters,
-                    repetition=labels.repetition,
-                    metric=f"{direction}.{name}",
-                    value=value,
-                    unit=UNITS[name],
-                    timestamp=labels.timestamp,
-                )
-            )
+            samples.append(labels.sample(f"{direction}.{name}", value, UNITS[name]))
     if not samples:
         raise WorkloadOutputError("fio JSON reports no I/O in any direction (read, write, trim)")
     return samples
+
+
+# -- the scenario entry, the catalogue and the contract ------------------------------------------
+
+FioRw = Literal["read", "write", "randread", "randwrite", "rw", "randrw", "readwrite"]
+_SPEC_BLOCK_SIZE = re.compile(r"^\d+[kKmM]?$")
+
+
+class FioSpec(Spec):
+    """A `[[workloads]]` entry with `kind = "fio"`: the matrix is rw x bs x iodepth x numjobs."""
+
+    kind: Literal["fio"]
+    rw: list[FioRw] = Field(default_factory=lambda: list[FioRw](["randread"]), min_length=1)
+    bs: list[str] = Field(default_factory=lambda: ["4k"], min_length=1)
+    iodepth: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [16], min_length=1
+    )
+    numjobs: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=lambda: [1], min_length=1
+    )
+    runtime_s: Annotated[int, Field(ge=1, le=86400)] = 5
+    ramp_s: Annotated[int, Field(ge=0, le=3600)] = 0
+    ioengine: Literal["libaio", "io_uring", "psync", "sync"] = "libaio"
+    direct: bool = True
+    # fio's --size: how much of the target the job touches (e.g. "128m", "50%"); default all of it
+    size: str | None = None
+    # for the cases that write (see the module docstring): "none" or "fill"
+    precondition: Literal["none", "fill"] = "none"
+
+    @field_validator("bs")
+    @classmethod
+    def _block_sizes(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not _SPEC_BLOCK_SIZE.match(v):
+                raise ValueError(f"{v!r} is not a block size (e.g. 4k, 64k, 1m, 512)")
+        return [v.lower() for v in values]
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.match(value):
+            raise ValueError(f"{value!r} is not a size (e.g. 128m, 1g or 50%)")
+        return None if value is None else value.lower()
+
+
+def _metric(direction: str, name: str, label: str, higher: bool, key: bool = False) -> Metric:
+    """A catalogue entry; `key` metrics are in the report's overview and charts."""
+    return Metric(
+        name=f"{direction}.{name}",
+        unit=UNITS[name],
+        higher_is_better=higher,
+        label=f"{direction} {label}",
+        group=direction,
+        overview=key,
+        chart=key,
+    )
+
+
+FIO_METRICS: tuple[Metric, ...] = tuple(
+    m
+    for d in DIRECTIONS
+    for m in (
+        _metric(d, "iops", "IOPS", True, key=True),
+        _metric(d, "bw", "bandwidth", True, key=True),
+        _metric(d, "clat_mean", "clat mean", False),
+        _metric(d, "clat_p50", "clat p50", False),
+        _metric(d, "clat_p99", "clat p99", False, key=True),
+        _metric(d, "clat_p99.9", "clat p99.9", False),
+        _metric(d, "lat_mean", "total lat mean", False),
+    )
+)
+
+
+class Fio(Workload):
+    kind = "fio"
+    spec_type = FioSpec
+    needs = Needs.DISK
+    raw_name = "fio.json"
+    metrics = FIO_METRICS
+    version_argv = ("fio", "--version")
+    parameter_order = (
+        "rw",
+        "bs",
+        "iodepth",
+        "numjobs",
+        "ioengine",
+        "direct",
+        "size",
+        "precondition",
+        "runtime_s",
+        "ramp_s",
+    )
+    key_parameters = ("rw", "bs", "iodepth", "numjobs")
+    about = (
+        "fio latencies are completion latencies (clat) in µs; bandwidth in MiB/s "
+        "(1 MiB = 1,048,576 bytes)."
+    )
+
+    def cases(self, spec: BaseModel) -> list[WorkloadCase]:
+        if not isinstance(spec, FioSpec):
+            raise TypeError(f"fio cases from a {type(spec).__name__}")
+        out = []
+        for rw, bs, qd, jobs in itertools.product(spec.rw, spec.bs, spec.iodepth, spec.numjobs):
+            params: dict[str, ParamValue] = {
+                "rw": rw,
+                "bs": bs,
+                "iodepth": qd,
+                "numjobs": jobs,
+                "runtime_s": spec.runtime_s,
+                "ramp_s": spec.ramp_s,
+                "ioengine": spec.ioengine,
+                "direct": spec.direct,
+            }
+            if spec.size is not None:
+                params["size"] = spec.size
+            if rw in WRITING_RW:
+                params["precondition"] = spec.precondition
+            out.append(WorkloadCase(self.kind, params))
+        return out
+
+    def argv(self, case: WorkloadCase, target: Target) -> list[str]:
+        if target.disk is None:
+            raise ValueError("fio needs a target disk")
+        return fio_argv(case.params, filename=target.disk, job_name=self.slug(case))
+
+    def timeout(self, case: WorkloadCase) -> float:
+        runtime = float(case.params["runtime_s"]) + float(case.params["ramp_s"])
+        # a fill is not time-bound: give it the margin once more
+        fill = TIMEOUT_MARGIN_S if case.params.get("precondition") == "fill" else 0.0
+        return runtime + TIMEOUT_MARGIN_S + fill
+
+    def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
+        return parse_fio_json(raw.decode(errors="replace"), labels)
+
+    def slug(self, case: WorkloadCase) -> str:
+        """`fio-randread-4k-qd16-j1`, plus what sets a case apart from the defaults:
+        `-io_uring`, `-128m`, `-fill`."""
+        p = case.params
+        parts = [f"fio-{p['rw']}-{p['bs']}-qd{p['iodepth']}-j{p['numjobs']}"]
+        if p.get("ioengine", "libaio") != "libaio":
+            parts.append(str(p["ioengine"]))
+        if "size" in p:
+            parts.append(str(p["size"]).replace("%", "pct"))
+        if p.get("precondition", "none") != "none":
+            parts.append(str(p["precondition"]))
+        return "-".join(parts)
+
+
+FIO = Fio()

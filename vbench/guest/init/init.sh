@@ -34,12 +34,29 @@ start_agent </dev/null >/dev/console 2>&1 &
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.devices
 
 ip link set lo up
+# The test NIC: vbench.ip=ADDR/PREFIX goes on the NIC whose MAC is vbench.mac (without it, the
+# first one); its peer is the tap vbench moved into the run's network namespace.
+vip= vmac=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
-        vbench.ip=*) ip addr add "${arg#vbench.ip=}" dev eth0 && ip link set eth0 up ;;
-        vbench.gw=*) ip route add default via "${arg#vbench.gw=}" ;;
+        vbench.ip=*) vip=${arg#vbench.ip=} ;;
+        vbench.mac=*) vmac=${arg#vbench.mac=} ;;
     esac
 done
+if [ -n "$vip" ]; then
+    dev=
+    for n in /sys/class/net/*; do
+        [ "${n##*/}" = lo ] && continue
+        [ -z "$vmac" ] || [ "$(cat "$n/address")" = "$vmac" ] || continue
+        dev=${n##*/} && break
+    done
+    { [ -n "$dev" ] && ip addr add "$vip" dev "$dev" && ip link set "$dev" up; } ||
+        echo "vbench: no NIC for vbench.ip=$vip vbench.mac=$vmac" >/dev/console
+    # Ready means usable: e1000's link comes up on its 2 s watchdog, virtio's at once.
+    i=0
+    while [ -n "$dev" ] && [ "$(cat "/sys/class/net/$dev/carrier" 2>/dev/null)" != 1 ] &&
+        [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+fi
 # Let the host know the devices are probed (GuestAgent.test_disk waits for this file).
 : >/run/vbench-ready
 echo "vbench: microguest ready" >/dev/console

@@ -1,0 +1,197 @@
+"""Derived figures and cross-checks: known answers over small series."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from vbench.derive import CrossCheck, delta, derive_case
+from vbench.metrics.cost import CostSnapshot, cost_metrics
+from vbench.series import SERIES_COLUMNS
+
+Row = tuple[str, str, float, float, str]  # source, metric, t_s, value, unit
+
+
+def frame(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame([("run", "case", *r) for r in rows], columns=list(SERIES_COLUMNS)).astype(
+        {"t_s": float, "value": float}
+    )
+
+
+def guest_case(*, reqs: float = 10_000, cpu_ns: float = 2e9, window: float = 10.0) -> pd.DataFrame:
+    """A 10 s case: 3 ticks of libvirt, guest and host counters (the middle one is noise)."""
+    rows: list[Row] = []
+    for t, k in ((0.0, 0.0), (5.0, 0.3), (window, 1.0)):
+        rows += [
+            ("libvirt", "cpu.time", t, 5e9 + k * cpu_ns, "ns"),
+            ("libvirt", "block.vda.rd.reqs", t, 100 + k * reqs * 0.75, "count"),
+            ("libvirt", "block.vda.wr.reqs", t, 50 + k * reqs * 0.25, "count"),
+            ("libvirt", "block.vda.rd.bytes", t, 1e6 + k * 0.75e9, "B"),
+            ("libvirt", "block.vda.wr.bytes", t, 1e6 + k * 0.25e9, "B"),
+            ("guest", "cpu.busy", t, 1000 + k * 3000, "ms"),
+            ("guest", "cpu.idle", t, 500 + k * 7000, "ms"),
+            ("host", "cpu.busy_s", t, 400 + k * 5, "s"),
+            ("host", "cpu.total_s", t, 900 + k * 20, "s"),
+        ]
+    return frame(rows)
+
+
+def test_figures_of_a_guest_case() -> None:
+    d = derive_case(guest_case(), workload_ios=10_100)
+    assert d.value("host.qemu_cpu_util") == pytest.approx(20.0)  # 2 s of CPU in 10 s
+    assert d.value("host.qemu_cpu_per_io") == pytest.approx(200.0)  # 2 s / 10k requests
+    assert d.value("host.qemu_cpu_per_gb") == pytest.approx(2.0)  # 2 s / 1 GB
+    assert d.value("guest.disk_reqs") == pytest.approx(10_000)
+    assert d.value("guest.cpu_per_io") == pytest.approx(300.0)  # 3000 ms / 10k
+    assert d.value("guest.cpu_busy") == pytest.approx(30.0)
+    assert d.value("host.cpu_busy") == pytest.approx(25.0)
+    assert d.value("host.exits_per_io") is None  # no KVM counters (TCG): left out, not zero
+    units = {f.metric: f.unit for f in d.figures}
+    assert units["host.qemu_cpu_per_io"] == "us" and units["host.qemu_cpu_per_gb"] == "s/GB"
+    [check] = d.checks
+    assert check.name == "block_requests" and check.sampled == pytest.approx(10_000)
+    assert check.disagreement_pct == pytest.approx(100 / 101)
+    assert d.flags == []
+
+
+def test_block_cross_check_flags_over_five_percent() -> None:
+    d = derive_case(guest_case(), workload_ios=9_500)  # libvirt saw 10 000: 5.26 % more
+    assert d.flags == ["block_requests"]
+    assert derive_case(guest_case(), workload_ios=9_524).flags == []  # 4.998 %
+
+
+def test_requests_split_by_the_guest_are_explained_by_the_bytes() -> None:
+    """Measured on an emulated SATA disk: fio's 622 reads of 1 MiB reached QEMU as 4976 requests
+    (8 x 128 KiB) and libvirt counted the same 652214272 bytes as fio."""
+    series = frame(
+        [
+            ("libvirt", "block.sda.rd.reqs", 0.0, 10, "count"),
+            ("libvirt", "block.sda.rd.reqs", 4.0, 10 + 4976, "count"),
+            ("libvirt", "block.sda.rd.bytes", 0.0, 40960, "B"),
+            ("libvirt", "block.sda.rd.bytes", 4.0, 40960 + 652214272, "B"),
+        ]
+    )
+    d = derive_case(series, workload_ios=622, workload_bytes=652214272)
+    reqs, moved = d.checks
+    assert (reqs.name, moved.name) == ("block_requests", "block_bytes")
+    assert reqs.disagreement_pct == pytest.approx(700.0)
+    assert reqs.explained_by is not None and "8.00 device requests per I/O" in reqs.explained_by
+    assert moved.disagreement_pct == 0.0
+    assert d.flags == []
+    # Without the bytes nothing explains it: flagged.
+    assert derive_case(series, workload_ios=622).flags == ["block_requests"]
+    # Bytes that disagree too: both flagged.
+    wrong = derive_case(series, workload_ios=622, workload_bytes=600_000_000)
+    assert wrong.flags == ["block_requests", "block_bytes"]
+    # Fewer requests than the workload's is never a split.
+    fewer = derive_case(series, workload_ios=6000, workload_bytes=652214272)
+    assert fewer.flags == ["block_requests"]
+
+
+def test_same_figures_as_the_before_after_snapshots() -> None:
+    """derive.py replaces metrics/cost.py: on the same counters it gives the same figures."""
+    before = CostSnapshot(100.0, 5_000_000_000, 100, 50, 40_000, 90_000)
+    after = CostSnapshot(110.0, 7_000_000_000, 7_600, 2_550, 40_500, 92_000)
+    series = frame(
+        [
+            ("libvirt", "cpu.time", 0.0, before.qemu_cpu_ns, "ns"),
+            ("libvirt", "cpu.time", 10.0, after.qemu_cpu_ns, "ns"),
+            ("libvirt", "block.sda.rd.reqs", 0.0, before.rd_reqs, "count"),
+            ("libvirt", "block.sda.rd.reqs", 10.0, after.rd_reqs, "count"),
+            ("libvirt", "block.sda.wr.reqs", 0.0, before.wr_reqs, "count"),
+            ("libvirt", "block.sda.wr.reqs", 10.0, after.wr_reqs, "count"),
+            ("host", "cpu.busy_s", 0.0, before.host_busy_jiffies / 100, "s"),
+            ("host", "cpu.busy_s", 10.0, after.host_busy_jiffies / 100, "s"),
+            ("host", "cpu.total_s", 0.0, before.host_total_jiffies / 100, "s"),
+            ("host", "cpu.total_s", 10.0, after.host_total_jiffies / 100, "s"),
+        ]
+    )
+    old = {m: (v, u) for m, v, u in cost_metrics(before, after)}
+    new = {f.metric: (f.value, f.unit) for f in derive_case(series).figures}
+    assert set(old) == {
+        "host.qemu_cpu_util",
+        "host.qemu_cpu_per_io",
+        "guest.disk_reqs",
+        "host.cpu_busy",
+    }
+    for metric, (value, unit) in old.items():
+        assert new[metric][1] == unit
+        assert new[metric][0] == pytest.approx(value), metric
+
+
+def test_bare_metal_case_has_only_host_figures() -> None:
+    series = guest_case()
+    d = derive_case(series[series["source"] == "host"], workload_ios=10_000)
+    assert [f.metric for f in d.figures] == ["host.cpu_busy"]
+    assert d.checks == []  # nothing of libvirt's to check against
+
+
+def test_exits_per_io_where_kvm_counts_them() -> None:
+    series = pd.concat(
+        [
+            guest_case(),
+            frame(
+                [
+                    ("libvirt", "vcpu.0.exits", 0.0, 1_000, "count"),
+                    ("libvirt", "vcpu.0.exits", 10.0, 31_000, "count"),
+                    ("libvirt", "vcpu.1.exits", 0.0, 0, "count"),
+                    ("libvirt", "vcpu.1.exits", 10.0, 20_000, "count"),
+                ]
+            ),
+        ]
+    )
+    assert derive_case(series).value("host.exits_per_io") == pytest.approx(5.0)
+
+
+def test_disk_filter_and_single_reading() -> None:
+    series = pd.concat(
+        [
+            guest_case(),
+            frame(
+                [
+                    ("libvirt", "block.sdb.rd.reqs", 0.0, 0, "count"),
+                    ("libvirt", "block.sdb.rd.reqs", 10.0, 99_999, "count"),
+                    ("libvirt", "block.hdc.rd.reqs", 3.0, 7, "count"),  # one reading: no delta
+                ]
+            ),
+        ]
+    )
+    assert derive_case(series, disk="vda").value("guest.disk_reqs") == pytest.approx(10_000)
+    assert derive_case(series).value("guest.disk_reqs") == pytest.approx(109_999)
+    assert delta(series, "libvirt", "block.hdc.rd.reqs") is None
+
+
+def test_net_cross_check_counts_payload_in_the_guests_direction() -> None:
+    # iperf3 in the guest sent 1 GB; the tap saw 1 GB + 66 B headers on each of 20 000 frames.
+    payload = 1_000_000_000
+    pkts = 20_000
+    series = frame(
+        [
+            ("libvirt", "net.vnet3.tx.bytes", 0.0, 0, "B"),
+            ("libvirt", "net.vnet3.tx.bytes", 10.0, payload + 66 * pkts, "B"),
+            ("libvirt", "net.vnet3.tx.pkts", 0.0, 0, "count"),
+            ("libvirt", "net.vnet3.tx.pkts", 10.0, pkts, "count"),
+            ("libvirt", "net.vnet3.rx.bytes", 0.0, 0, "B"),
+            ("libvirt", "net.vnet3.rx.bytes", 10.0, 2_000_000, "B"),  # the ACKs
+        ]
+    )
+    ok = derive_case(series, workload_net_bytes=payload, net_direction="tx")
+    [check] = ok.checks
+    assert check.name == "net_bytes" and check.disagreement_pct == pytest.approx(0.0)
+    assert ok.flags == []
+    wrong_way = derive_case(series, workload_net_bytes=payload, net_direction="rx")
+    assert wrong_way.flags == ["net_bytes"]
+
+
+def test_cross_check_edge_cases() -> None:
+    assert CrossCheck("block_requests", 0, 0).disagreement_pct == 0.0
+    assert math.isinf(CrossCheck("block_requests", 0, 5).disagreement_pct)
+    assert CrossCheck("block_requests", 100, 106).flagged
+    assert not CrossCheck("block_requests", 100, 95).flagged
+
+
+def test_empty_series() -> None:
+    d = derive_case(frame([]), workload_ios=5)
+    assert d.figures == [] and d.checks == []

@@ -1,0 +1,55 @@
+"""Metrics the runner measures around every case, whatever the workload: their catalogue.
+
+(The figures themselves come from `vbench.metrics` and the runner; this is what they mean.)
+"""
+
+from __future__ import annotations
+
+from vbench.workloads.base import Metric
+
+HOST_COST = "host cost"  # the report group of what a mode costs the host
+BOOT = "boot"  # the `workload` of the boot_to_agent samples
+BOOT_TO_AGENT = "boot_to_agent"
+
+BOOT_METRIC = Metric(
+    BOOT_TO_AGENT,
+    "s",
+    False,
+    "boot to guest agent",
+    "",
+    note="guest start to agent reply",
+    overview=True,
+)
+
+COMMON_METRICS: tuple[Metric, ...] = (
+    Metric(
+        "host.qemu_cpu_per_io",
+        "us",
+        False,
+        "QEMU CPU per request",
+        HOST_COST,
+        note="QEMU process CPU time per guest disk request",
+        overview=True,
+    ),
+    Metric(
+        "host.qemu_cpu_util",
+        "%",
+        False,
+        "QEMU CPU",
+        HOST_COST,
+        note="QEMU process CPU time (vCPUs + device emulation) / wall time",
+    ),
+    Metric("host.cpu_busy", "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
+    Metric(
+        "guest.disk_reqs",
+        "count",
+        None,
+        "guest disk requests",
+        HOST_COST,
+        note="completed in the case",
+    ),
+    BOOT_METRIC,
+)
+
+# Notes shown under a group's heading in the report.
+GROUP_NOTES: dict[str, str] = {HOST_COST: "what the mode costs the host; lower is better"}
