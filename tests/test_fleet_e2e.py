@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,15 +126,19 @@ def test_install_check_run_and_fleet_report(fleet: dict[str, Path]) -> None:
     # host c failed: the play says so and exits non-zero, the others completed
     assert run.returncode != 0
     assert "c: failed" in run.stdout
+    # parallel by default: the hosts' task results interleave
+    hosts = re.findall(r"^(?:ok|changed|fatal|failed|skipping): \[([abc])\]", run.stdout, re.M)
+    assert hosts != sorted(hosts), hosts
     run_dir = _only_run_dir(fleet["fleet"], "run")
     status = json.loads((run_dir / "fleet-status.json").read_text())["hosts"]
     assert status["a"]["status"] == "ok" and status["b"]["status"] == "ok", status
     assert status["c"]["status"] == "failed"
-    assert "disk_bus" in status["c"]["reason"] or "Run the scenario" in status["c"]["reason"]
+    assert "Run the scenario" in status["c"]["reason"] and "disk_bus" in status["c"]["reason"]
     for host in ("a", "b"):
         bundle = run_dir / host / "bundle.tar.gz"
         with tarfile.open(bundle) as tar:
             assert any(n.endswith("SHA256SUMS") for n in tar.getnames())
+            assert any(n.endswith("/report.html") for n in tar.getnames())
         verify = subprocess.run(
             [sys.executable, "-m", "vbench", "bundle", "--verify", str(bundle)],
             capture_output=True,
@@ -141,18 +147,49 @@ def test_install_check_run_and_fleet_report(fleet: dict[str, Path]) -> None:
         )
         assert verify.returncode == 0, verify.stdout + verify.stderr
     assert (run_dir / "c" / "FAILED").is_file()
+    assert not (run_dir / "c" / "bundle.tar.gz").exists()
 
     # the fleet report over every host, the failed one included
     out = fleet["work"] / "fleet-report"
+    junit = fleet["work"] / "fleet.junit.xml"
     report = subprocess.run(
-        [sys.executable, "-m", "vbench", "fleet", "report", str(fleet["fleet"]), "-o", str(out)],
+        [
+            *(sys.executable, "-m", "vbench", "fleet", "report", str(fleet["fleet"])),
+            *("-o", str(out), "--junit", str(junit), "--check"),
+        ],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert report.returncode in (0, 2), report.stderr
+    assert report.returncode == 2, report.stderr  # c failed
+    assert "needing attention: c" in report.stderr
     html = (out / "fleet-report.html").read_text()
     for host in ("a", "b", "c"):
         assert f">{host}<" in html
-    assert "failed" in html
+    assert "1 host failed" in html and "disk_bus" in html
+    assert "ran the same scenario; each is compared with" in html
+    assert (out / "fleet-report.pdf").read_bytes().startswith(b"%PDF")
+    suites = {s.get("hostname"): s for s in ET.parse(junit).getroot().iter("testsuite")}
+    assert sorted(suites) == ["a", "b", "c"]
+    assert suites["a"].get("failures") == "0" and suites["c"].get("failures") != "0"
+
+
+def test_serial_runs_one_host_at_a_time(fleet: dict[str, Path]) -> None:
+    """-e vbench_serial=1: each host's tasks all finish before the next host starts (a scenario
+    every host refuses at once keeps this quick)."""
+    if not (fleet["work"] / "ssh" / "hosts" / "c" / "venv").is_dir():
+        pytest.skip("needs the install of test_install_check_run_and_fleet_report")
+    serial = fleet["work"] / "fleet-serial"
+    bad = fleet["work"] / "bad.toml"
+    run = playbook(
+        fleet,
+        "run",
+        *("-e", f"vbench_serial=1 vbench_scenario={bad} vbench_fleet_dir={serial}"),
+    )
+    assert run.returncode != 0
+    hosts = re.findall(r"^(?:ok|changed|fatal|failed|skipping): \[([abc])\]", run.stdout, re.M)
+    assert hosts == sorted(hosts) and set(hosts) == {"a", "b", "c"}, hosts
+    (run_dir,) = list(serial.iterdir())
+    status = json.loads((run_dir / "fleet-status.json").read_text())["hosts"]
+    assert {h: s["status"] for h, s in status.items()} == dict.fromkeys("abc", "failed")
     shutil.rmtree(fleet["work"] / "ssh" / "hosts", ignore_errors=True)
