@@ -28,7 +28,7 @@ def _install(session: nox.Session, *, tests: bool = False) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite: pure, libvirt test driver, umockdev testbeds, and real QEMU guests (TCG);
-    the fleet test (Ansible over loopback ssh, ~FLEET_MIN min) runs in its own session `fleet`."""
+    the fleet test (Ansible over loopback ssh, ~10 min here) runs in its own session `fleet`."""
     _install(session, tests=True)
     session.run("pytest", *(session.posargs or ["-q", "-m", "not fleet"]), env=STRICT)
 
