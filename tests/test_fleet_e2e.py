@@ -35,6 +35,7 @@ name = "fleet-tiny"
 [guest]
 vcpus = 1
 memory_mib = 384
+boot_timeout_s = 300.0  # two guests boot at once under TCG on a loaded 2-core machine
 [disk]
 size_mib = 32
 [[modes]]
@@ -107,6 +108,23 @@ def _only_run_dir(fleet_dir: Path, playbook_name: str) -> Path:
     return runs[0]
 
 
+def _case_errors(host_dir: Path) -> list[str]:
+    """What failed in a host's run, from its bundle's manifest (for the assertion message)."""
+    bundle = host_dir / "bundle.tar.gz"
+    if not bundle.is_file():
+        return [f"no bundle: {sorted(p.name for p in host_dir.iterdir())}"]
+    with tarfile.open(bundle) as tar:
+        name = next(n for n in tar.getnames() if n.endswith("/manifest.json"))
+        handle = tar.extractfile(name)
+        assert handle is not None
+        manifest = json.loads(handle.read())
+    return [
+        f"{r.get('case_id') or r.get('mode')}: {r.get('error')}"
+        for r in manifest["trials"] + manifest["cases"]
+        if r.get("error")
+    ]
+
+
 def test_install_check_run_and_fleet_report(fleet: dict[str, Path]) -> None:
     install = playbook(fleet, "install")
     assert install.returncode == 0, install.stdout[-3000:]
@@ -131,7 +149,8 @@ def test_install_check_run_and_fleet_report(fleet: dict[str, Path]) -> None:
     assert hosts != sorted(hosts), hosts
     run_dir = _only_run_dir(fleet["fleet"], "run")
     status = json.loads((run_dir / "fleet-status.json").read_text())["hosts"]
-    assert status["a"]["status"] == "ok" and status["b"]["status"] == "ok", status
+    for host in ("a", "b"):
+        assert status[host]["status"] == "ok", (status, _case_errors(run_dir / host))
     assert status["c"]["status"] == "failed"
     assert "Run the scenario" in status["c"]["reason"] and "disk_bus" in status["c"]["reason"]
     for host in ("a", "b"):

@@ -236,38 +236,36 @@ def _host_run(run: FleetRun, host: str, status: HostStatus, scratch: Path) -> Ho
 
 
 def _compare(hosts: list[FleetHost]) -> tuple[Comparison | None, list[str], list[tuple[str, str]]]:
-    """Compare the runs of the scenario most hosts ran (ties: the first host's)."""
-    with_run = [h for h in hosts if h.run is not None and h.run.run is not None]
-    groups: dict[str, list[FleetHost]] = {}
-    for h in with_run:
-        assert h.run is not None and h.run.run is not None
-        groups.setdefault(h.run.run.manifest.scenario.sha256, []).append(h)
+    """Compare the runs of the scenario most hosts ran (ties: the first host's); the hosts that
+    ran another scenario are set apart with the reason."""
+    loaded: list[tuple[str, Path, Run]] = []  # (host, bundle, run)
+    for h in hosts:
+        hr = h.run
+        if hr is not None and hr.run is not None and hr.bundle is not None:
+            loaded.append((h.name, hr.bundle, hr.run))
+    groups: dict[str, list[tuple[str, Path, Run]]] = {}
+    for item in loaded:
+        groups.setdefault(item[2].manifest.scenario.sha256, []).append(item)
     if not groups:
         return None, [], []
     sha = max(groups, key=lambda s: len(groups[s]))  # max keeps the first of equals
     chosen = groups[sha]
-    ref = chosen[0].run.run.manifest.scenario if chosen[0].run and chosen[0].run.run else None
-    assert ref is not None
-    apart: list[tuple[str, str]] = []
-    for h in with_run:
-        assert h.run is not None and h.run.run is not None
-        s = h.run.run.manifest.scenario
-        if s.sha256 != sha:
-            apart.append(
-                (
-                    h.name,
-                    f"ran scenario {s.name!r} (sha256 {s.sha256[:12]}), the compared hosts ran "
-                    f"{ref.name!r} (sha256 {sha[:12]}): different scenarios are not compared",
-                )
-            )
+    ref = chosen[0][2].manifest.scenario
+    apart = [
+        (
+            host,
+            f"ran scenario {run.manifest.scenario.name!r} (sha256 "
+            f"{run.manifest.scenario.sha256[:12]}), the compared hosts ran {ref.name!r} (sha256 "
+            f"{sha[:12]}): different scenarios are not compared",
+        )
+        for host, _, run in loaded
+        if run.manifest.scenario.sha256 != sha
+    ]
+    names = [host for host, _, _ in chosen]
     if len(chosen) < 2:
-        return None, [chosen[0].name], apart
-    runs = []
-    for h in chosen:
-        assert h.run is not None and h.run.run is not None and h.run.bundle is not None
-        loaded = h.run.run
-        runs.append(run_of(h.name, h.run.bundle, loaded.manifest, loaded.samples))
-    return compare_runs(runs), [h.name for h in chosen], apart
+        return None, names, apart
+    runs = [run_of(host, bundle, r.manifest, r.samples) for host, bundle, r in chosen]
+    return compare_runs(runs), names, apart
 
 
 @contextmanager
