@@ -112,7 +112,6 @@ def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[P
     return run.path, samples
 
 
-
 def _append_listed(run_path: Path, samples: list[Sample]) -> None:
     """Append samples and list their cases in the manifest, as the runner does."""
     run = RunDir(run_path)
@@ -134,6 +133,7 @@ def _append_listed(run_path: Path, samples: list[Sample]) -> None:
             )
     run.write_manifest(manifest)
     run.append_samples(samples)
+
 
 def _pdf_text(path: Path) -> str | None:
     if shutil.which("pdftotext") is None:
