@@ -16,22 +16,22 @@ SETUP = ("bash", "scripts/setup-host.sh")
 STRICT = {"VBENCH_TESTS_STRICT": "1"}
 
 
-def _install(session: nox.Session) -> None:
-    session.run(*SETUP, external=True)
+def _install(session: nox.Session, *setup_args: str) -> None:
+    session.run(*SETUP, *setup_args, external=True)
     session.install("-e", ".[dev]")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite: pure, libvirt test driver, umockdev testbeds, and real QEMU guests (TCG)."""
-    _install(session)
+    _install(session, "--test")  # with what only tests need (headless Chromium)
     session.run("pytest", *(session.posargs or ["-q"]), env=STRICT)
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """The quick part: everything but the end-to-end guests."""
-    _install(session)
+    _install(session, "--test")
     session.run("pytest", "-q", "-m", "not e2e", *session.posargs, env=STRICT)
 
 

@@ -6,6 +6,7 @@
 #
 #   scripts/setup-host.sh            install + start daemons
 #   scripts/setup-host.sh --check    only report what is missing (exit 1 if anything is)
+#   scripts/setup-host.sh --test     also what only the test suite needs (the nox tests session)
 set -euo pipefail
 
 say() { printf 'setup-host: %s\n' "$*"; }
@@ -15,7 +16,14 @@ die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 CHECK_ONLY=0
-[[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
+WITH_TESTS=0
+for arg in "$@"; do
+  case $arg in
+    --check) CHECK_ONLY=1 ;;
+    --test) WITH_TESTS=1 ;;
+    *) die "unknown option '$arg' (known: --check, --test)" ;;
+  esac
+done
 
 [[ -r /etc/os-release ]] || die "no /etc/os-release: cannot tell the distribution"
 # shellcheck disable=SC1091
@@ -76,6 +84,11 @@ need lib:libharfbuzz-subset.so.0    libharfbuzz-subset0  libharfbuzz-subset0
 # Python: venv + headers to build libvirt-python
 need '/usr/include/python3*/Python.h'  python3-dev  python3-devel
 python3 -c 'import ensurepip, venv' 2>/dev/null || MISSING+=("$([[ $FAMILY == debian ]] && echo python3-venv || echo python3)")
+
+# The test suite only: headless Chromium opens the HTML report (tests/test_report_e2e.py)
+if (( WITH_TESTS )); then
+need chromium            chromium               chromium
+fi
 
 # qemu-ga: one of the two locations is enough
 if command -v qemu-ga >/dev/null 2>&1 || [[ -x /usr/sbin/qemu-ga || -x /usr/bin/qemu-ga ]]; then

@@ -24,6 +24,7 @@ class Need:
     redhat: str | None = None  # remedies only (setup-host.sh knows Debian and SUSE); None: `name`
     # setup-host.sh probes: a command, an absolute path (glob allowed) or lib:SONAME; () = not there
     probes: tuple[str, ...] = ()
+    test_only: bool = False  # installed by `setup-host.sh --test` (the nox tests session) only
 
     def package(self, family: str) -> str:
         if family == "debian":
@@ -100,6 +101,8 @@ NEEDS: tuple[Need, ...] = (
         "python3-devel",
         ("/usr/include/python3*/Python.h",),
     ),
+    # The test suite only (setup-host.sh --test): headless Chromium renders the HTML report
+    Need("chromium", "chromium", "chromium", "chromium", ("chromium",), test_only=True),
 )
 
 _BY_NAME: Mapping[str, Need] = {n.name: n for n in NEEDS}
