@@ -31,7 +31,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def unit(session: nox.Session) -> None:
     """The quick part: everything but the end-to-end guests."""
-    _install(session, "--test")
+    _install(session)
     session.run("pytest", "-q", "-m", "not e2e", *session.posargs, env=STRICT)
 
 
