@@ -104,6 +104,8 @@ need_test() {
 }
 # tests/test_fleet_e2e.py starts its own sshd on loopback addresses
 need_test /usr/sbin/sshd  openssh-server  openssh-server
+# headless Chromium opens the HTML report (tests/test_report_e2e.py)
+need_test chromium        chromium        chromium
 
 # Debian's postinst scripts start a package's service (openssh-server: sshd on port 22); a
 # policy-rc.d answering 101 stops that while test packages install; an existing one is kept aside
@@ -135,6 +137,10 @@ if (( ${#MISSING[@]} + ${#TEST_MISSING[@]} )); then
       apt-get install -y -q --no-install-recommends "${TEST_MISSING[@]}"
       restore_policy
       trap - EXIT
+      # the postinst also enabled sshd for the next boot: a test package must not add a service
+      if [[ " ${TEST_MISSING[*]} " == *" openssh-server "* && "$(cat /proc/1/comm 2>/dev/null)" == systemd ]]; then
+        systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
+      fi
     fi
   else  # zypper does not start services
     say "installing: ${ALL[*]}"

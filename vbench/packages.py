@@ -103,6 +103,8 @@ NEEDS: tuple[Need, ...] = (
     ),
     # Tests only: tests/test_fleet_e2e.py starts its own sshd on loopback addresses.
     Need("sshd", "openssh-server", "openssh-server", "openssh-server", ("/usr/sbin/sshd",), True),
+    # The test suite only (setup-host.sh --test): headless Chromium renders the HTML report
+    Need("chromium", "chromium", "chromium", "chromium", ("chromium",), test_only=True),
 )
 
 _BY_NAME: Mapping[str, Need] = {n.name: n for n in NEEDS}

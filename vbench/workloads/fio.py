@@ -279,6 +279,38 @@ def _direction_metrics(jobs: Sequence[Mapping[str, Any]], direction: str) -> dic
     return out
 
 
+def clat_percentiles(text: str) -> dict[str, dict[float, float]]:
+    """fio's own completion-latency percentile list per direction with I/O, in µs:
+    {"read": {1.0: 95.2, 5.0: 101.4, ..., 99.99: 4012.0}} (fio's default list is p1 ... p99.99).
+
+    Over several jobs (no --group_reporting) the largest per-job value, as in the samples.
+    Raises WorkloadOutputError when `text` is not fio JSON."""
+    jobs = _decode(text).get("jobs")
+    if not isinstance(jobs, list):
+        raise WorkloadOutputError("fio JSON has no jobs list")
+    out: dict[str, dict[float, float]] = {}
+    for direction in DIRECTIONS:
+        merged: dict[float, float] = {}
+        for job in jobs:
+            section = job.get(direction) if isinstance(job, Mapping) else None
+            if not isinstance(section, Mapping) or not section.get("total_ios"):
+                continue
+            clat = section.get("clat_ns")
+            pct = clat.get("percentile") if isinstance(clat, Mapping) else None
+            if not isinstance(pct, Mapping):
+                continue
+            for key, value in pct.items():
+                try:
+                    p, v = float(key), float(value)
+                except (TypeError, ValueError):
+                    continue
+                if 0 < p < 100 and v > 0:
+                    merged[p] = max(merged.get(p, 0.0), v / 1000.0)
+        if merged:
+            out[direction] = dict(sorted(merged.items()))
+    return out
+
+
 def parse_fio_json(text: str, labels: SampleLabels) -> list[Sample]:
     """Tidy samples from fio's `--output-format=json` stdout (leading non-JSON lines are skipped).
 
