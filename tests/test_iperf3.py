@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from vbench.errors import WorkloadOutputError
 from vbench.host.netns import RunNetwork
 from vbench.model import WorkloadCase
+from vbench.workloads.base import Needs, Target
 from vbench.workloads.fio import SampleLabels
 from vbench.workloads.iperf3 import METRICS, Iperf3, Iperf3Spec, parse_iperf3_json
-from vbench.workloads.peer import Needs, Target
 
 DATA = Path(__file__).parent / "data" / "iperf3"
 LABELS = SampleLabels("run1", "r0-pv-iperf3-tx-p1-t5", "pv", "iperf3", "direction=tx", 0, 1.0)

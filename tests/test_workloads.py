@@ -34,11 +34,16 @@ DATA = Path(__file__).parent / "data"
 REAL_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fio": ("fio", ("*.json", "*.txt")),
     "stress-ng": ("stress-ng", ("*.yaml",)),
+    # the successful runs only (the others are outputs of failures, refused by the parser)
+    "iperf3": ("iperf3", ("*-loopback.json", "*-guest.json")),
+    "sockperf": ("sockperf", ("*-fullrtt-*.txt", "*-guest.txt")),
 }
 # A minimal spec per kind, as a scenario gives it.
 SPECS: dict[str, dict[str, object]] = {
     "fio": {"kind": "fio", "rw": ["randread", "randwrite"], "iodepth": [1, 8]},
     "stress-ng": {"kind": "stress-ng", "stressors": [{"name": "cpu"}, {"name": "matrix"}]},
+    "iperf3": {"kind": "iperf3", "direction": ["tx", "rx"]},
+    "sockperf": {"kind": "sockperf", "protocol": ["udp", "tcp"]},
 }
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -125,7 +130,7 @@ def test_cases_argv_timeout_and_slugs(kind: str) -> None:
     assert len(set(slugs)) == len(slugs)
     assert all(SAFE.match(s) and s.startswith(kind) for s in slugs)
     disk = "/dev/vda" if w.needs is Needs.DISK else None
-    peer = "169.254.0.1" if w.needs is Needs.NETWORK else None
+    peer = "169.254.1.1" if w.needs is Needs.NETWORK else None
     for case in cases:
         assert isinstance(case, WorkloadCase) and case.kind == kind
         for where in ("guest", "host"):

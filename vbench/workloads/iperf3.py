@@ -28,16 +28,8 @@ from pydantic import BaseModel, Field
 
 from vbench.errors import WorkloadOutputError
 from vbench.model import Sample, WorkloadCase
-from vbench.workloads.peer import (
-    Metric,
-    Needs,
-    SampleLabels,
-    Spec,
-    Target,
-    bind_address,
-    peer_address,
-    samples,
-)
+from vbench.workloads.base import Metric, Needs, SampleLabels, Spec, Tallies, Target, Workload
+from vbench.workloads.peer import bind_address, peer_address, samples
 
 KIND = "iperf3"
 PORT = 5201
@@ -135,15 +127,22 @@ def _direction(case: WorkloadCase) -> str:
     return str(value)
 
 
-class Iperf3:
-    """The iperf3 workload (drops into vbench.workloads.base.Workload)."""
+class Iperf3(Workload):
+    """The iperf3 workload."""
 
     kind: ClassVar[str] = KIND
-    spec_type: ClassVar[type[Iperf3Spec]] = Iperf3Spec
+    spec_type: ClassVar[type[BaseModel]] = Iperf3Spec
     needs: ClassVar[Needs] = Needs.NETWORK
     raw_name: ClassVar[str] = "iperf3.json"
     metrics: ClassVar[tuple[Metric, ...]] = METRICS
     version_argv: ClassVar[tuple[str, ...]] = ("iperf3", "--version")
+    parameter_order: ClassVar[tuple[str, ...]] = ("direction", "streams", "duration_s", "omit_s")
+    key_parameters: ClassVar[tuple[str, ...]] = ("direction", "streams")
+    about: ClassVar[str] = (
+        "iperf3 throughput is TCP payload as received, in decimal Mbit/s, over the mode's NIC "
+        "between the guest and a server in the run's network namespace (on bare metal: loopback "
+        "inside that namespace, the host's stack without a NIC)."
+    )
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, Iperf3Spec):
@@ -198,6 +197,11 @@ class Iperf3:
 
     def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
         return samples(parse_iperf3_json(raw), METRICS, labels)
+
+    def tallies(self, samples: list[Sample]) -> Tallies:
+        """Payload bytes that arrived, per direction of the guest (tx: sent by the guest)."""
+        moved = {s.metric.split(".")[0]: s.value for s in samples if s.metric.endswith(".bytes")}
+        return Tallies(net_bytes=moved)
 
 
 # --- the parser ---------------------------------------------------------------------------------
