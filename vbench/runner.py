@@ -2,19 +2,27 @@
 
 One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
-Every guest and scratch file is removed on every way out: success, error, Ctrl-C, SIGTERM.
+Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
+success, error, Ctrl-C, SIGTERM.
+
+Around every case the samplers run (vbench.samplers: libvirt, host, guest agent) and append to
+series.csv; the case's host-cost figures and cross-checks are reductions of that series
+(vbench.derive).  A NETWORK case talks to a peer server started for it inside the run's network
+namespace (vbench.host.netns), over the guest's NIC of the mode under test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import platform
 import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +35,7 @@ from vbench import __version__
 from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
+from vbench.derive import CrossCheck, Derived, derive_case
 from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
 from vbench.domxml.modes import mode_devices
 from vbench.errors import AgentTimeout, GuestError, VbenchError
@@ -35,7 +44,7 @@ from vbench.guest.microguest import Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
 from vbench.host.checks import check_document
 from vbench.host.facts import read_system_facts
-from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
+from vbench.host.netns import GuestLink, RunNetwork
 from vbench.model import (
     BAREMETAL,
     Accelerator,
@@ -48,23 +57,34 @@ from vbench.model import (
 from vbench.results import (
     Accel,
     CaseRecord,
+    CrossCheckRecord,
+    HostChange,
     Manifest,
     RunDir,
+    RunTiming,
     ScenarioRecord,
     SkippedMode,
     TrialRecord,
     utc_now,
 )
+from vbench.samplers import Reading, Sampler, Sampling
+from vbench.samplers.host import NamespaceNicSampler
+from vbench.samplers.libvirt_stats import SOURCE as LIBVIRT_SOURCE
+from vbench.samplers.sets import guest_samplers, host_samplers
 from vbench.scenario import LoadedScenario, ModeSpec
+from vbench.series import SERIES, SERIES_COLUMNS, SeriesWriter
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
-from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
+from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, workload
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
 # Modes this version can provision; the others are skipped with a reason, never dropped silently.
 PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
 CONSOLE_TAIL_LINES = 30
+# A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
+# (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
+BAREMETAL_PEER = "127.0.0.1"
 
 
 class Executor(Protocol):
@@ -108,6 +128,20 @@ class HostExecutor:
         return result.stdout, result.stderr
 
 
+@dataclass(frozen=True)
+class CaseWatch:
+    """What watches one guest's (or the host's) cases: its samplers and its test devices.
+
+    `samplers` makes a fresh set per case; `disk` and `iface` are the test disk and NIC as
+    libvirt names them (None on bare metal), `link` the guest's test link in the run's namespace.
+    """
+
+    samplers: Callable[[], list[Sampler]]
+    disk: str | None = None
+    iface: str | None = None
+    link: GuestLink | None = None
+
+
 class RunEvents(Protocol):
     """What the runner tells the terminal (or a test) as it goes."""
 
@@ -147,12 +181,24 @@ class RunResult:
 class _State:
     manifest: Manifest
     rundir: RunDir
+    network: RunNetwork | None = None  # None: no case of the scenario needs a network
+    series: SeriesWriter | None = None
+    guests: int = 0  # guests given a test link so far (each gets the next index)
 
     def save(self) -> None:
         self.rundir.write_manifest(self.manifest)
 
     def add_samples(self, samples: list[Sample]) -> None:
         self.rundir.append_samples(samples)
+
+    def host_change(self, what: str) -> None:
+        """RunNetwork's journal: each change to the host is in the manifest before it is made."""
+        self.manifest.host_changes.append(HostChange(at=utc_now(), what=what))
+        self.save()
+
+    def next_guest_index(self) -> int:
+        self.guests += 1
+        return self.guests - 1
 
 
 class _Terminated(KeyboardInterrupt):
@@ -213,6 +259,28 @@ def _console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _with_link(spec: DomainSpec, link: GuestLink | None) -> DomainSpec:
+    """The guest's NIC on its tap, and its address and MAC on the kernel command line."""
+    if link is None:
+        return spec
+    return dataclasses.replace(
+        spec, nic_tap=link.tap, nic_mac=link.mac, cmdline=f"{spec.cmdline} {link.kernel_args}"
+    )
+
+
+def _check_record(check: CrossCheck) -> CrossCheckRecord:
+    pct = check.disagreement_pct
+    return CrossCheckRecord(
+        name=check.name,
+        workload=check.workload,
+        sampled=check.sampled,
+        disagreement_pct=round(pct, 3) if math.isfinite(pct) else None,
+        limit_pct=check.limit_pct,
+        flagged=check.flagged,
+        explained_by=check.explained_by,
+    )
 
 
 def trial_id(trial: Trial) -> str:
@@ -279,12 +347,23 @@ class Runner:
         )
         state = _State(manifest=manifest, rundir=rundir)
         state.save()
+        started = time.monotonic()
         trials = self.scenario.trials()
         self._record_skips(state)
         runnable = [t for t in trials if t.is_baremetal or self._mode(t).id in PROVISIONED_MODES]
         self.events.begin(sum(len(t.workloads) for t in runnable))
         try:
-            with _sigterm_as_interrupt(), RunScratch(run_id) as scratch:
+            with (
+                _sigterm_as_interrupt(),
+                RunScratch(run_id) as scratch,
+                contextlib.ExitStack() as stack,
+            ):
+                # inside the scratch lock (it tells `vbench cleanup` the run lives); closed first
+                state.series = stack.enter_context(SeriesWriter(rundir.path / SERIES, run_id))
+                if any(self._needs(t, Needs.NETWORK) for t in runnable):
+                    state.network = stack.enter_context(
+                        RunNetwork(run_id, record=state.host_change)
+                    )
                 for trial in trials:
                     if trial.is_baremetal:
                         self._run_baremetal_trial(state, scratch, trial)
@@ -297,6 +376,7 @@ class Runner:
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
             manifest.error = f"interrupted ({how}); the cases before it are intact"
             state.save()
@@ -304,6 +384,7 @@ class Runner:
         except BaseException as exc:
             manifest.status = "failed"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             manifest.error = str(exc) or type(exc).__name__
             state.save()
             raise
@@ -311,8 +392,14 @@ class Runner:
         ok = sum(1 for c in manifest.cases if c.status == "ok")
         manifest.status = "failed" if failed else "complete"
         manifest.ended_at = utc_now()
+        manifest.timing = self._timing(manifest, started)
         state.save()
         return RunResult(path=rundir.path, status=manifest.status, failed_cases=failed, ok_cases=ok)
+
+    @staticmethod
+    def _timing(manifest: Manifest, started: float) -> RunTiming:
+        workload_s = sum(c.workload_s or 0.0 for c in manifest.cases)
+        return RunTiming.of(time.monotonic() - started, workload_s)
 
     def _mode(self, trial: Trial) -> ModeSpec:
         return self.scenario.modes[trial.mode_index]
@@ -414,31 +501,36 @@ class Runner:
         state.manifest.trials.append(record)
         disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
         console = scratch.file(f"{tid}.console.log")
-        xml = build_domain_xml(self._domain_spec(run_id, trial, mode, guest, accel, disk, console))
-        state.rundir.write_raw(tid, "domain.xml", xml)
         done: set[str] = set()
-        self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
         try:
-            with running_guest(conn, xml) as dom:
-                agent = GuestAgent(dom)
-                record.boot_to_agent_s = round(
-                    agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
-                )
-                state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
-                executor = GuestExecutor(
-                    agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
-                )
-                target = self._guest_target(agent, trial)
-                block_dev = disk_target_dev(mode.effective_disk_bus)
-                self._run_cases(
-                    state,
-                    trial,
-                    mode.id.value,
-                    executor,
-                    target,
-                    measure=lambda: snapshot(agent.domain, block_dev),
-                    done=done,
-                )
+            with self._guest_link(state, trial) as link:
+                spec = self._domain_spec(run_id, trial, mode, guest, accel, disk, console)
+                xml = build_domain_xml(_with_link(spec, link))
+                state.rundir.write_raw(tid, "domain.xml", xml)
+                self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
+                with running_guest(conn, xml) as dom:
+                    self._attach(state, link)  # QEMU has the tap open: into the namespace with it
+                    agent = GuestAgent(dom)
+                    record.boot_to_agent_s = round(
+                        agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
+                    )
+                    state.add_samples(
+                        [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
+                    )
+                    executor = GuestExecutor(
+                        agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
+                    )
+                    target = self._guest_target(agent, trial)
+                    if link is not None:
+                        agent.wait_init(self.scenario.guest.boot_timeout_s)  # its NIC is set up
+                        target = dataclasses.replace(target, peer_address=str(link.host_address))
+                    watch = CaseWatch(
+                        samplers=lambda: guest_samplers(conn, agent, scratch.path),
+                        disk=disk_target_dev(mode.effective_disk_bus),
+                        iface=None if link is None else link.tap,
+                        link=link,
+                    )
+                    self._run_cases(state, trial, mode.id.value, executor, target, watch, done=done)
         except GuestError as exc:
             record.status = "failed"
             record.error = str(exc)
@@ -455,6 +547,23 @@ class Runner:
                 state.rundir.write_raw(tid, "console.log", console.read_bytes())
             disk.unlink(missing_ok=True)
             state.save()
+
+    # -- one guest's network ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guest_link(self, state: _State, trial: Trial) -> Iterator[GuestLink | None]:
+        """A tap, MAC and /30 for one guest whose cases need a network (None otherwise), removed
+        on every way out.  One call per guest: several guests at once get distinct links."""
+        if state.network is None or not self._needs(trial, Needs.NETWORK):
+            yield None
+            return
+        with state.network.guest(state.next_guest_index()) as link:
+            yield link
+
+    @staticmethod
+    def _attach(state: _State, link: GuestLink | None) -> None:
+        """Move a running guest's tap into the run's namespace (before waiting for its agent)."""
+        if link is not None and state.network is not None:
+            state.network.attach(link)
 
     def _guest_target(self, agent: GuestAgent, trial: Trial) -> Target:
         """What the trial's cases run against inside the guest: the test disk as the guest names
@@ -495,12 +604,13 @@ class Runner:
         target = Target(
             where="host",
             disk=None if disk is None else str(disk),
+            # NETWORK cases: client and server inside the run's namespace, over its loopback
+            peer_address=BAREMETAL_PEER if state.network is not None else None,
             vcpus=self.scenario.guest.vcpus,  # the guest's share, for a like-for-like column
         )
+        watch = CaseWatch(samplers=lambda: host_samplers(scratch.path))
         try:
-            self._run_cases(
-                state, trial, BAREMETAL, HostExecutor(), target, measure=host_snapshot, done=set()
-            )
+            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch, done=set())
         finally:
             if disk is not None:
                 disk.unlink(missing_ok=True)
@@ -517,8 +627,8 @@ class Runner:
         mode_id: str,
         executor: Executor,
         target: Target,
+        watch: CaseWatch,
         *,
-        measure: Callable[[], CostSnapshot],
         done: set[str],
     ) -> None:
         """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
@@ -526,7 +636,7 @@ class Runner:
         for wl in trial.workloads:
             self.events.case(f"{trial_id(trial)}: {wl.slug}{where}")
             state.manifest.cases.append(
-                self._run_case(state, trial, mode_id, wl, executor, target, measure)
+                self._run_case(state, trial, mode_id, wl, executor, target, watch)
             )
             done.add(wl.slug)
             state.save()
@@ -540,9 +650,10 @@ class Runner:
         wl: WorkloadCase,
         executor: Executor,
         target: Target,
-        measure: Callable[[], CostSnapshot],
+        watch: CaseWatch,
     ) -> CaseRecord:
-        """One workload case: run it, keep its raw output, parse it into samples.
+        """One workload case: its peer server (NETWORK), the samplers around the command, the raw
+        output kept, the samples parsed, the series reduced to figures and cross-checks.
 
         A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
         and ends the trial.
@@ -551,20 +662,40 @@ class Runner:
         case_id = trial.case_id(wl)
         record = self._case_record(trial, mode_id, wl, "ok")
         record.started_at = utc_now()
-        if w.needs is Needs.NETWORK and target.peer_address is None:
+        network = state.network if w.needs is Needs.NETWORK else None
+        if w.needs is Needs.NETWORK and (network is None or target.peer_address is None):
             return self._case_failed(
                 record, VbenchError(f"{wl.kind} needs a network peer; this run has none")
             )
         argv = w.argv(wl, target)
+        if network is not None and executor.where == "host":
+            argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
-        before = measure()
-        try:
-            stdout, stderr = executor.run(argv, timeout)
-        except AgentTimeout:
-            raise
-        except VbenchError as exc:
-            return self._case_failed(record, exc)
-        after = measure()
+        readings: list[Reading] = []
+        with contextlib.ExitStack() as around:
+            samplers = watch.samplers()
+            if network is not None:
+                server_argv = w.server_argv(wl, bind=target.peer_address)
+                if server_argv is not None:
+                    server = around.enter_context(network.server(server_argv))
+                    if watch.iface is not None:
+                        samplers.append(NamespaceNicSampler(server.pid, [watch.iface]))
+            sampling = Sampling(
+                samplers,
+                self._sink(state, case_id, readings),
+                interval_s=self.scenario.run.sample_interval_s,
+            )
+            sampling.start()
+            began = time.monotonic()
+            try:
+                stdout, stderr = executor.run(argv, timeout)
+            except AgentTimeout:
+                raise
+            except VbenchError as exc:
+                return self._case_failed(record, exc)
+            finally:
+                record.workload_s = round(time.monotonic() - began, 3)
+                record.sampling_errors = sampling.stop().errors
         state.rundir.write_raw(case_id, w.raw_name, stdout)
         if stderr:
             state.rundir.write_raw(case_id, f"{w.raw_name.partition('.')[0]}.stderr", stderr)
@@ -580,12 +711,44 @@ class Runner:
             samples = w.parse(stdout, labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
-        samples += [
-            labels.sample(name, value, unit) for name, value, unit in cost_metrics(before, after)
-        ]
+        derived = self._derive(readings, w.tallies(samples), watch)
+        samples += [labels.sample(f.metric, f.value, f.unit) for f in derived.figures]
+        record.cross_checks = [_check_record(c) for c in derived.checks]
+        record.flags = derived.flags
+        if derived.flags:
+            self.events.warn(f"{case_id}: cross-check disagrees: {', '.join(derived.flags)}")
         state.add_samples(samples)
         record.ended_at = utc_now()
         return record
+
+    @staticmethod
+    def _sink(state: _State, case_id: str, keep: list[Reading]) -> Callable[[list[Reading]], None]:
+        """Each tick's readings to series.csv (appended, flushed) and kept for the reduction."""
+
+        def sink(batch: list[Reading]) -> None:
+            keep.extend(batch)
+            if state.series is not None:
+                state.series.append(case_id, batch)
+
+        return sink
+
+    @staticmethod
+    def _derive(readings: Sequence[Reading], tallies: Tallies, watch: CaseWatch) -> Derived:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            [("", "", r.source, r.metric, r.t_s, r.value, r.unit) for r in readings],
+            columns=list(SERIES_COLUMNS),
+        ).astype({"t_s": float, "value": float})
+        return derive_case(
+            frame,
+            workload_ios=tallies.ios,
+            workload_bytes=tallies.io_bytes,
+            workload_net_bytes=tallies.net_bytes or None,
+            disk=watch.disk,
+            iface=watch.iface,
+            libvirt=LIBVIRT_SOURCE,
+        )
 
     def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, tid: str) -> None:
         """Keep the guest kernel's log of a hung trial, if the agent still answers."""
