@@ -175,6 +175,7 @@ class RunResult:
     status: str
     failed_cases: int
     ok_cases: int
+    timing: RunTiming | None = None
 
 
 @dataclass
@@ -394,7 +395,13 @@ class Runner:
         manifest.ended_at = utc_now()
         manifest.timing = self._timing(manifest, started)
         state.save()
-        return RunResult(path=rundir.path, status=manifest.status, failed_cases=failed, ok_cases=ok)
+        return RunResult(
+            path=rundir.path,
+            status=manifest.status,
+            failed_cases=failed,
+            ok_cases=ok,
+            timing=manifest.timing,
+        )
 
     @staticmethod
     def _timing(manifest: Manifest, started: float) -> RunTiming:
