@@ -63,6 +63,15 @@ def _servers(namespace: str) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie whose killed parent left it to init does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def _taps(run_id: str) -> list[str]:
     """The run's taps, in the root namespace or in the run's namespace."""
     prefix = f"vbt{run_hash(run_id)}"
@@ -118,7 +127,7 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
     # SIGKILL: the guest, the namespace with its tap, the server and the scratch files stay
     assert _names() - {decoy} == ours
     assert _namespaces() == {namespace} and _taps(run_id)
-    assert all(Path(f"/proc/{p}").exists() for p in servers)
+    assert all(_alive(p) for p in servers)
     assert any(scratch.iterdir())
 
     dry = subprocess.run(
@@ -136,5 +145,5 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
     subprocess.run([sys.executable, "-m", "vbench", "cleanup"], env=env, check=True)
     assert _names() == {decoy}
     assert _namespaces() == set() and _taps(run_id) == []
-    assert not any(Path(f"/proc/{p}").exists() for p in servers)
+    assert not any(_alive(p) for p in servers)
     assert not any(scratch.iterdir())

@@ -120,6 +120,15 @@ def _taps(run_id: str) -> list[str]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie whose killed parent left it to init does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 class Watch:
     """What a run under test has shown of itself: namespaces, peer server pids, guests."""
 
@@ -138,7 +147,7 @@ class Watch:
         left = [f"guest {g}" for g in _vbench_domains()]
         left += [f"namespace {ns}" for ns in _namespaces()]
         left += [f"tap {t}" for t in _taps(run_id)]
-        left += [f"server {p}" for p in self.servers if Path(f"/proc/{p}").exists()]
+        left += [f"server {p}" for p in self.servers if _alive(p)]
         left += [f"scratch {p}" for p in _scratch_dirs(scratch)]
         return left
 
