@@ -133,13 +133,12 @@ class CaseWatch:
     """What watches one guest's (or the host's) cases: its samplers and its test devices.
 
     `samplers` makes a fresh set per case; `disk` and `iface` are the test disk and NIC as
-    libvirt names them (None on bare metal), `link` the guest's test link in the run's namespace.
+    libvirt names them (None on bare metal; the NIC is the guest's tap).
     """
 
     samplers: Callable[[], list[Sampler]]
     disk: str | None = None
     iface: str | None = None
-    link: GuestLink | None = None
 
 
 class RunEvents(Protocol):
@@ -535,7 +534,6 @@ class Runner:
                         samplers=lambda: guest_samplers(conn, agent, scratch.path),
                         disk=disk_target_dev(mode.effective_disk_bus),
                         iface=None if link is None else link.tap,
-                        link=link,
                     )
                     self._run_cases(state, trial, mode.id.value, executor, target, watch, done=done)
         except GuestError as exc:
@@ -684,7 +682,10 @@ class Runner:
             if network is not None:
                 server_argv = w.server_argv(wl, bind=target.peer_address)
                 if server_argv is not None:
-                    server = around.enter_context(network.server(server_argv))
+                    try:
+                        server = around.enter_context(network.server(server_argv))
+                    except VbenchError as exc:  # a server that would not start fails its case
+                        return self._case_failed(record, exc)
                     if watch.iface is not None:
                         samplers.append(NamespaceNicSampler(server.pid, [watch.iface]))
             sampling = Sampling(
