@@ -61,6 +61,7 @@ def test_one_way_figures_are_the_receivers(name: str, direction: str) -> None:
     other = "rx" if direction == "tx" else "tx"
     assert got[f"{direction}.throughput"] == end["sum_received"]["bits_per_second"] / 1e6
     assert got[f"{direction}.bytes"] == end["sum_received"]["bytes"]
+    assert got[f"{direction}.bytes_sent"] == end["sum_sent"]["bytes"]
     assert got[f"{direction}.retransmits"] == end["sum_sent"]["retransmits"]
     assert got["iperf3.client_cpu"] == end["cpu_utilization_percent"]["host_total"]
     assert got["iperf3.server_cpu"] == end["cpu_utilization_percent"]["remote_total"]

@@ -753,6 +753,7 @@ class Runner:
             workload_ios=tallies.ios,
             workload_bytes=tallies.io_bytes,
             workload_net_bytes=tallies.net_bytes or None,
+            workload_net_sent=tallies.net_bytes_sent or None,
             disk=watch.disk,
             iface=watch.iface,
             libvirt=LIBVIRT_SOURCE,

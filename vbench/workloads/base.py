@@ -68,7 +68,8 @@ class Tallies:
 
     ios: float | None = None
     io_bytes: float | None = None
-    net_bytes: dict[str, float] = field(default_factory=dict)  # "tx" / "rx" -> bytes
+    net_bytes: dict[str, float] = field(default_factory=dict)  # "tx" / "rx" -> bytes received
+    net_bytes_sent: dict[str, float] = field(default_factory=dict)  # ... -> bytes the sender sent
 
 
 @dataclass(frozen=True)

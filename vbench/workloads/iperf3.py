@@ -80,6 +80,9 @@ METRICS: tuple[Metric, ...] = (
     # what arrived, for cross-checks against the NIC's own counters (libvirt interface stats)
     Metric("tx.bytes", "B", None, "network tx bytes", _GROUP, note="received by the peer"),
     Metric("rx.bytes", "B", None, "network rx bytes", _GROUP, note="received by the guest"),
+    # what the sender wrote: received + what was still in flight when the receiver's clock stopped
+    Metric("tx.bytes_sent", "B", None, "network tx bytes sent", _GROUP, note="sent by the guest"),
+    Metric("rx.bytes_sent", "B", None, "network rx bytes sent", _GROUP, note="sent by the peer"),
     Metric(
         "iperf3.client_cpu",
         "%",
@@ -199,9 +202,12 @@ class Iperf3(Workload):
         return samples(parse_iperf3_json(raw), METRICS, labels)
 
     def tallies(self, samples: list[Sample]) -> Tallies:
-        """Payload bytes that arrived, per direction of the guest (tx: sent by the guest)."""
-        moved = {s.metric.split(".")[0]: s.value for s in samples if s.metric.endswith(".bytes")}
-        return Tallies(net_bytes=moved)
+        """Payload bytes that arrived and that were sent, per direction of the guest (tx: sent
+        by the guest)."""
+        by_name = {s.metric: s.value for s in samples}
+        moved = {d: by_name[f"{d}.bytes"] for d in ("tx", "rx") if f"{d}.bytes" in by_name}
+        sent = {d: by_name[f"{d}.bytes_sent"] for d in ("tx", "rx") if f"{d}.bytes_sent" in by_name}
+        return Tallies(net_bytes=moved, net_bytes_sent=sent)
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -270,6 +276,7 @@ def parse_iperf3_json(raw: bytes) -> dict[str, float]:
             raise WorkloadOutputError(f"iperf3 moved no data {direction} ({received_key}.bytes)")
         out[f"{direction}.throughput"] = _number(received, "bits_per_second", received_key) / 1e6
         out[f"{direction}.bytes"] = moved
+        out[f"{direction}.bytes_sent"] = _number(sent, "bytes", sent_key)
         out[f"{direction}.retransmits"] = _number(sent, "retransmits", sent_key)
     cpu = end.get("cpu_utilization_percent")
     if isinstance(cpu, Mapping):
