@@ -65,7 +65,7 @@ baremetal = {baremetal}
 def _scenario(
     tmp_path: Path,
     *,
-    boot_timeout: float = 60,
+    boot_timeout: float = 180,  # TCG on a loaded 2-core machine: boots can take > 60 s
     runtime: int = 2,
     reps: int = 1,
     baremetal: bool = False,
