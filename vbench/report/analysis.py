@@ -19,6 +19,7 @@ from vbench.results import Manifest
 from vbench.stats import (
     DEFAULT_ALPHA,
     Flag,
+    FlagKind,
     holm,
     relative_changes,
     stability_flags,
@@ -202,6 +203,28 @@ class CaseFlag:
     mode: str
     flag: Flag
     metric: str | None = None
+
+
+def cross_check_flags(manifest: Manifest | None) -> list[CaseFlag]:
+    """A CaseFlag for every case whose cross-check disagreed (the manifest's `flags`), on every
+    metric of its (workload, parameters, mode): the case's figures are in doubt."""
+    out: list[CaseFlag] = []
+    for case in manifest.cases if manifest is not None else ():
+        for check in case.cross_checks:
+            if not check.flagged:
+                continue
+            apart = (
+                "nothing counted by the workload"
+                if check.disagreement_pct is None
+                else f"{check.disagreement_pct:.1f} % apart, limit {check.limit_pct:g} %"
+            )
+            message = (
+                f"{case.case_id}: {check.name}: the workload counted {check.workload:.6g}, "
+                f"the samplers {check.sampled:.6g} ({apart})"
+            )
+            flag = Flag(FlagKind.CROSS_CHECK, check.name, message)
+            out.append(CaseFlag(case.workload, case.parameters, case.mode, flag))
+    return out
 
 
 def choose_reference(present: Sequence[str], chosen: str | None = None) -> str | None:
