@@ -65,6 +65,9 @@ BAD: dict[str, str] = {
     "bad-stress-ng-no-stressors.toml": "workloads[1].stressors: required key is missing",
     "bad-stress-ng-workers-zero.toml": "workloads[1].workers: Input should be greater than or",
     "bad-stress-ng-fio-key.toml": "workloads[1].rw: unknown key",
+    "bad-sample-interval-zero.toml": "run.sample_interval_s: Input should be greater than or equal",
+    "bad-iperf3-direction.toml": "workloads[0].direction[1]: 'up': Input should be 'tx', 'rx' or",
+    "bad-sockperf-msg-size.toml": "workloads[0].msg_size[0]: Input should be greater than or equal",
 }
 
 
@@ -108,6 +111,11 @@ def test_quick_scenario_loads() -> None:
     assert (s.modes[0].disk_bus, s.modes[0].nic_model) == ("ide", "e1000")
     assert (s.modes[1].disk_bus, s.modes[1].nic_model) == ("virtio", "virtio")
     assert s.run.repetitions == 3
+    assert s.run.sample_interval_s == 1.0
+    kinds = [c.kind for c in s.workload_cases()]
+    assert {"fio", "stress-ng", "iperf3", "sockperf"} == set(kinds)
+    directions = [c.params["direction"] for c in s.workload_cases() if c.kind == "iperf3"]
+    assert directions == ["tx", "rx"]
     assert len(loaded.sha256) == 64
     assert loaded.text == (ROOT / "scenarios" / "quick.toml").read_text()
 
@@ -125,13 +133,17 @@ def test_quick_scenario_interleaves_modes_within_each_repetition() -> None:
     ]
     assert all(isinstance(t, Trial) for t in trials)
     assert [t.mode_index for t in trials] == [0, 1, 0, 1, 0, 1]
-    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu
+    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu,
+    # iperf3 both directions, sockperf udp ping-pong
     slugs = [w.slug for w in trials[0].workloads]
     assert slugs == [
         "fio-randread-4k-qd16-j1",
         "fio-randwrite-4k-qd16-j1",
         "fio-read-1m-qd4-j1",
         "stress-ng-cpu-matrixprod-wvcpus",
+        "iperf3-tx-p1-t2",
+        "iperf3-rx-p1-t2",
+        "sockperf-udp-m64-t2",
     ]
     assert all(t.workloads == trials[0].workloads for t in trials)
 

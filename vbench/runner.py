@@ -2,19 +2,27 @@
 
 One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
-Every guest and scratch file is removed on every way out: success, error, Ctrl-C, SIGTERM.
+Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
+success, error, Ctrl-C, SIGTERM.
+
+Around every case the samplers run (vbench.samplers: libvirt, host, guest agent) and append to
+series.csv; the case's host-cost figures and cross-checks are reductions of that series
+(vbench.derive).  A NETWORK case talks to a peer server started for it inside the run's network
+namespace (vbench.host.netns), over the guest's NIC of the mode under test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import platform
 import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +36,7 @@ from vbench import __version__
 from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
+from vbench.derive import CrossCheck, Derived, derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
@@ -37,9 +46,9 @@ from vbench.host.changes import ChangeJournal
 from vbench.host.checks import check_document
 from vbench.host.facts import read_system_facts
 from vbench.host.inventory import collect_inventory
+from vbench.host.netns import GuestLink, RunNetwork
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import plan_vf
-from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
 from vbench.model import (
     BAREMETAL,
     Accelerator,
@@ -53,23 +62,34 @@ from vbench.readiness import host_blockers
 from vbench.results import (
     Accel,
     CaseRecord,
+    CrossCheckRecord,
+    HostChange,
     Manifest,
     RunDir,
+    RunTiming,
     ScenarioRecord,
     SkippedMode,
     TrialRecord,
     atomic_write,
     utc_now,
 )
+from vbench.samplers import Reading, Sampler, Sampling
+from vbench.samplers.host import NamespaceNicSampler
+from vbench.samplers.libvirt_stats import SOURCE as LIBVIRT_SOURCE
+from vbench.samplers.sets import guest_samplers, host_samplers
 from vbench.scenario import LoadedScenario, ModeSpec
+from vbench.series import SERIES, SERIES_COLUMNS, SeriesWriter
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
 from vbench.virt.hostdevs import assigned_pci, hostdev_networks
-from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
+from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, workload
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
 CONSOLE_TAIL_LINES = 30
+# A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
+# (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
+BAREMETAL_PEER = "127.0.0.1"
 
 
 class Executor(Protocol):
@@ -113,6 +133,19 @@ class HostExecutor:
         return result.stdout, result.stderr
 
 
+@dataclass(frozen=True)
+class CaseWatch:
+    """What watches one guest's (or the host's) cases: its samplers and its test devices.
+
+    `samplers` makes a fresh set per case; `disk` and `iface` are the test disk and NIC as
+    libvirt names them (None on bare metal; the NIC is the guest's tap).
+    """
+
+    samplers: Callable[[], list[Sampler]]
+    disk: str | None = None
+    iface: str | None = None
+
+
 class RunEvents(Protocol):
     """What the runner tells the terminal (or a test) as it goes."""
 
@@ -146,18 +179,31 @@ class RunResult:
     status: str
     failed_cases: int
     ok_cases: int
+    timing: RunTiming | None = None
 
 
 @dataclass
 class _State:
     manifest: Manifest
     rundir: RunDir
+    network: RunNetwork | None = None  # None: no case of the scenario needs a network
+    series: SeriesWriter | None = None
+    guests: int = 0  # guests given a test link so far (each gets the next index)
 
     def save(self) -> None:
         self.rundir.write_manifest(self.manifest)
 
     def add_samples(self, samples: list[Sample]) -> None:
         self.rundir.append_samples(samples)
+
+    def host_change(self, what: str) -> None:
+        """RunNetwork's journal: each change to the host is in the manifest before it is made."""
+        self.manifest.host_changes.append(HostChange(at=utc_now(), what=what))
+        self.save()
+
+    def next_guest_index(self) -> int:
+        self.guests += 1
+        return self.guests - 1
 
 
 class DryRunMode(BaseModel):
@@ -246,6 +292,28 @@ def _console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _with_link(spec: DomainSpec, link: GuestLink | None) -> DomainSpec:
+    """The guest's NIC on its tap, and its address and MAC on the kernel command line."""
+    if link is None:
+        return spec
+    return dataclasses.replace(
+        spec, nic_tap=link.tap, nic_mac=link.mac, cmdline=f"{spec.cmdline} {link.kernel_args}"
+    )
+
+
+def _check_record(check: CrossCheck) -> CrossCheckRecord:
+    pct = check.disagreement_pct
+    return CrossCheckRecord(
+        name=check.name,
+        workload=check.workload,
+        sampled=check.sampled,
+        disagreement_pct=round(pct, 3) if math.isfinite(pct) else None,
+        limit_pct=check.limit_pct,
+        flagged=check.flagged,
+        explained_by=check.explained_by,
+    )
 
 
 def trial_id(trial: Trial) -> str:
@@ -433,6 +501,7 @@ class Runner:
         )
         state = _State(manifest=manifest, rundir=rundir)
         state.save()
+        started = time.monotonic()
         trials = self.scenario.trials()
         self._record_skips(state, plans)
         runnable = [
@@ -443,10 +512,16 @@ class Runner:
             with (
                 _sigterm_as_interrupt(),
                 RunScratch(run_id) as scratch,
-                contextlib.ExitStack() as host_changes,
+                contextlib.ExitStack() as stack,
             ):
-                # host changes are undone on every way out (ExitStack), before the scratch goes
-                plans = self._prepare(host_changes, rundir, plans)
+                # inside the scratch lock (it tells `vbench cleanup` the run lives); closed first
+                state.series = stack.enter_context(SeriesWriter(rundir.path / SERIES, run_id))
+                if any(self._needs(t, Needs.NETWORK) for t in runnable):
+                    state.network = stack.enter_context(
+                        RunNetwork(run_id, record=state.host_change)
+                    )
+                # host changes are undone on every way out (the stack unwinds), first of all
+                plans = self._prepare(stack, rundir, plans)
                 for trial in trials:
                     if trial.is_baremetal:
                         self._run_baremetal_trial(state, scratch, trial)
@@ -460,6 +535,7 @@ class Runner:
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
             manifest.error = f"interrupted ({how}); the cases before it are intact"
             state.save()
@@ -467,6 +543,7 @@ class Runner:
         except BaseException as exc:
             manifest.status = "failed"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             manifest.error = str(exc) or type(exc).__name__
             state.save()
             raise
@@ -474,8 +551,20 @@ class Runner:
         ok = sum(1 for c in manifest.cases if c.status == "ok")
         manifest.status = "failed" if failed else "complete"
         manifest.ended_at = utc_now()
+        manifest.timing = self._timing(manifest, started)
         state.save()
-        return RunResult(path=rundir.path, status=manifest.status, failed_cases=failed, ok_cases=ok)
+        return RunResult(
+            path=rundir.path,
+            status=manifest.status,
+            failed_cases=failed,
+            ok_cases=ok,
+            timing=manifest.timing,
+        )
+
+    @staticmethod
+    def _timing(manifest: Manifest, started: float) -> RunTiming:
+        workload_s = sum(c.workload_s or 0.0 for c in manifest.cases)
+        return RunTiming.of(time.monotonic() - started, workload_s)
 
     def _mode(self, trial: Trial) -> ModeSpec:
         return self.scenario.modes[trial.mode_index]
@@ -596,31 +685,35 @@ class Runner:
             else None
         )
         console = scratch.file(f"{tid}.console.log")
-        xml = build_domain_xml(self._domain_spec(run_id, trial, plan, guest, accel, disk, console))
-        state.rundir.write_raw(tid, "domain.xml", xml)
         done: set[str] = set()
-        self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
         try:
-            with running_guest(conn, xml) as dom:
-                agent = GuestAgent(dom)
-                record.boot_to_agent_s = round(
-                    agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
-                )
-                state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
-                executor = GuestExecutor(
-                    agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
-                )
-                target = self._guest_target(agent, trial, mode, plan)
-                disk_stats = plan.devices.target.disk_stats  # libvirt's name for the test disk
-                self._run_cases(
-                    state,
-                    trial,
-                    mode.id.value,
-                    executor,
-                    target,
-                    measure=lambda: snapshot(agent.domain, disk_stats),
-                    done=done,
-                )
+            with self._guest_link(state, trial) as link:
+                spec = self._domain_spec(run_id, trial, plan, guest, accel, disk, console)
+                xml = build_domain_xml(_with_link(spec, link))
+                state.rundir.write_raw(tid, "domain.xml", xml)
+                self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
+                with running_guest(conn, xml) as dom:
+                    self._attach(state, link)  # QEMU has the tap open: into the namespace with it
+                    agent = GuestAgent(dom)
+                    record.boot_to_agent_s = round(
+                        agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
+                    )
+                    state.add_samples(
+                        [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
+                    )
+                    executor = GuestExecutor(
+                        agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
+                    )
+                    target = self._guest_target(agent, trial, mode, plan)
+                    if link is not None:
+                        agent.wait_init(self.scenario.guest.boot_timeout_s)  # its NIC is set up
+                        target = replace(target, peer_address=str(link.host_address))
+                    watch = CaseWatch(
+                        samplers=lambda: guest_samplers(conn, agent, scratch.path),
+                        disk=plan.devices.target.disk_stats,  # libvirt's name for the test disk
+                        iface=None if link is None else link.tap,
+                    )
+                    self._run_cases(state, trial, mode.id.value, executor, target, watch, done=done)
         except GuestError as exc:
             record.status = "failed"
             record.error = str(exc)
@@ -638,6 +731,23 @@ class Runner:
             if disk is not None:
                 disk.unlink(missing_ok=True)
             state.save()
+
+    # -- one guest's network ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guest_link(self, state: _State, trial: Trial) -> Iterator[GuestLink | None]:
+        """A tap, MAC and /30 for one guest whose cases need a network (None otherwise), removed
+        on every way out.  One call per guest: several guests at once get distinct links."""
+        if state.network is None or not self._needs(trial, Needs.NETWORK):
+            yield None
+            return
+        with state.network.guest(state.next_guest_index()) as link:
+            yield link
+
+    @staticmethod
+    def _attach(state: _State, link: GuestLink | None) -> None:
+        """Move a running guest's tap into the run's namespace (before waiting for its agent)."""
+        if link is not None and state.network is not None:
+            state.network.attach(link)
 
     def _guest_target(
         self, agent: GuestAgent, trial: Trial, mode: ModeSpec, plan: ModePlan
@@ -680,12 +790,13 @@ class Runner:
         target = Target(
             where="host",
             disk=None if disk is None else str(disk),
+            # NETWORK cases: client and server inside the run's namespace, over its loopback
+            peer_address=BAREMETAL_PEER if state.network is not None else None,
             vcpus=self.scenario.guest.vcpus,  # the guest's share, for a like-for-like column
         )
+        watch = CaseWatch(samplers=lambda: host_samplers(scratch.path))
         try:
-            self._run_cases(
-                state, trial, BAREMETAL, HostExecutor(), target, measure=host_snapshot, done=set()
-            )
+            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch, done=set())
         finally:
             if disk is not None:
                 disk.unlink(missing_ok=True)
@@ -702,8 +813,8 @@ class Runner:
         mode_id: str,
         executor: Executor,
         target: Target,
+        watch: CaseWatch,
         *,
-        measure: Callable[[], CostSnapshot],
         done: set[str],
     ) -> None:
         """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
@@ -711,7 +822,7 @@ class Runner:
         for wl in trial.workloads:
             self.events.case(f"{trial_id(trial)}: {wl.slug}{where}")
             state.manifest.cases.append(
-                self._run_case(state, trial, mode_id, wl, executor, target, measure)
+                self._run_case(state, trial, mode_id, wl, executor, target, watch)
             )
             done.add(wl.slug)
             state.save()
@@ -725,9 +836,10 @@ class Runner:
         wl: WorkloadCase,
         executor: Executor,
         target: Target,
-        measure: Callable[[], CostSnapshot],
+        watch: CaseWatch,
     ) -> CaseRecord:
-        """One workload case: run it, keep its raw output, parse it into samples.
+        """One workload case: its peer server (NETWORK), the samplers around the command, the raw
+        output kept, the samples parsed, the series reduced to figures and cross-checks.
 
         A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
         and ends the trial.
@@ -736,20 +848,43 @@ class Runner:
         case_id = trial.case_id(wl)
         record = self._case_record(trial, mode_id, wl, "ok")
         record.started_at = utc_now()
-        if w.needs is Needs.NETWORK and target.peer_address is None:
+        network = state.network if w.needs is Needs.NETWORK else None
+        if w.needs is Needs.NETWORK and (network is None or target.peer_address is None):
             return self._case_failed(
                 record, VbenchError(f"{wl.kind} needs a network peer; this run has none")
             )
         argv = w.argv(wl, target)
+        if network is not None and executor.where == "host":
+            argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
-        before = measure()
-        try:
-            stdout, stderr = executor.run(argv, timeout)
-        except AgentTimeout:
-            raise
-        except VbenchError as exc:
-            return self._case_failed(record, exc)
-        after = measure()
+        readings: list[Reading] = []
+        with contextlib.ExitStack() as around:
+            samplers = watch.samplers()
+            if network is not None:
+                server_argv = w.server_argv(wl, bind=target.peer_address)
+                if server_argv is not None:
+                    try:
+                        server = around.enter_context(network.server(server_argv))
+                    except VbenchError as exc:  # a server that would not start fails its case
+                        return self._case_failed(record, exc)
+                    if watch.iface is not None:
+                        samplers.append(NamespaceNicSampler(server.pid, [watch.iface]))
+            sampling = Sampling(
+                samplers,
+                self._sink(state, case_id, readings),
+                interval_s=self.scenario.run.sample_interval_s,
+            )
+            sampling.start()
+            began = time.monotonic()
+            try:
+                stdout, stderr = executor.run(argv, timeout)
+            except AgentTimeout:
+                raise
+            except VbenchError as exc:
+                return self._case_failed(record, exc)
+            finally:
+                record.workload_s = round(time.monotonic() - began, 3)
+                record.sampling_errors = sampling.stop().errors
         state.rundir.write_raw(case_id, w.raw_name, stdout)
         if stderr:
             state.rundir.write_raw(case_id, f"{w.raw_name.partition('.')[0]}.stderr", stderr)
@@ -765,12 +900,45 @@ class Runner:
             samples = w.parse(stdout, labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
-        samples += [
-            labels.sample(name, value, unit) for name, value, unit in cost_metrics(before, after)
-        ]
+        derived = self._derive(readings, w.tallies(samples), watch)
+        samples += [labels.sample(f.metric, f.value, f.unit) for f in derived.figures]
+        record.cross_checks = [_check_record(c) for c in derived.checks]
+        record.flags = derived.flags
+        if derived.flags:
+            self.events.warn(f"{case_id}: cross-check disagrees: {', '.join(derived.flags)}")
         state.add_samples(samples)
         record.ended_at = utc_now()
         return record
+
+    @staticmethod
+    def _sink(state: _State, case_id: str, keep: list[Reading]) -> Callable[[list[Reading]], None]:
+        """Each tick's readings to series.csv (appended, flushed) and kept for the reduction."""
+
+        def sink(batch: list[Reading]) -> None:
+            keep.extend(batch)
+            if state.series is not None:
+                state.series.append(case_id, batch)
+
+        return sink
+
+    @staticmethod
+    def _derive(readings: Sequence[Reading], tallies: Tallies, watch: CaseWatch) -> Derived:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            [("", "", r.source, r.metric, r.t_s, r.value, r.unit) for r in readings],
+            columns=list(SERIES_COLUMNS),
+        ).astype({"t_s": float, "value": float})
+        return derive_case(
+            frame,
+            workload_ios=tallies.ios,
+            workload_bytes=tallies.io_bytes,
+            workload_net_bytes=tallies.net_bytes or None,
+            workload_net_sent=tallies.net_bytes_sent or None,
+            disk=watch.disk,
+            iface=watch.iface,
+            libvirt=LIBVIRT_SOURCE,
+        )
 
     def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, tid: str) -> None:
         """Keep the guest kernel's log of a hung trial, if the agent still answers."""

@@ -134,6 +134,8 @@ class RunSpec(_Strict):
     # also run every workload on the host itself (a raw file in the scratch directory, O_DIRECT)
     # at the start of each repetition: the bare-metal column of the report
     baremetal: bool = False
+    # how often the samplers read (libvirt, host, guest; see vbench.samplers)
+    sample_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
 
 
 class HostSpec(_Strict):

@@ -166,6 +166,12 @@ def run_command(
         f"run {result.status}: {result.ok_cases} case(s) ok, {result.failed_cases} failed -> "
         f"{result.path}"
     )
+    if result.timing is not None:
+        t = result.timing
+        console.print(
+            f"time: {t.wall_s:.0f} s, of which {t.workload_s:.0f} s in workloads; overhead "
+            f"(boot, teardown, disk fill, servers) {100 * t.overhead_ratio:.0f} %"
+        )
     if report:
         from vbench.report import build_report
 
