@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,16 @@ def _vbench(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("records-e2e")
     scenario = tmp / "tiny.toml"
-    text = TINY.format(boot_timeout=60, runtime=2, reps=2, baremetal="false") + CERTIFY
+    text = (
+        TINY.format(
+            name=f"records-{uuid.uuid4().hex[:6]}",
+            boot_timeout=120,
+            runtime=2,
+            reps=2,
+            baremetal="false",
+        )
+        + CERTIFY
+    )
     scenario.write_text(text)
     env = {
         **os.environ,

@@ -41,10 +41,8 @@ def _vbench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("report-e2e")
-    text = TINY.format(boot_timeout=120, runtime=2, reps=2, baremetal="true")
-    text = text.replace('name = "tiny"', f'name = "{NAME}"').replace(
-        "[[workloads]]", SRIOV + "[[workloads]]", 1
-    )
+    text = TINY.format(name=NAME, boot_timeout=120, runtime=2, reps=2, baremetal="true")
+    text = text.replace("[[workloads]]", SRIOV + "[[workloads]]", 1)
     scenario = tmp / "scenario.toml"
     scenario.write_text(text)
     env = {
