@@ -100,8 +100,10 @@ def test_density_levels_make_one_trial_each_per_mode_and_round() -> None:
     ]  # fmt: skip
     assert [t.id for t in trials[:3]] == ["r1-baremetal", "r1-fv-n1", "r1-fv-n2"]
     # every case carries its density (the bare-metal pass: one instance, the N=1 reference)
-    assert {w.params["density"] for t in trials for w in t.workloads if t.density} == {1, 2, 4}
-    assert {w.params["density"] for w in trials[0].workloads} == {1}
+    assert {w.density for t in trials for w in t.workloads if t.density} == {1, 2, 4}
+    assert {w.density for w in trials[0].workloads} == {1}
+    assert {w.labels["density"] for w in trials[0].workloads} == {1}
+    assert all("density" not in w.params for t in trials for w in t.workloads)  # not fio's
     fv2 = trials[2]
     case = fv2.workloads[0]
     assert fv2.case_id(case) == f"r1-fv-n2-{case.slug}"
@@ -111,7 +113,7 @@ def test_density_levels_make_one_trial_each_per_mode_and_round() -> None:
 
 def test_without_density_cases_carry_no_density() -> None:
     s = parse_scenario(_scenario("repetitions = 1"), "d.toml").scenario
-    assert all("density" not in w.params for t in s.trials() for w in t.workloads)
+    assert all(w.density is None and w.labels == w.params for t in s.trials() for w in t.workloads)
     assert all(t.density is None for t in s.trials())
 
 

@@ -102,11 +102,19 @@ class WorkloadCase:
     """One workload invocation with concrete parameters (one point of a scenario's matrix)."""
 
     kind: str  # a registered workload: "fio", "stress-ng", ... (vbench.workloads.WORKLOADS)
-    params: dict[str, ParamValue] = field(hash=False)
+    params: dict[str, ParamValue] = field(hash=False)  # what the workload runs with
+    # a density trial's: how many guests ran the case at once; a label of its samples (the
+    # parameter `density=N`), not something the workload itself is given
+    density: int | None = None
+
+    @property
+    def labels(self) -> dict[str, ParamValue]:
+        """The parameters its samples and records carry: `params`, and `density` if set."""
+        return self.params if self.density is None else {**self.params, DENSITY: self.density}
 
     @property
     def key(self) -> str:
-        return f"{self.kind}[{canonical_parameters(self.params)}]"
+        return f"{self.kind}[{canonical_parameters(self.labels)}]"
 
     @property
     def slug(self) -> str:

@@ -398,7 +398,7 @@ class Runner:
             done = rounds >= self.scenario.run.min_rounds
             if done:
                 record.stopped_by = "fixed"
-                record.summary = f"{rounds} rounds (a fixed count)"
+                record.summary = f"{rounds} round{'s' if rounds != 1 else ''} (a fixed count)"
             state.save()
             return done
         decision = decide(
@@ -453,7 +453,7 @@ class Runner:
             mode=trial.mode,
             mode_id=mode_id,
             workload=wl.kind,
-            parameters=canonical_parameters(wl.params),
+            parameters=canonical_parameters(wl.labels),
             repetition=trial.repetition,
             status=status,  # type: ignore[arg-type]
             error=error,

@@ -27,7 +27,7 @@ from pydantic import (
 
 from vbench.certify import CertifySpec
 from vbench.errors import ScenarioError
-from vbench.model import BAREMETAL, DENSITY, ModeId, Trial, WorkloadCase
+from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
 from vbench.workloads import WORKLOADS, WorkloadSpec, workload
 
 FORMAT_VERSION = 1
@@ -263,7 +263,7 @@ class Scenario(_Strict):
 
 
 def _with_density(cases: tuple[WorkloadCase, ...], n: int) -> tuple[WorkloadCase, ...]:
-    return tuple(WorkloadCase(c.kind, {**c.params, DENSITY: n}) for c in cases)
+    return tuple(WorkloadCase(c.kind, c.params, density=n) for c in cases)
 
 
 @dataclass(frozen=True)

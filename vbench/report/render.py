@@ -37,6 +37,7 @@ from vbench.report.analysis import (
     unit_label,
     workload_notes,
 )
+from vbench.report.density import density_context
 from vbench.report.plots import mode_colors, workload_chart_svg
 from vbench.results import SAMPLES, Manifest
 from vbench.stats import DEFAULT_ALPHA
@@ -631,6 +632,9 @@ def build_context(
         "sections": sections,
         "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
+        # adaptive repetitions and density (vbench.adaptive, vbench.report.density)
+        "repetitions_rule": manifest.repetitions.summary if manifest.repetitions else "",
+        "density": density_context(summary, list(modes), fmt),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
         "raw_path": str(raw.resolve()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from vbench.workloads.base import Metric
 
 HOST_COST = "host cost"  # the report group of what a mode costs the host
+HOST_CPU_BUSY = "host.cpu_busy"  # all the host's CPUs (also the density table's host CPU)
 BOOT = "boot"  # the `workload` of the boot_to_agent samples
 BOOT_TO_AGENT = "boot_to_agent"
 
@@ -39,7 +40,7 @@ COMMON_METRICS: tuple[Metric, ...] = (
         HOST_COST,
         note="QEMU process CPU time (vCPUs + device emulation) / wall time",
     ),
-    Metric("host.cpu_busy", "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
+    Metric(HOST_CPU_BUSY, "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
     Metric(
         "guest.disk_reqs",
         "count",
