@@ -276,3 +276,57 @@ def test_density_catalogue_covers_the_key_throughput_of_every_workload() -> None
             assert (agg.unit, agg.group, agg.overview) == (m.unit, "density", True)
             assert fair.unit == "Jain"
     assert metric("agg.read.clat_p99") is None  # latencies are not summed
+
+
+# -- records and the report ------------------------------------------------------------------------
+
+
+def test_density_guests_boot_samples_are_cases_of_the_manifest() -> None:
+    from vbench.results import Manifest, ScenarioRecord, TrialRecord
+
+    manifest = Manifest(
+        run_id="r",
+        libvirt_uri="test:///default",
+        scenario=ScenarioRecord(path="s.toml", name="s", sha256="0", text=""),
+        trials=[
+            TrialRecord(mode="pv", mode_id="pv", repetition=0, status="ok"),
+            TrialRecord(mode="pv", mode_id="pv", repetition=1, status="ok", density=2, guest=1),
+        ],
+    )
+    assert manifest.case_ids() == {"r0-pv-boot", "r1-pv-n2g1-boot"}
+
+
+def test_report_density_table_has_a_column_per_level() -> None:
+    from vbench.report.analysis import summarize_samples
+    from vbench.report.density import density_table
+
+    base = "bs=4k,rw=randread"
+    rows = []
+    for n, agg, fair, cpu in ((1, 100.0, 1.0, 40.0), (2, 180.0, 0.9, 80.0)):
+        params = f"{base},density={n}"
+        for rep in range(2):
+            rows += [
+                _sample("agg.read.iops", agg + rep, params),
+                _sample("fair.read.iops", fair, params),
+                _sample("host.cpu_busy", cpu, params),
+                _sample("read.iops", agg / n, params),
+            ]
+    rows.append(_sample("read.iops", 50.0, base, mode="fv"))  # no density: not in the table
+    import pandas as pd
+
+    frame = pd.DataFrame([s.as_row() for s in rows])
+    table = density_table(summarize_samples(frame, ["pv", "fv"]), ["pv", "fv"])
+    assert table is not None
+    assert table.levels == [1, 2]
+    (row,) = table.rows
+    assert (row.workload, row.case, row.mode, row.unit) == (
+        "fio",
+        "rw=randread, bs=4k",
+        "pv",
+        "IO/s",
+    )
+    assert row.metric == "aggregate read IOPS"
+    assert [(c.aggregate, c.fairness, c.host_cpu) for c in row.cells] == [
+        (100.5, 1.0, 40.0),
+        (180.5, 0.9, 80.0),
+    ]

@@ -15,7 +15,13 @@ from typing import Any
 import pandas as pd
 
 from vbench.model import DENSITY
-from vbench.report.analysis import key_parameters, metric_label, parse_parameters, unit_label
+from vbench.report.analysis import (
+    key_parameters,
+    metric_label,
+    parameter_rank,
+    parse_parameters,
+    unit_label,
+)
 from vbench.workloads import metric as catalogue_entry
 from vbench.workloads.common import AGGREGATE_PREFIX, FAIRNESS_PREFIX, HOST_CPU_BUSY
 
@@ -55,7 +61,9 @@ def density_table(summary: pd.DataFrame, modes: list[str]) -> DensityTable | Non
         if level is None:
             continue
         shown = key_parameters(str(r["workload"]))
-        case = ", ".join(f"{k}={v}" for k, v in params if k != DENSITY and k in shown)
+        rank = parameter_rank(str(r["workload"]))
+        named = sorted((kv for kv in params if kv[0] in shown), key=lambda kv: rank.get(kv[0], 99))
+        case = ", ".join(f"{k}={v}" for k, v in named)
         key = (str(r["workload"]), case, str(r["mode"]))
         medians.setdefault(key, {}).setdefault(str(r["metric"]), {})[level] = float(r["median"])
         levels.add(level)
