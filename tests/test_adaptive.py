@@ -210,6 +210,9 @@ def test_in_density_cases_only_the_aggregates_count() -> None:
     assert not is_headline(_sample("read.iops", 1, params))  # N values per round
     assert is_headline(_sample("agg.read.iops", 1, params))
     assert not is_headline(_sample("fair.read.iops", 1, params))
+    one = "bs=4k,density=1,rw=randread"  # one guest (or bare metal): one value per round
+    assert is_headline(_sample("read.iops", 1, one))
+    assert not is_headline(_sample("agg.read.iops", 1, one))  # the same value again
 
 
 def test_headline_figures_group_by_mode_case_and_metric() -> None:

@@ -6,10 +6,11 @@ round = every trial of one repetition, modes interleaved), then asks `decide` af
 **Headline figures** are, per (mode, workload case), the metrics the workload's own catalogue marks
 `overview` (its key results: fio's IOPS, bandwidth and clat p99 of each direction it did I/O in,
 stress-ng's bogo-ops/s, iperf3's throughput, sockperf's round-trip percentiles).  The runner's
-own metrics (host cost, boot time) explain a figure and do not count.  In a density trial
-(`density=N` in the case's parameters) the per-guest values are N per round, not one, so there the
-headline figures are the density aggregates the catalogue marks `overview` (`agg.<metric>`, the
-sum over the guests: one value per round).
+own metrics (host cost, boot time) explain a figure and do not count.  In a density trial of N > 1
+guests (`density=N` in the case's parameters) the per-guest values are N per round, not one, so
+there the headline figures are the density aggregates the catalogue marks `overview`
+(`agg.<metric>`, the sum over the guests: one value per round); at N = 1 (and on bare metal,
+`density=1`) the single guest's figures count as usual.
 
 **The width** of a figure is the half width of the 95 % bootstrap CI of its median
 (`vbench.stats.summarize`), as a percentage of that median.  It is undefined (counted as wider
@@ -39,13 +40,18 @@ FigureKey = tuple[str, str, str, str]
 StopReason = Literal["target", "max", "no-figures"]
 
 
-def _has_density(parameters: str) -> bool:
-    return any(p.partition("=")[0] == DENSITY for p in parameters.split(","))
+def _density(parameters: str) -> int:
+    """The case's `density=N`, 1 without one."""
+    for p in parameters.split(","):
+        key, _, value = p.partition("=")
+        if key == DENSITY and value.isdigit():
+            return int(value)
+    return 1
 
 
 def is_headline(sample: Sample) -> bool:
     """Does this sample's figure count for the stopping rule?  (See the module docstring.)"""
-    if _has_density(sample.parameters):
+    if _density(sample.parameters) > 1:
         info = catalogue_entry(sample.metric)
         return sample.metric.startswith(AGGREGATE_PREFIX) and info is not None and info.overview
     w = WORKLOADS.get(sample.workload)
