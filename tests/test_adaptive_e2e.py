@@ -130,8 +130,8 @@ def test_density_two_guests_at_once(tmp_path: Path, env: dict[str, str]) -> None
     assert sorted(iops["case_id"]) == [f"r0-pv-n2g0-{slug}", f"r0-pv-n2g1-{slug}"]
     assert (iops["value"] > 0).all()
     assert set(samples[samples.workload == "fio"]["parameters"]) == {
-        "bs=4k,density=2,direct=True,iodepth=4,ioengine=libaio,numjobs=1,ramp_s=0,rw=randread,"
-        "runtime_s=2"
+        "bs=4k,density=2,direct=True,iodepth=4,ioengine=libaio,numjobs=1,ramp_s=0,runtime_s=2,"
+        "rw=randread"
     }
     agg = samples[samples.case_id == f"r0-pv-n2-{slug}"].set_index("metric")["value"]
     assert agg["agg.read.iops"] == pytest.approx(iops["value"].sum())
@@ -147,5 +147,6 @@ def test_density_two_guests_at_once(tmp_path: Path, env: dict[str, str]) -> None
         assert (run_dir / "raw" / f"r0-pv-n2g{g}-{slug}" / "fio.json").is_file()
     html = (run_dir / "report.html").read_text()
     assert "aggregate read IOPS" in html and "fairness of read IOPS" in html
-    assert "1 round (a fixed count)" in html or "1 rounds (a fixed count)" in html
+    assert "Repetitions: 1 round (a fixed count)." in html
+    assert ">Density</h3>" in html
     assert _left_behind(name, env) == ([], [])
