@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -149,4 +151,40 @@ def test_density_two_guests_at_once(tmp_path: Path, env: dict[str, str]) -> None
     assert "aggregate read IOPS" in html and "fairness of read IOPS" in html
     assert "Repetitions: 1 round (a fixed count)." in html
     assert ">Density</h3>" in html
+    assert _left_behind(name, env) == ([], [])
+
+
+def test_density_interrupted_mid_case_leaves_nothing(tmp_path: Path, env: dict[str, str]) -> None:
+    """SIGTERM while both guests run their case (threads in guest-exec): every guest, disk and
+    console goes, and the run directory says it was interrupted."""
+    name = "density-term-e2e"
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(SCENARIO.format(name=name, runtime=8, run="repetitions = 1\ndensity = [2]"))
+    out = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # both guests booted (their boot samples are written before the first case starts)
+    deadline = time.monotonic() + 400
+    booted = 0
+    while time.monotonic() < deadline and booted < 2:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+        runs = list(out.glob("*/samples.csv")) if out.is_dir() else []
+        booted = runs[0].read_text().count("boot_to_agent") if runs else 0
+    assert booted == 2, "the two guests did not boot within 400 s"
+    time.sleep(3)  # inside the 8 s fio case
+    assert len(_left_behind(name, env)[0]) == 2
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert "SIGTERM" in manifest["error"]
     assert _left_behind(name, env) == ([], [])

@@ -337,7 +337,8 @@ class Runner:
                     rounds += 1
                     if self._rounds_done(state, rounds):
                         break
-                    self.events.more(self._round_cases(rounds))
+                    if rounds >= run.min_rounds:  # begin() counted the first min_rounds
+                        self.events.more(self._round_cases(rounds))
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
