@@ -167,7 +167,7 @@ def test_rule_stops_at_max_and_names_the_widest() -> None:
     assert (d.stop, d.reason, d.widest) == (True, "max", KEY2)
     text = d.describe(5.0)
     assert "max reached (5 rounds)" in text
-    assert "fv fio [bs=4k,rw=randread] read.iops ±12.2 %" in text
+    assert "fv fio (bs=4k,rw=randread) read.iops ±12.2 %" in text
 
 
 def test_undefined_width_is_the_widest_and_never_meets_the_target() -> None:

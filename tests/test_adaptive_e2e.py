@@ -104,7 +104,7 @@ def test_adaptive_runs_to_max_on_an_impossible_target(tmp_path: Path, env: dict[
     reps = manifest["repetitions"]
     assert (reps["stopped_by"], reps["rounds"]) == ("max", 3)
     assert "max reached (3 rounds)" in reps["summary"]
-    assert reps["history"][-1]["widest"].startswith("pv fio [")
+    assert reps["history"][-1]["widest"].startswith("pv fio (")
     assert reps["history"][-1]["widest_ci_pct"] > 0.001
     samples = pd.read_csv(run_dir / "samples.csv")
     assert sorted(samples[samples.metric == "read.iops"]["repetition"]) == [0, 1, 2]

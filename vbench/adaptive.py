@@ -95,11 +95,12 @@ class Decision:
 
     @property
     def widest_label(self) -> str | None:
-        """The widest figure as `mode workload [parameters] metric`."""
+        """The widest figure as `mode workload (parameters) metric` (no brackets: terminals read
+        them as markup)."""
         if self.widest is None:
             return None
         mode, workload, parameters, metric = self.widest
-        return f"{mode} {workload} [{parameters}] {metric}"
+        return f"{mode} {workload} ({parameters}) {metric}"
 
     def describe(self, target_pct: float) -> str:
         """One line for the terminal, the manifest and the report."""
