@@ -62,7 +62,10 @@ def density_table(summary: pd.DataFrame, modes: list[str]) -> DensityTable | Non
             continue
         shown = key_parameters(str(r["workload"]))
         rank = parameter_rank(str(r["workload"]))
-        named = sorted((kv for kv in params if kv[0] in shown), key=lambda kv: rank.get(kv[0], 99))
+        named = sorted(
+            (kv for kv in params if kv[0] in shown and kv[0] != DENSITY),
+            key=lambda kv: rank.get(kv[0], len(rank)),
+        )
         case = ", ".join(f"{k}={v}" for k, v in named)
         key = (str(r["workload"]), case, str(r["mode"]))
         medians.setdefault(key, {}).setdefault(str(r["metric"]), {})[level] = float(r["median"])
