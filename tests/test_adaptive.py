@@ -257,9 +257,12 @@ def test_density_figures_sum_and_fairness_of_key_throughput() -> None:
     params = "bs=4k,density=2,rw=randread"
     g0 = [_sample("read.iops", 300, params), _sample("read.clat_p99", 50, params)]
     g1 = [_sample("read.iops", 100, params), _sample("read.clat_p99", 70, params)]
+    g0.append(_sample("host.cpu_busy", 60, params))
+    g1.append(_sample("host.cpu_busy", 70, params))
     figures = {name: (value, unit) for name, value, unit in density_figures([g0, g1])}
     # latency is not summed; IOPS is, and (300+100)^2 / (2 * (300^2 + 100^2)) = 0.8
-    assert set(figures) == {"agg.read.iops", "fair.read.iops"}
+    assert set(figures) == {"agg.read.iops", "fair.read.iops", "host.cpu_busy"}
+    assert figures["host.cpu_busy"] == (65.0, "u")  # the host's, while they ran: the mean
     assert figures["agg.read.iops"] == (400.0, "u")
     assert figures["fair.read.iops"][0] == pytest.approx(0.8)
     assert figures["fair.read.iops"][1] == "Jain"

@@ -5,6 +5,8 @@ overview and higher is better) that every guest reported once:
   - `agg.<metric>`: the sum over the guests (what the host delivered in all);
   - `fair.<metric>`: Jain's fairness index of the guests' values, (sum x)^2 / (N * sum x^2):
     1 when every guest got the same, 1/N when one guest got everything (Jain, Chiu, Hawe 1984).
+And the host's CPU busy while they ran: the mean of the guests' `host.cpu_busy` (each measured over
+its own run of the case; they started together).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 
 from vbench.model import Sample
 from vbench.workloads import metric as catalogue_entry
-from vbench.workloads.common import AGGREGATE_PREFIX, FAIRNESS_PREFIX, JAIN_UNIT
+from vbench.workloads.common import AGGREGATE_PREFIX, FAIRNESS_PREFIX, HOST_CPU_BUSY, JAIN_UNIT
 
 
 def jain_index(values: Sequence[float]) -> float | None:
@@ -46,4 +48,7 @@ def density_figures(per_guest: Sequence[Sequence[Sample]]) -> list[tuple[str, fl
         out.append((agg.name, math.fsum(values), first.unit))
         if (fair := jain_index(values)) is not None:
             out.append((f"{FAIRNESS_PREFIX}{name}", fair, JAIN_UNIT))
+    if all(HOST_CPU_BUSY in g for g in by_guest):
+        busy = [g[HOST_CPU_BUSY] for g in by_guest]
+        out.append((HOST_CPU_BUSY, math.fsum(s.value for s in busy) / len(busy), busy[0].unit))
     return out

@@ -583,9 +583,9 @@ class Runner:
         They boot together; each case starts in all of them at the same moment (their threads
         meet at a barrier) and runs through `_run_case` as in any trial, so each guest's samples
         are its own (case ids `r<rep>-<mode>-n<N>g<i>-...`).  Then the case's aggregate record
-        (`r<rep>-<mode>-n<N>-...`) gets the sums, the fairness (`vbench.density`) and the host's
-        CPU over the whole case.  A guest that fails to boot or hangs fails the trial: a density
-        with fewer guests is not that density.  Guests and disks go on every way out.
+        (`r<rep>-<mode>-n<N>-...`) gets the sums, the fairness and the host's CPU
+        (`vbench.density`).  A guest that fails to boot or hangs fails the trial: a density with
+        fewer guests is not that density.  Guests and disks go on every way out.
         """
         n = trial.density
         assert n is not None
@@ -665,9 +665,8 @@ class Runner:
                         pool.submit(one, part, place, wl, barrier)
                         for part, place in zip(parts, where, strict=True)
                     ]
-                    before = host_snapshot()
                     barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
-                    hung = self._density_case(state, trial, mode, wl, parts, futures, before)
+                    hung = self._density_case(state, trial, mode, wl, parts, futures)
                     done.add(wl.slug)
                     state.save()
                     self.events.advance()
@@ -696,7 +695,6 @@ class Runner:
         wl: WorkloadCase,
         parts: list[Trial],
         futures: list[Future[tuple[CaseRecord, float]]],
-        before: CostSnapshot,
     ) -> GuestError | None:
         """Collect one case of a density trial: each guest's record, then the aggregate record
         and its samples.  Returns the error of a guest that stopped answering (ends the trial)."""
@@ -716,7 +714,6 @@ class Runner:
             released.append(at)
             if record.status != "ok":
                 failed.append(f"guest {part.guest}: {record.error}")
-        after = host_snapshot()
         state.manifest.cases += records
         aggregate = self._case_record(trial, mode.id.value, wl, "ok")
         aggregate.started_at = min((r.started_at for r in records if r.started_at), default=None)
@@ -741,7 +738,6 @@ class Runner:
                 [
                     labels.sample(name, value, unit)
                     for name, value, unit in density_figures(per_guest)
-                    + cost_metrics(before, after)
                 ]
             )
         state.manifest.cases.append(aggregate)
