@@ -6,6 +6,7 @@
 #
 #   scripts/setup-host.sh            install + start daemons
 #   scripts/setup-host.sh --check    only report what is missing (exit 1 if anything is)
+#   scripts/setup-host.sh --test     also what only the test suite needs (nox's test sessions)
 set -euo pipefail
 
 say() { printf 'setup-host: %s\n' "$*"; }
@@ -14,8 +15,14 @@ die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 # Daemons and ldconfig live in sbin, which a non-login root shell (sudo, su) may not have on PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-CHECK_ONLY=0
-[[ "${1:-}" == "--check" ]] && CHECK_ONLY=1
+CHECK_ONLY=0 WITH_TESTS=0
+for arg in "$@"; do
+  case $arg in
+    --check) CHECK_ONLY=1 ;;
+    --test) WITH_TESTS=1 ;;
+    *) die "unknown option '$arg' (use --check and/or --test)" ;;
+  esac
+done
 
 [[ -r /etc/os-release ]] || die "no /etc/os-release: cannot tell the distribution"
 # shellcheck disable=SC1091
@@ -86,17 +93,59 @@ if [[ $FAMILY == debian ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then MIS
 
 mapfile -t MISSING < <(printf '%s\n' "${MISSING[@]}" | sed '/^$/d' | sort -u)
 
-if (( ${#MISSING[@]} )); then
-  if (( CHECK_ONLY )); then say "missing packages: ${MISSING[*]}"; exit 1; fi
-  [[ $(id -u) -eq 0 ]] || die "packages missing (${MISSING[*]}): run this script as root"
-  say "installing: ${MISSING[*]}"
+# need_test <probe> <debian> <suse>: only with --test (the NEEDS rows with test_only=True)
+TEST_MISSING=()
+need_test() {
+  (( WITH_TESTS )) || return 0
+  local before=${#MISSING[@]}
+  need "$@"
+  if (( ${#MISSING[@]} > before )); then TEST_MISSING+=("${MISSING[-1]}"); unset 'MISSING[-1]'; fi
+  return 0
+}
+# tests/test_fleet_e2e.py starts its own sshd on loopback addresses
+need_test /usr/sbin/sshd  openssh-server  openssh-server
+# headless Chromium opens the HTML report (tests/test_report_e2e.py)
+need_test chromium        chromium        chromium
+
+# Debian's postinst scripts start a package's service (openssh-server: sshd on port 22); a
+# policy-rc.d answering 101 stops that while test packages install; an existing one is kept aside
+# and put back.
+POLICY=/usr/sbin/policy-rc.d POLICY_SAVED=""
+restore_policy() {
+  rm -f "$POLICY"
+  if [[ -n $POLICY_SAVED ]]; then mv "$POLICY_SAVED" "$POLICY"; fi
+  POLICY_SAVED=""
+}
+
+if (( ${#MISSING[@]} + ${#TEST_MISSING[@]} )); then
+  ALL=("${MISSING[@]}" "${TEST_MISSING[@]}")
+  if (( CHECK_ONLY )); then say "missing packages: ${ALL[*]}"; exit 1; fi
+  [[ $(id -u) -eq 0 ]] || die "packages missing (${ALL[*]}): run this script as root"
   if [[ $FAMILY == debian ]]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${MISSING[@]}"
-  else
+    if (( ${#MISSING[@]} )); then
+      say "installing: ${MISSING[*]}"
+      apt-get install -y -q --no-install-recommends "${MISSING[@]}"
+    fi
+    if (( ${#TEST_MISSING[@]} )); then
+      say "installing for the tests: ${TEST_MISSING[*]} (their services not started)"
+      if [[ -e $POLICY ]]; then POLICY_SAVED=$POLICY.vbench-saved; mv "$POLICY" "$POLICY_SAVED"; fi
+      trap restore_policy EXIT
+      printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+      chmod 755 "$POLICY"
+      apt-get install -y -q --no-install-recommends "${TEST_MISSING[@]}"
+      restore_policy
+      trap - EXIT
+      # the postinst also enabled sshd for the next boot: a test package must not add a service
+      if [[ " ${TEST_MISSING[*]} " == *" openssh-server "* && "$(cat /proc/1/comm 2>/dev/null)" == systemd ]]; then
+        systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
+      fi
+    fi
+  else  # zypper does not start services
+    say "installing: ${ALL[*]}"
     zypper --non-interactive --quiet refresh
-    zypper --non-interactive install --no-recommends "${MISSING[@]}"
+    zypper --non-interactive install --no-recommends "${ALL[@]}"
   fi
 else
   say "all system packages present"

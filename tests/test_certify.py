@@ -241,7 +241,7 @@ def test_certification_scenarios_through_the_cli(tmp_path: Path, outcome: str) -
     # the verdict is the first thing in the report, before the run's banners and summary
     html = (run_path / "report.html").read_text()
     body = html[html.index("<body>") :]
-    assert body.index("Verdict:") < body.index("<h2>Summary</h2>")
+    assert body.index("Verdict:") < body.index('<h2 id="summary">Summary</h2>')
     assert '<span class="badge' in body[body.index("Verdict:") :][:120]
     assert outcome in body[body.index("Verdict:") :][:120]
 

@@ -1,7 +1,7 @@
 """`vbench cleanup` after a run killed with SIGKILL (no chance to clean up itself).
 
-It must destroy that run's guest and scratch files, and leave alone a guest that merely has the
-`vbench-` name prefix without vbench's metadata.
+It must destroy that run's guest, network namespace, taps, peer servers and scratch files, and
+leave alone a guest that merely has the `vbench-` name prefix without vbench's metadata.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,21 +20,26 @@ import libvirt
 import pytest
 
 from vbench.guest.microguest import build_microguest
+from vbench.host.netns import run_hash
 
 pytestmark = pytest.mark.e2e
 
 URI = "qemu:///system"
 DECOY = "vbench-decoy-not-ours"
-SCENARIO = """
+NAME = f"killed-{uuid.uuid4().hex[:6]}"  # other runs may go on at the same time
+SCENARIO = f"""
 format_version = 1
-name = "killed"
+name = "{NAME}"
+[guest]
+boot_timeout_s = 180
 [disk]
 size_mib = 32
 [[modes]]
 id = "pv"
 [[workloads]]
-kind = "fio"
-runtime_s = 60
+kind = "iperf3"
+direction = ["tx"]
+duration_s = 120
 [run]
 repetitions = 1
 """
@@ -44,7 +50,36 @@ def _names() -> set[str]:
         ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True, text=True, check=True
     ).stdout
     # only this test's guests (other runs may be going on at the same time)
-    return {n for n in out.split() if n.startswith(("vbench-killed-", DECOY))}
+    return {n for n in out.split() if n.startswith((f"vbench-{NAME}-", DECOY))}
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith(f"vbench-{NAME}-")}
+
+
+def _servers(namespace: str) -> set[int]:
+    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie whose killed parent left it to init does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _taps(run_id: str) -> list[str]:
+    """The run's taps, in the root namespace or in the run's namespace."""
+    prefix = f"vbt{run_hash(run_id)}"
+    found = []
+    for where in ([], ["-n", f"vbench-{run_id}"]):
+        out = subprocess.run(["ip", *where, "-o", "link", "show"], capture_output=True, text=True)
+        found += [w.rstrip(":").split("@")[0] for w in out.stdout.split() if w.startswith(prefix)]
+    return found
 
 
 @pytest.fixture
@@ -76,15 +111,23 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "run.log").open("w"),
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (_names() - {decoy}):
+    # wait for the guest and its peer server (the case is running), then kill -9
+    deadline = time.monotonic() + 300
+    servers: set[int] = set()
+    while time.monotonic() < deadline and not (_names() - {decoy} and servers):
         assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
-        time.sleep(0.5)
+        servers = {p for ns in _namespaces() for p in _servers(ns)}
+        time.sleep(0.3)
     ours = _names() - {decoy}
-    assert ours, f"the run started no guest within 180 s ({_names()}, {proc.poll()})"
+    assert ours and servers, f"no guest with a server within 300 s ({_names()}, {proc.poll()})"
+    [namespace] = _namespaces()
+    run_id = namespace.removeprefix("vbench-")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert _names() - {decoy} == ours  # SIGKILL: the guest was left behind
+    # SIGKILL: the guest, the namespace with its tap, the server and the scratch files stay
+    assert _names() - {decoy} == ours
+    assert _namespaces() == {namespace} and _taps(run_id)
+    assert all(_alive(p) for p in servers)
     assert any(scratch.iterdir())
 
     dry = subprocess.run(
@@ -95,8 +138,12 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
         check=True,
     )
     assert all(name in dry.stderr + dry.stdout for name in ours)
+    assert f"namespace {namespace}" in dry.stderr + dry.stdout
     assert _names() - {decoy} == ours  # a dry run changes nothing
+    assert _namespaces() == {namespace}
 
     subprocess.run([sys.executable, "-m", "vbench", "cleanup"], env=env, check=True)
     assert _names() == {decoy}
+    assert _namespaces() == set() and _taps(run_id) == []
+    assert not any(_alive(p) for p in servers)
     assert not any(scratch.iterdir())

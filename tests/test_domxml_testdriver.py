@@ -1,6 +1,7 @@
 """Each golden domain XML, created and destroyed on libvirt's test driver.
 
-The node is tests/data/testdriver.xml (a plain PCI NIC, an SR-IOV PF and two VFs); every test
+The node is tests/data/testdriver.xml (a plain PCI NIC, an SR-IOV NIC PF and an SR-IOV NVMe PF
+with two VFs each, and a hostdev network pool); every test
 opens its own connection, so each starts from that file's state.
 
 What the test driver checks is libvirt's XML parser and post-parse defaults.  It does *not* touch
@@ -29,10 +30,13 @@ NODE_XML = DATA / "testdriver.xml"
 URI = f"test://{NODE_XML.resolve()}"
 GOLDEN = sorted((DATA / "domxml").glob("*.xml"))
 HOSTDEV_GOLDEN = [p for p in GOLDEN if "<hostdev" in p.read_text()]
+IFACE_GOLDEN = [p for p in GOLDEN if '<interface type="hostdev"' in p.read_text()]
 
 PF = "pci_0000_81_00_0"
 VFS = ("pci_0000_81_10_0", "pci_0000_81_10_1")
 PLAIN_NIC = "pci_0000_02_00_0"
+NVME_PF = "pci_0000_83_00_0"
+NVME_VFS = ("pci_0000_83_00_1", "pci_0000_83_00_2")
 
 
 def _quiet(_ctx: object, _err: object) -> None:
@@ -63,7 +67,9 @@ def _expected_run(golden: Path) -> dict[str, str]:
 
 def _hostdev_addresses(xml: str) -> list[dict[str, str]]:
     root = ET.fromstring(xml)
-    return [dict(a.attrib) for a in root.findall("devices/hostdev/source/address")]
+    found = root.findall("devices/hostdev/source/address")
+    found += root.findall("devices/interface[@type='hostdev']/source/address")
+    return [{k: v for k, v in a.attrib.items() if k != "type"} for a in found]
 
 
 def _assert_nothing_left(conn: Any, name: str) -> None:
@@ -80,7 +86,15 @@ def test_there_is_a_golden_file_per_mode_variant() -> None:
         "pv-virtio",
         "pv-scsi",
         "vfio",
-        "sriov",
+        "vfio-viommu",
+        "sriov-hostdev",
+        "sriov-interface",
+        "hostdev-network",
+        "xen-hvm-ide",
+        "xen-pv-on-hvm",
+        "xen-pv",
+        "xen-pci-hvm",
+        "xen-pci-pv",
     }
 
 
@@ -143,7 +157,7 @@ def test_metadata_absent_in_another_namespace(conn: Any) -> None:
 # -- host devices: what the node offers -------------------------------------------------------
 
 
-@pytest.mark.parametrize("golden", HOSTDEV_GOLDEN, ids=lambda p: p.stem)
+@pytest.mark.parametrize("golden", HOSTDEV_GOLDEN + IFACE_GOLDEN, ids=lambda p: p.stem)
 def test_hostdev_of_golden_file_is_a_node_device(conn: Any, golden: Path) -> None:
     (addr,) = _hostdev_addresses(golden.read_text())
     pci = "{}:{}:{}.{}".format(*(addr[k][2:] for k in ("domain", "bus", "slot", "function")))
@@ -155,7 +169,7 @@ def test_hostdev_of_golden_file_is_a_node_device(conn: Any, golden: Path) -> Non
 
 
 def test_sriov_golden_file_names_a_vf_of_the_pf(conn: Any) -> None:
-    (addr,) = _hostdev_addresses((DATA / "domxml" / "sriov.xml").read_text())
+    (addr,) = _hostdev_addresses((DATA / "domxml" / "sriov-interface.xml").read_text())
     vf = ET.fromstring(conn.nodeDeviceLookupByName(VFS[0]).XMLDesc())
     assert vf.findtext("parent") == PF
     pf_addr = vf.find("capability/capability[@type='phys_function']/address")
@@ -174,7 +188,7 @@ def test_sriov_golden_file_names_a_vf_of_the_pf(conn: Any) -> None:
 def test_node_lists_the_pci_devices(conn: Any) -> None:
     flags = libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
     names = sorted(d.name() for d in conn.listAllDevices(flags))
-    assert names == sorted([PLAIN_NIC, PF, *VFS])
+    assert names == sorted([PLAIN_NIC, PF, *VFS, NVME_PF, *NVME_VFS])
     plain = ET.fromstring(conn.nodeDeviceLookupByName(PLAIN_NIC).XMLDesc())
     assert plain.find("capability/capability") is None  # neither PF nor VF
 
@@ -206,9 +220,9 @@ def test_driver_does_not_look_up_hostdev_sources(conn: Any) -> None:
 
 def test_driver_lets_two_domains_hold_the_same_vf(conn: Any) -> None:
     """Real QEMU refuses a VF that another guest holds; the test driver does not track it."""
-    text = (DATA / "domxml" / "sriov.xml").read_text()
+    text = (DATA / "domxml" / "sriov-hostdev.xml").read_text()
     first = conn.createXML(text, 0)
-    second = conn.createXML(text.replace("vbench-golden-sriov", "vbench-golden-sriov-2"), 0)
+    second = conn.createXML(text.replace("golden-sriov-hostdev<", "golden-sriov-hostdev-2<"), 0)
     assert first.isActive() == second.isActive() == 1
     first.destroy()
     second.destroy()

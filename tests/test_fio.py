@@ -45,6 +45,8 @@ def _expected(section: dict[str, Any]) -> dict[str, float]:
         "clat_p99": clat["percentile"]["99.000000"] / 1000,
         "clat_p99.9": clat["percentile"]["99.900000"] / 1000,
         "lat_mean": section["lat_ns"]["mean"] / 1000,
+        "ios": section["total_ios"],
+        "io_bytes": section["io_bytes"],
     }
 
 

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from vbench.errors import WorkloadOutputError
 from vbench.host.netns import RunNetwork
 from vbench.model import WorkloadCase
+from vbench.workloads.base import Needs, Target
 from vbench.workloads.fio import SampleLabels
 from vbench.workloads.iperf3 import METRICS, Iperf3, Iperf3Spec, parse_iperf3_json
-from vbench.workloads.peer import Needs, Target
 
 DATA = Path(__file__).parent / "data" / "iperf3"
 LABELS = SampleLabels("run1", "r0-pv-iperf3-tx-p1-t5", "pv", "iperf3", "direction=tx", 0, 1.0)
@@ -61,6 +61,7 @@ def test_one_way_figures_are_the_receivers(name: str, direction: str) -> None:
     other = "rx" if direction == "tx" else "tx"
     assert got[f"{direction}.throughput"] == end["sum_received"]["bits_per_second"] / 1e6
     assert got[f"{direction}.bytes"] == end["sum_received"]["bytes"]
+    assert got[f"{direction}.bytes_sent"] == end["sum_sent"]["bytes"]
     assert got[f"{direction}.retransmits"] == end["sum_sent"]["retransmits"]
     assert got["iperf3.client_cpu"] == end["cpu_utilization_percent"]["host_total"]
     assert got["iperf3.server_cpu"] == end["cpu_utilization_percent"]["remote_total"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from vbench.model import WorkloadCase
+from vbench.workloads.base import Metric, Needs, SampleLabels, Target
 from vbench.workloads.iperf3 import IPERF3
-from vbench.workloads.peer import Metric, Needs, SampleLabels, Target
 from vbench.workloads.sockperf import SOCKPERF
 
 DATA = Path(__file__).parent / "data"

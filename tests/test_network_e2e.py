@@ -31,9 +31,9 @@ from vbench.guest.microguest import Microguest, build_microguest
 from vbench.host.netns import GuestLink, RunNetwork, list_namespaces, run_hash
 from vbench.model import Sample
 from vbench.virt.guests import RunScratch, running_guest
+from vbench.workloads.base import Target
 from vbench.workloads.fio import SampleLabels
 from vbench.workloads.iperf3 import Iperf3, Iperf3Spec
-from vbench.workloads.peer import Target
 from vbench.workloads.sockperf import Sockperf, SockperfSpec
 
 pytestmark = pytest.mark.e2e

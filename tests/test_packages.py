@@ -12,12 +12,14 @@ from vbench.readiness import install_remedy
 SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup-host.sh"
 
 
-def setup_need_lines() -> list[tuple[str, str, str]]:
-    """The `need <probe> <debian> <suse>` calls of setup-host.sh, in order."""
+def setup_need_lines(command: str = "need") -> list[tuple[str, str, str]]:
+    """The `need <probe> <debian> <suse>` (or `need_test ...`) calls of setup-host.sh, in order."""
     out: list[tuple[str, str, str]] = []
     for line in SETUP.read_text(encoding="utf-8").splitlines():
+        if not line.startswith(f"{command} "):  # calls inside functions are indented
+            continue
         words = shlex.split(line, comments=True)
-        if words[:1] == ["need"]:
+        if words[:1] == [command]:
             assert len(words) == 4, f"setup-host.sh: malformed need line: {line!r}"
             out.append((words[1], words[2], words[3]))
     return out
@@ -33,8 +35,15 @@ def test_setup_host_installs_exactly_the_table() -> None:
     assert not only_table, f"NEEDS rows missing from setup-host.sh: {only_table}"
 
 
+def test_setup_host_installs_the_test_packages_only_with_test() -> None:
+    script = setup_need_lines("need_test")
+    assert script == packages.setup_need_lines(test_only=True)
+    assert ("/usr/sbin/sshd", "openssh-server", "openssh-server") in script  # the fleet test
+    assert not set(script) & set(setup_need_lines())
+
+
 def test_each_probe_is_named_once() -> None:
-    probes = [p for p, _, _ in packages.setup_need_lines()]
+    probes = [p for t in (False, True) for p, _, _ in packages.setup_need_lines(test_only=t)]
     assert len(probes) == len(set(probes))
     names = [n.name for n in packages.NEEDS]
     assert len(names) == len(set(names))

@@ -98,7 +98,7 @@ def test_certification_of_the_real_run(real_run: Path, tmp_path: Path) -> None:
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == "2"
     html = (real_run / "report.html").read_text()
-    assert html.index("Verdict:") < html.index("<h2>Summary</h2>")
+    assert html.index("Verdict:") < html.index('<h2 id="summary">Summary</h2>')
 
 
 def test_bundle_of_the_real_run_verifies_and_catches_a_changed_byte(

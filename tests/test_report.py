@@ -112,7 +112,6 @@ def _make_run(tmp_path: Path, status: str = "complete", **extra: Any) -> tuple[P
     return run.path, samples
 
 
-
 def _append_listed(run_path: Path, samples: list[Sample]) -> None:
     """Append samples and list their cases in the manifest, as the runner does."""
     run = RunDir(run_path)
@@ -134,6 +133,7 @@ def _append_listed(run_path: Path, samples: list[Sample]) -> None:
             )
     run.write_manifest(manifest)
     run.append_samples(samples)
+
 
 def _pdf_text(path: Path) -> str | None:
     if shutil.which("pdftotext") is None:
@@ -644,3 +644,40 @@ def test_notes_only_of_the_workloads_present(built: tuple[Path, list[Sample], An
     text = _text(files.html.read_text())
     assert "fio latencies are completion latencies (clat)" in text
     assert "stress-ng bogo-ops" not in text  # no stress-ng in this run
+
+
+def test_a_flagged_cross_check_in_the_manifest_reaches_flags_json(tmp_path: Path) -> None:
+    """The runner's cross-check (CaseRecord.cross_checks) flags every figure of that case's
+    (workload, parameters, mode) in flags.json; an explained or agreeing check flags nothing."""
+    from vbench.report import FLAGS
+    from vbench.results import CrossCheckRecord
+
+    run_path, _ = _make_run(tmp_path)
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    bad = CrossCheckRecord(
+        name="block_requests",
+        workload=1000,
+        sampled=1100,
+        disagreement_pct=10.0,
+        limit_pct=5.0,
+        flagged=True,
+    )
+    fine = bad.model_copy(update={"name": "block_bytes", "flagged": False})
+    for case in manifest.cases:
+        case.cross_checks = [bad, fine] if case.mode == "pv" and case.repetition == 1 else [fine]
+        case.flags = ["block_requests"] if case.cross_checks[0].flagged else []
+    run.write_manifest(manifest)
+    build_report(run_path, pdf=False)
+    doc = json.loads((run_path / FLAGS).read_text())
+    crossed = {
+        (f["metric"], f["mode"])
+        for f in doc["figures"]
+        if any(fl["kind"] == "cross-check" for fl in f["flags"])
+    }
+    assert ("read.iops", "pv") in crossed and ("read.clat_p99", "pv") in crossed
+    assert all(mode == "pv" for _, mode in crossed)
+    message = next(
+        fl["message"] for f in doc["figures"] for fl in f["flags"] if fl["kind"] == "cross-check"
+    )
+    assert "r1-pv-fio-randread-4k-qd16-j1: block_requests" in message and "10.0 %" in message

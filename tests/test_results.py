@@ -16,8 +16,11 @@ from vbench.errors import RunDirError
 from vbench.model import SAMPLE_COLUMNS, Sample
 from vbench.results import (
     CaseRecord,
+    CrossCheckRecord,
+    HostChange,
     Manifest,
     RunDir,
+    RunTiming,
     ScenarioRecord,
     atomic_write,
     load_samples,
@@ -72,6 +75,31 @@ def test_manifest_and_samples_round_trip(tmp_path: Path) -> None:
     assert list(frame.columns) == list(SAMPLE_COLUMNS)
     assert frame["value"].tolist() == [10.0, 12.5]
     assert frame["parameters"].tolist() == ["bs=4k", "bs=4k"]
+
+
+def test_cross_checks_host_changes_and_timing_round_trip(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "r1")
+    m = _manifest()
+    m.cases[0].workload_s = 5.2
+    m.cases[0].cross_checks = [
+        CrossCheckRecord(
+            name="net_bytes_tx",
+            workload=1e8,
+            sampled=1.07e8,
+            disagreement_pct=7.0,
+            limit_pct=5.0,
+            flagged=True,
+        )
+    ]
+    m.cases[0].flags = ["net_bytes_tx"]
+    m.host_changes = [HostChange(at="2026-12-01T10:00:00+00:00", what="create tap vbt00000000")]
+    m.timing = RunTiming.of(200.0, 50.0)
+    run.write_manifest(m)
+    back = RunDir.open(tmp_path / "r1").read_manifest()
+    assert back == m
+    assert back.timing is not None and back.timing.overhead_ratio == pytest.approx(0.75)
+    assert RunTiming.of(0.0, 0.0).overhead_ratio == 0.0
+    assert RunTiming.of(10.0, 12.0).overhead_ratio == 0.0  # never negative
 
 
 def test_a_run_without_samples_reads_as_an_empty_frame(tmp_path: Path) -> None:

@@ -22,11 +22,14 @@ from vbench.host.paths import HostPaths
 from vbench.samplers import Reading, Sampling, Value
 from vbench.samplers.guest import GuestSampler, parse_cpustats, parse_diskstats
 from vbench.samplers.host import (
+    NET_COUNTERS,
     BlockDevice,
     HostSampler,
+    NamespaceNicSampler,
     find_block_device,
     parse_block_stat,
     parse_pressure,
+    parse_proc_net_dev,
     parse_proc_stat,
 )
 from vbench.samplers.libvirt_stats import STATS_GROUPS, LibvirtSampler, parse_domain_stats
@@ -378,3 +381,46 @@ def test_the_sets_a_case_runs_with(testconn: libvirt.virConnect, tmp_path: Path)
     assert [s.name for s in host_samplers(tmp_path, net_ifaces=["lo"])] == ["host"]
     values = host_samplers(tmp_path, net_ifaces=["lo"])[0].sample()
     assert {"cpu.busy_s", "net.lo.rx.bytes"} <= {v.metric for v in values}
+
+
+# -- NICs inside another network namespace ----------------------------------------------------
+
+NET_DEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+vbt1a2b3c4d0: 5206188   3620    0    7    0     0          0         0 12010742    8001    0    2    0     0       0          0
+"""  # noqa: E501 (a recorded /proc/<pid>/net/dev, as the kernel prints it)
+
+
+def test_proc_net_dev_parsed_by_column() -> None:
+    stats = parse_proc_net_dev(NET_DEV)
+    assert set(stats) == {"lo", "vbt1a2b3c4d0"}
+    assert stats["vbt1a2b3c4d0"] == {
+        "rx_bytes": 5206188,
+        "rx_packets": 3620,
+        "rx_dropped": 7,
+        "tx_bytes": 12010742,
+        "tx_packets": 8001,
+        "tx_dropped": 2,
+    }
+
+
+def test_namespace_nic_sampler_reads_a_process_view_and_counts_loopback_traffic() -> None:
+    """Through /proc/<pid>/net/dev of a process (here this one, in the root namespace): loopback
+    counters grow by at least what was sent to 127.0.0.1."""
+    import socket
+
+    sampler = NamespaceNicSampler(os.getpid(), ["lo", "no-such-nic"])
+    before = {v.metric: v.value for v in sampler.sample()}
+    assert {m for m in before} == {f"net.lo.{m}" for _, m, _ in NET_COUNTERS}
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        for _ in range(10):
+            tx.sendto(b"x" * 1000, rx.getsockname())
+    after = {v.metric: v.value for v in sampler.sample()}
+    assert after["net.lo.tx.bytes"] - before["net.lo.tx.bytes"] >= 10_000
+    assert after["net.lo.rx.pkts"] - before["net.lo.rx.pkts"] >= 10
+    assert NamespaceNicSampler(2**22 + 7, ["lo"]).sample() == []  # no such process: no values

@@ -39,7 +39,7 @@ BAD: dict[str, str] = {
     "bad-pv-ide.toml": "modes[0].disk_bus: pv takes a paravirtual disk bus (virtio or scsi)",
     "bad-pv-e1000.toml": "modes[0].nic_model: pv takes the virtio NIC, not 'e1000'",
     "bad-vfio-without-pci.toml": "modes[1].pci: vfio needs `pci`",
-    "bad-vfio-ide.toml": "modes[0].disk_bus: vfio runs on the q35 machine, which has no IDE",
+    "bad-vfio-ide.toml": "modes[0].disk_bus: `disk_bus` does not apply to mode vfio (the guest",
     "bad-sriov-without-pf.toml": "modes[0].pf: sriov needs `pf`",
     "bad-fv-with-pci.toml": "modes[0].pci: `pci` does not apply to mode fv",
     "bad-duplicate-mode-labels.toml": "modes: modes repeat the label(s) ['pv']",
@@ -65,6 +65,9 @@ BAD: dict[str, str] = {
     "bad-stress-ng-no-stressors.toml": "workloads[1].stressors: required key is missing",
     "bad-stress-ng-workers-zero.toml": "workloads[1].workers: Input should be greater than or",
     "bad-stress-ng-fio-key.toml": "workloads[1].rw: unknown key",
+    "bad-sample-interval-zero.toml": "run.sample_interval_s: Input should be greater than or equal",
+    "bad-iperf3-direction.toml": "workloads[0].direction[1]: 'up': Input should be 'tx', 'rx' or",
+    "bad-sockperf-msg-size.toml": "workloads[0].msg_size[0]: Input should be greater than or equal",
 }
 
 
@@ -104,11 +107,15 @@ def test_quick_scenario_loads() -> None:
     s = loaded.scenario
     assert s.name == "quick"
     assert [m.id for m in s.modes] == [ModeId.FV, ModeId.PV]
-    assert s.modes[0].effective_disk_bus == "ide"
-    assert s.modes[0].effective_nic_model == "e1000"
-    assert s.modes[1].effective_disk_bus == "virtio"
-    assert s.modes[1].effective_nic_model == "virtio"
+    # the mode providers fill in their defaults
+    assert (s.modes[0].disk_bus, s.modes[0].nic_model) == ("ide", "e1000")
+    assert (s.modes[1].disk_bus, s.modes[1].nic_model) == ("virtio", "virtio")
     assert s.run.repetitions == 3
+    assert s.run.sample_interval_s == 1.0
+    kinds = [c.kind for c in s.workload_cases()]
+    assert {"fio", "stress-ng", "iperf3", "sockperf"} == set(kinds)
+    directions = [c.params["direction"] for c in s.workload_cases() if c.kind == "iperf3"]
+    assert directions == ["tx", "rx"]
     assert len(loaded.sha256) == 64
     assert loaded.text == (ROOT / "scenarios" / "quick.toml").read_text()
 
@@ -126,13 +133,17 @@ def test_quick_scenario_interleaves_modes_within_each_repetition() -> None:
     ]
     assert all(isinstance(t, Trial) for t in trials)
     assert [t.mode_index for t in trials] == [0, 1, 0, 1, 0, 1]
-    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu
+    # every trial runs every workload case: randread 4k, randwrite 4k, read 1m, stress-ng cpu,
+    # iperf3 both directions, sockperf udp ping-pong
     slugs = [w.slug for w in trials[0].workloads]
     assert slugs == [
         "fio-randread-4k-qd16-j1",
         "fio-randwrite-4k-qd16-j1",
         "fio-read-1m-qd4-j1",
         "stress-ng-cpu-matrixprod-wvcpus",
+        "iperf3-tx-p1-t2",
+        "iperf3-rx-p1-t2",
+        "sockperf-udp-m64-t2",
     ]
     assert all(t.workloads == trials[0].workloads for t in trials)
 
@@ -147,9 +158,10 @@ def test_case_ids_are_unique_over_the_run() -> None:
 def test_all_modes_file_loads_with_labels_and_mode_defaults() -> None:
     s = load_scenario(DATA / "good-all-modes.toml").scenario
     assert s.mode_labels() == ["fv", "pv", "pv-scsi", "vfio", "sriov"]
-    assert [m.effective_disk_bus for m in s.modes[:3]] == ["sata", "virtio", "scsi"]
-    assert [m.effective_nic_model for m in s.modes[:3]] == ["rtl8139", "virtio", "virtio"]
-    assert s.modes[3].pci == "0000:02:00.0"
+    assert [m.disk_bus for m in s.modes[:3]] == ["sata", "virtio", "scsi"]
+    assert [m.nic_model for m in s.modes[:3]] == ["rtl8139", "virtio", "virtio"]
+    assert s.modes[3].pci == ["0000:02:00.0"]
+    assert (s.modes[3].disk_bus, s.modes[3].nic_model) == (None, None)
     assert s.modes[4].pf == "0000:81:00.0"
     assert s.guest.boot_timeout_s == 90.0  # an integer is fine where a float is wanted
     labels = [t.mode for t in s.trials()]
@@ -212,7 +224,7 @@ def test_mode_spec_built_in_python() -> None:
     """The runner and tests may build a ModeSpec from plain strings, as TOML does."""
     m = ModeSpec(id="vfio", pci="0000:02:00.0")  # type: ignore[arg-type]
     assert m.id is ModeId.VFIO
-    assert m.effective_nic_model == "virtio"
+    assert m.pci_addresses == ["0000:02:00.0"]
     with pytest.raises(ValueError, match="vfio needs `pci`"):
         ModeSpec(id=ModeId.VFIO)
 

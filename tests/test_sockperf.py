@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from vbench.errors import WorkloadOutputError
 from vbench.host.netns import RunNetwork
+from vbench.workloads.base import Needs, Target
 from vbench.workloads.fio import SampleLabels
-from vbench.workloads.peer import Needs, Target
 from vbench.workloads.sockperf import METRICS, Sockperf, SockperfSpec, parse_sockperf
 
 DATA = Path(__file__).parent / "data" / "sockperf"

@@ -34,11 +34,16 @@ DATA = Path(__file__).parent / "data"
 REAL_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fio": ("fio", ("*.json", "*.txt")),
     "stress-ng": ("stress-ng", ("*.yaml",)),
+    # the successful runs only (the others are outputs of failures, refused by the parser)
+    "iperf3": ("iperf3", ("*-loopback.json", "*-guest.json")),
+    "sockperf": ("sockperf", ("*-fullrtt-*.txt", "*-guest.txt")),
 }
 # A minimal spec per kind, as a scenario gives it.
 SPECS: dict[str, dict[str, object]] = {
     "fio": {"kind": "fio", "rw": ["randread", "randwrite"], "iodepth": [1, 8]},
     "stress-ng": {"kind": "stress-ng", "stressors": [{"name": "cpu"}, {"name": "matrix"}]},
+    "iperf3": {"kind": "iperf3", "direction": ["tx", "rx"]},
+    "sockperf": {"kind": "sockperf", "protocol": ["udp", "tcp"]},
 }
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -125,7 +130,7 @@ def test_cases_argv_timeout_and_slugs(kind: str) -> None:
     assert len(set(slugs)) == len(slugs)
     assert all(SAFE.match(s) and s.startswith(kind) for s in slugs)
     disk = "/dev/vda" if w.needs is Needs.DISK else None
-    peer = "169.254.0.1" if w.needs is Needs.NETWORK else None
+    peer = "169.254.1.1" if w.needs is Needs.NETWORK else None
     for case in cases:
         assert isinstance(case, WorkloadCase) and case.kind == kind
         for where in ("guest", "host"):
@@ -136,16 +141,28 @@ def test_cases_argv_timeout_and_slugs(kind: str) -> None:
         assert (w.server_argv(case) is not None) == (w.needs is Needs.NETWORK)
 
 
-def test_host_cost_metrics_are_catalogued_with_their_units() -> None:
-    """What the runner adds to every case (vbench.metrics.cost) is in the common catalogue."""
-    from vbench.metrics.cost import CostSnapshot, cost_metrics
+def test_derived_figures_are_catalogued_with_their_units() -> None:
+    """Every figure the runner derives from a case's series (vbench.derive) is in the catalogue."""
+    import pandas as pd
 
-    before = CostSnapshot(10.0, 1_000_000_000, 100, 50, 1000, 4000)
-    after = CostSnapshot(12.0, 2_500_000_000, 1100, 550, 2000, 4800)
-    emitted = cost_metrics(before, after)
-    assert {name for name, _, _ in emitted} == {
-        m.name for m in COMMON_METRICS if m.group == "host cost"
-    }
-    for name, _, unit in emitted:
-        entry = metric(name)
-        assert entry is not None and entry.unit == unit, name
+    from vbench.derive import derive_case
+    from vbench.series import SERIES_COLUMNS
+
+    rows = []
+    for t, k in ((0.0, 0), (10.0, 1)):
+        rows += [
+            ("libvirt", "cpu.time", t, 1e9 + k * 2e9, "ns"),
+            ("libvirt", "block.vda.rd.reqs", t, 10 + k * 1000, "count"),
+            ("libvirt", "block.vda.rd.bytes", t, 1e6 + k * 4e6, "B"),
+            ("libvirt", "vcpu.0.exits", t, k * 5000, "count"),
+            ("guest", "cpu.busy", t, 100 + k * 900, "ms"),
+            ("guest", "cpu.idle", t, 100 + k * 9000, "ms"),
+            ("host", "cpu.busy_s", t, 50 + k * 3, "s"),
+            ("host", "cpu.total_s", t, 100 + k * 20, "s"),
+        ]
+    series = pd.DataFrame([("r", "c", *r) for r in rows], columns=list(SERIES_COLUMNS))
+    figures = derive_case(series).figures
+    assert {f.metric for f in figures} == {m.name for m in COMMON_METRICS if m.group == "host cost"}
+    for f in figures:
+        entry = metric(f.metric)
+        assert entry is not None and entry.unit == f.unit, f.metric

@@ -10,6 +10,7 @@
 
 `verify_bundle` reads the archive without extracting it: every listed file is present with its
 hash, nothing unlisted rides along, and the manifest's scenario hash matches its scenario text.
+`extract_bundle` verifies, then unpacks the run directory for readers (`vbench fleet report`).
 """
 
 from __future__ import annotations
@@ -178,3 +179,24 @@ def verify_bundle(path: Path) -> tuple[int, list[str]]:
     else:
         problems.append(f"{where}/{MANIFEST}: missing")
     return len(listed), problems
+
+
+def extract_bundle(path: Path, dest: Path) -> Path:
+    """Verify the bundle at `path`, unpack it into `dest` and return its run directory.
+
+    Raises BundleError naming the first problem when it does not verify (nothing is unpacked).
+    """
+    _, problems = verify_bundle(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BundleError(f"does not verify: {problems[0]}{more}")
+    top, files = _read_members(path)
+    run_path = dest / top
+    try:
+        for name, data in files.items():
+            target = run_path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot unpack into {dest}: {exc.strerror}") from None
+    return run_path

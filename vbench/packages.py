@@ -24,6 +24,7 @@ class Need:
     redhat: str | None = None  # remedies only (setup-host.sh knows Debian and SUSE); None: `name`
     # setup-host.sh probes: a command, an absolute path (glob allowed) or lib:SONAME; () = not there
     probes: tuple[str, ...] = ()
+    test_only: bool = False  # only the test suite uses it: setup-host.sh --test (`need_test`)
 
     def package(self, family: str) -> str:
         if family == "debian":
@@ -100,6 +101,10 @@ NEEDS: tuple[Need, ...] = (
         "python3-devel",
         ("/usr/include/python3*/Python.h",),
     ),
+    # Tests only: tests/test_fleet_e2e.py starts its own sshd on loopback addresses.
+    Need("sshd", "openssh-server", "openssh-server", "openssh-server", ("/usr/sbin/sshd",), True),
+    # The test suite only (setup-host.sh --test): headless Chromium renders the HTML report
+    Need("chromium", "chromium", "chromium", "chromium", ("chromium",), test_only=True),
 )
 
 _BY_NAME: Mapping[str, Need] = {n.name: n for n in NEEDS}
@@ -175,6 +180,7 @@ def install_command(names: Iterable[str], family: str) -> str:
     return f"install {joined} (apt-get on Debian/Ubuntu, zypper on openSUSE/SLES)"
 
 
-def setup_need_lines() -> list[tuple[str, str, str]]:
-    """(probe, Debian package, SUSE package): what setup-host.sh's `need` lines must say."""
-    return [(p, n.debian, n.suse) for n in NEEDS for p in n.probes]
+def setup_need_lines(*, test_only: bool = False) -> list[tuple[str, str, str]]:
+    """(probe, Debian package, SUSE package): what setup-host.sh's `need` lines must say (with
+    test_only: its `need_test` lines)."""
+    return [(p, n.debian, n.suse) for n in NEEDS if n.test_only == test_only for p in n.probes]

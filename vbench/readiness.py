@@ -19,7 +19,7 @@ swap or carries the default route) is never offered for pass-through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -338,6 +338,78 @@ def sriov_devices(
             )
     offered.sort(key=lambda o: (o.driver != "vfio-pci", o.address))
     return offered, excluded, enableable
+
+
+def assignment_refusals(
+    inventory: Inventory, addresses: Sequence[str], allow: Collection[str] = ()
+) -> list[str]:
+    """Why these devices must not be given to a guest together ([] when they may).
+
+    This scenario's devices, not "any device": a device the host uses (mounted filesystem, swap,
+    LVM/MD/dm member, default route), or one in an IOMMU group with such a device, is refused;
+    so is a device whose group holds other endpoints the scenario does not also list.  `allow`
+    (the scenario's allow-list) is the only override.
+    """
+    by_addr = inventory.by_address()
+    listed = {a.lower() for a in addresses}
+    allowed = {a.lower() for a in allow}
+    out: list[str] = []
+    for addr in addresses:
+        dev = by_addr.get(addr)
+        if dev is None or addr in allowed:
+            continue
+        for reason in host_use_reasons(inventory, dev):
+            out.append(f"{addr}: used by the host ({reason})")
+        unlisted = [p for p in _group_peers(inventory, dev) if p not in listed | allowed]
+        if unlisted:
+            out.append(
+                f"{addr}: shares IOMMU group {dev.iommu_group} with {', '.join(unlisted)}, which "
+                "the scenario does not assign with it"
+            )
+    return list(dict.fromkeys(out))
+
+
+def vf_candidates(
+    inventory: Inventory,
+    pf: PciDevice,
+    assigned: Mapping[str, str],
+    allow: Collection[str] = (),
+    need_group: bool = True,
+) -> tuple[list[PciDevice], list[ExcludedDevice]]:
+    """The free VFs of `pf` (vfio-pci bound first) and the others with why they are not free.
+
+    Free: not held by a running libvirt domain (`assigned`: address -> domain), not used by the
+    host, and alone in its IOMMU group (or its group mates are in `allow`).
+    """
+    free: list[PciDevice] = []
+    taken: list[ExcludedDevice] = []
+    for vf in _vfs_of(inventory, pf):
+        if vf.address in assigned:
+            taken.append(ExcludedDevice(vf.address, f"held by domain {assigned[vf.address]}"))
+        elif vf.iommu_group is None and need_group:  # not on Xen: the IOMMU is Xen's
+            taken.append(ExcludedDevice(vf.address, "no IOMMU group (IOMMU off)"))
+        elif refusals := assignment_refusals(inventory, [vf.address], allow):
+            taken.append(ExcludedDevice(vf.address, "; ".join(refusals)))
+        else:
+            free.append(vf)
+    free.sort(key=lambda d: (d.driver != "vfio-pci", d.address))
+    return free, taken
+
+
+def host_blockers(
+    checks: Sequence[CheckResult], strict: bool = False
+) -> dict[ModeId, tuple[str, ...]]:
+    """Per mode, the failed host checks that keep it from working ("id (observed)" lines).
+
+    Leaves out the "is any device assignable" pseudo-checks: a scenario's own device is judged
+    by `assignment_refusals` / `vf_candidates` instead.
+    """
+    out: dict[ModeId, tuple[str, ...]] = {}
+    for mode in ALL_MODES:
+        lines = [f"{c.id} ({c.observed})" for c in checks if c.blocks(mode, strict)]
+        if lines:
+            out[mode] = tuple(lines)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

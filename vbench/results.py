@@ -79,6 +79,18 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CrossCheckRecord(_Record):
+    """A workload's own count against libvirt's (or the tap's) over the case (vbench.derive)."""
+
+    name: str  # block_requests | block_bytes | net_bytes_tx | net_bytes_rx
+    workload: float
+    sampled: float
+    disagreement_pct: float | None  # None: the workload counted nothing and the sampler did
+    limit_pct: float
+    flagged: bool
+    explained_by: str | None = None
+
+
 class CaseRecord(_Record):
     case_id: str
     mode: str
@@ -90,6 +102,10 @@ class CaseRecord(_Record):
     error: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    workload_s: float | None = None  # wall time of the workload's command alone
+    cross_checks: list[CrossCheckRecord] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)  # names of the cross-checks that disagree
+    sampling_errors: dict[str, str] = Field(default_factory=dict)  # sampler -> its first error
     # density trials: N guests ran the case at once; `guest` is this guest's index, None on the
     # case's aggregate record (its samples: the sums, fairness and host CPU over the N guests)
     density: int | None = None
@@ -155,6 +171,27 @@ class ScenarioRecord(_Record):
     text: str
 
 
+class HostChange(_Record):
+    """One change to the host (network namespace, tap, peer server), recorded before it is made."""
+
+    at: str
+    what: str
+
+
+class RunTiming(_Record):
+    """Where the run's time went: workload commands vs everything else (boot, teardown, disk
+    fill, servers, sampling, checks)."""
+
+    wall_s: float  # from the run directory's creation to the run's end
+    workload_s: float  # the workload commands alone (CaseRecord.workload_s summed)
+    overhead_ratio: float  # (wall_s - workload_s) / wall_s
+
+    @classmethod
+    def of(cls, wall_s: float, workload_s: float) -> RunTiming:
+        ratio = max(0.0, wall_s - workload_s) / wall_s if wall_s > 0 else 0.0
+        return cls(wall_s=round(wall_s, 3), workload_s=round(workload_s, 3), overhead_ratio=ratio)
+
+
 class Manifest(_Record):
     format_version: Literal[2] = MANIFEST_FORMAT_VERSION
     run_id: str
@@ -171,6 +208,8 @@ class Manifest(_Record):
     cases: list[CaseRecord] = Field(default_factory=list)
     skipped_modes: list[SkippedMode] = Field(default_factory=list)
     error: str | None = None
+    host_changes: list[HostChange] = Field(default_factory=list)
+    timing: RunTiming | None = None
     repetitions: RepetitionsRecord | None = None
     # Every file this run wrote under raw/, relative to the run directory (RunDir keeps it).
     raw_files: list[str] = Field(default_factory=list)

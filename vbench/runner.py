@@ -5,12 +5,19 @@ A run is rounds of trials: a fixed count, or with adaptive repetitions rounds ar
 headline figures' CIs are tight enough (`vbench.adaptive`).  A density trial boots N guests of one
 mode and starts each case in all of them at once (`vbench.density` for its figures).
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
-Every guest and scratch file is removed on every way out: success, error, Ctrl-C, SIGTERM.
+Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
+success, error, Ctrl-C, SIGTERM.
+
+Around every case the samplers run (vbench.samplers: libvirt, host, guest agent) and append to
+series.csv; the case's host-cost figures and cross-checks are reductions of that series
+(vbench.derive).  A NETWORK case talks to a peer server started for it inside the run's network
+namespace (vbench.host.netns), over the guest's NIC of the mode under test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import platform
@@ -19,7 +26,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,6 +36,7 @@ from types import FrameType
 from typing import Literal, Protocol
 
 import libvirt
+from pydantic import BaseModel, ConfigDict
 
 from vbench import __version__
 from vbench.adaptive import decide, headline_figures, relative_ci_widths
@@ -36,49 +44,65 @@ from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
 from vbench.density import density_figures
-from vbench.domxml import DomainSpec, build_domain_xml, disk_target_dev
-from vbench.domxml.modes import mode_devices
+from vbench.derive import CrossCheck, Derived, derive_case
+from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestError, VbenchError
 from vbench.guest.agent import GuestAgent
-from vbench.guest.microguest import Microguest, build_microguest
+from vbench.guest.microguest import DEFAULT_CMDLINE, Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
+from vbench.host.changes import ChangeJournal
 from vbench.host.checks import check_document
 from vbench.host.facts import read_system_facts
-from vbench.metrics.cost import CostSnapshot, cost_metrics, host_snapshot, snapshot
+from vbench.host.inventory import collect_inventory
+from vbench.host.netns import GuestLink, RunNetwork
+from vbench.host.paths import HostPaths
+from vbench.host.sriov_prep import plan_vf
 from vbench.model import (
     BAREMETAL,
     DENSITY,
     Accelerator,
-    ModeId,
     Sample,
     Trial,
     WorkloadCase,
     canonical_parameters,
 )
+from vbench.modes import HostView, ModePlan, Skip, provider_for
+from vbench.readiness import host_blockers
 from vbench.results import (
     Accel,
     CaseRecord,
+    CrossCheckRecord,
+    HostChange,
     Manifest,
     RepetitionsRecord,
     RoundRecord,
     RunDir,
+    RunTiming,
     ScenarioRecord,
     SkippedMode,
     TrialRecord,
+    atomic_write,
     utc_now,
 )
+from vbench.samplers import Reading, Sampler, Sampling
+from vbench.samplers.host import NamespaceNicSampler
+from vbench.samplers.libvirt_stats import SOURCE as LIBVIRT_SOURCE
+from vbench.samplers.sets import guest_samplers, host_samplers
 from vbench.scenario import LoadedScenario, ModeSpec
+from vbench.series import SERIES, SERIES_COLUMNS, SeriesWriter
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
 from vbench.virt.guests import RunScratch, running_guest
-from vbench.workloads import WORKLOADS, Needs, SampleLabels, Target, workload
+from vbench.virt.hostdevs import assigned_pci, hostdev_networks
+from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, workload
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
-# Modes this version can provision; the others are skipped with a reason, never dropped silently.
-PROVISIONED_MODES = {ModeId.FV, ModeId.PV}
 CONSOLE_TAIL_LINES = 30
 # How long the guests of a density trial wait for each other before a case (they are all up)
 DENSITY_BARRIER_TIMEOUT_S = 120.0
+# A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
+# (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
+BAREMETAL_PEER = "127.0.0.1"
 
 
 class Executor(Protocol):
@@ -122,6 +146,19 @@ class HostExecutor:
         return result.stdout, result.stderr
 
 
+@dataclass(frozen=True)
+class CaseWatch:
+    """What watches one guest's (or the host's) cases: its samplers and its test devices.
+
+    `samplers` makes a fresh set per case; `disk` and `iface` are the test disk and NIC as
+    libvirt names them (None on bare metal; the NIC is the guest's tap).
+    """
+
+    samplers: Callable[[], list[Sampler]]
+    disk: str | None = None
+    iface: str | None = None
+
+
 class RunEvents(Protocol):
     """What the runner tells the terminal (or a test) as it goes."""
 
@@ -159,7 +196,7 @@ class _GuestPlace:
 
     executor: GuestExecutor
     target: Target
-    measure: Callable[[], CostSnapshot]
+    watch: CaseWatch
 
 
 @dataclass
@@ -168,6 +205,7 @@ class RunResult:
     status: str
     failed_cases: int
     ok_cases: int
+    timing: RunTiming | None = None
 
 
 @dataclass
@@ -178,6 +216,9 @@ class _State:
     samples: list[Sample] = field(default_factory=list)
     # the guests of a density trial run their cases in threads of their own
     lock: threading.Lock = field(default_factory=threading.Lock)
+    network: RunNetwork | None = None  # None: no case of the scenario needs a network
+    series: SeriesWriter | None = None
+    guests: int = 0  # guests given a test link so far (each gets the next index)
 
     def save(self) -> None:
         with self.lock:
@@ -187,6 +228,43 @@ class _State:
         with self.lock:
             self.rundir.append_samples(samples)
             self.samples += samples
+
+    def host_change(self, what: str) -> None:
+        """RunNetwork's journal: each change to the host is in the manifest before it is made."""
+        self.manifest.host_changes.append(HostChange(at=utc_now(), what=what))
+        self.save()
+
+    def next_guest_index(self) -> int:
+        self.guests += 1
+        return self.guests - 1
+
+
+class DryRunMode(BaseModel):
+    """One mode entry of a dry run: planned (devices) or skipped (reason), and its host changes."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: str
+    mode_id: str
+    status: Literal["planned", "skipped"]
+    reason: str | None = None
+    devices: list[str] = []
+    note: str | None = None
+    host_changes: list[str] = []
+
+
+class DryRun(BaseModel):
+    """`<output>/<run-id>-dry-run/dry-run.json`: what `vbench run --dry-run` planned."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = 1
+    kind: Literal["vbench.dry-run"] = "vbench.dry-run"
+    run_id: str
+    scenario: str
+    modes: list[DryRunMode]
+
+
+class ModesSkipped(VbenchError):
+    """--require-all-modes and a mode the host cannot run (exit 1, nothing started)."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -254,6 +332,28 @@ def _console_tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _with_link(spec: DomainSpec, link: GuestLink | None) -> DomainSpec:
+    """The guest's NIC on its tap, and its address and MAC on the kernel command line."""
+    if link is None:
+        return spec
+    return dataclasses.replace(
+        spec, nic_tap=link.tap, nic_mac=link.mac, cmdline=f"{spec.cmdline} {link.kernel_args}"
+    )
+
+
+def _check_record(check: CrossCheck) -> CrossCheckRecord:
+    pct = check.disagreement_pct
+    return CrossCheckRecord(
+        name=check.name,
+        workload=check.workload,
+        sampled=check.sampled,
+        disagreement_pct=round(pct, 3) if math.isfinite(pct) else None,
+        limit_pct=check.limit_pct,
+        flagged=check.flagged,
+        explained_by=check.explained_by,
+    )
+
+
 def trial_id(trial: Trial) -> str:
     return trial.id
 
@@ -267,6 +367,10 @@ class Runner:
         uri: str | None = None,
         events: RunEvents | None = None,
         checks: CheckDocument | None = None,
+        prepare_host: bool = False,
+        dry_run: bool = False,
+        require_all_modes: bool = False,
+        paths: HostPaths | None = None,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -274,6 +378,12 @@ class Runner:
         self.uri = resolve_uri(uri)
         self.events: RunEvents = events or QuietEvents()
         self.checks = checks
+        # modes may change the host (VF count, NVMe secondary controllers, driver bindings)
+        self.prepare_host = prepare_host or self.scenario.host.prepare
+        self.dry_run = dry_run
+        self.require_all_modes = require_all_modes
+        self.paths = paths or HostPaths()  # a testbed's, for --dry-run --testbed
+        self._view: HostView | None = None
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -282,7 +392,17 @@ class Runner:
             if self.checks is None:
                 self.events.phase("checking the host (vbench check)")
                 requested = tuple(dict.fromkeys(m.id for m in self.scenario.modes))
-                self.checks = check_document(self.uri, requested=requested)
+                self.checks = check_document(self.uri, requested=requested, paths=self.paths)
+            self.events.phase("planning the modes (devices, safety checks, host changes)")
+            plans = self._plan(conn)  # a refused device stops the run here: nothing started
+            skipped = [p for p in plans if isinstance(p, Skip)]
+            if skipped and self.require_all_modes:
+                raise ModesSkipped(
+                    "--require-all-modes: "
+                    + "; ".join(f"mode {p.label} would be skipped: {p.reason}" for p in skipped)
+                )
+            if self.dry_run:
+                return self._dry_run(plans)
             self.events.phase("building the microguest (cached after the first time)")
             guest = build_microguest(progress=self.events.phase)
             self.events.phase("choosing the accelerator (functional KVM probe, cached)")
@@ -292,13 +412,114 @@ class Runner:
                     f"TCG: {accel.reason}. Figures compare modes on this machine only; "
                     "they are not hardware figures."
                 )
-            return self._run_trials(conn, guest, accel)
+            return self._run_trials(conn, guest, accel, plans)
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
+    # -- the modes: plan (devices, safety), host changes, dry run -------------------------------
+    def _host_view(self, conn: libvirt.virConnect) -> HostView:
+        assert self.checks is not None  # the host is checked before planning
+        report = self.checks.report()
+        paths = self.paths
+        # libvirt's libxl driver says "Xen": the guests are Xen's, and the KVM/VFIO host checks
+        # (which `vbench check` marks as not applying on a dom0) block nothing
+        xen = str(conn.getType()).lower() == "xen"
+        return HostView(
+            inventory=report.inventory,
+            blockers={} if xen else host_blockers(report.checks),
+            hypervisor="xen" if xen else "kvm",
+            assigned=assigned_pci(conn),
+            hostdev_networks=hostdev_networks(conn),
+            plan_vf=lambda pf, want, index: plan_vf(pf, paths, want, vf_index=index),
+            prepare=self.prepare_host,
+        )
+
+    def _plan(self, conn: libvirt.virConnect) -> list[ModePlan | Skip]:
+        """Each mode entry's plan or skip; DeviceRefused when a named device is unsafe."""
+        self._view = self._host_view(conn)
+        plans: list[ModePlan | Skip] = []
+        for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
+            plan = provider_for(mode.id).plan(mode, label, self._view)
+            if isinstance(plan, ModePlan):
+                for line in plan.resolved:
+                    self.events.phase(f"{label}: {line}")
+                for change in plan.changes:
+                    self.events.phase(f"{label}: host change: {change.describe}")
+            plans.append(plan)
+        return plans
+
+    def _prepare(
+        self, stack: contextlib.ExitStack, rundir: RunDir, plans: list[ModePlan | Skip]
+    ) -> list[ModePlan | Skip]:
+        """Make the modes' host changes (journal in the run dir), then plan the VFs they made."""
+        if not any(isinstance(p, ModePlan) and p.changes for p in plans):
+            return plans
+        journal = ChangeJournal(rundir.path)
+        out: list[ModePlan | Skip] = []
+        for mode, plan in zip(self.scenario.modes, plans, strict=True):
+            if isinstance(plan, ModePlan) and plan.changes:
+                self.events.phase(f"{plan.label}: changing the host (restored at the end)")
+                stack.enter_context(provider_for(mode.id).prepare(plan, journal))
+            if isinstance(plan, ModePlan) and plan.replan:
+                assert self._view is not None
+                view = replace(self._view, inventory=collect_inventory(self.paths))
+                again = provider_for(mode.id).plan(mode, plan.label, view)
+                if isinstance(again, ModePlan) and (again.changes or again.devices is None):
+                    raise VbenchError(
+                        f"mode {plan.label}: the host changes did not give a usable VF"
+                    )
+                plan = again
+            out.append(plan)
+        return out
+
+    def _dry_run(self, plans: list[ModePlan | Skip]) -> RunResult:
+        """Write each trial's domain XML and the host changes it would make; start nothing."""
+        run_id = new_run_id(self.scenario.name) + "-dry-run"
+        out = self.output / run_id
+        modes: list[DryRunMode] = []
+        for label, plan in zip(self.scenario.mode_labels(), plans, strict=True):
+            entry = DryRunMode(
+                mode=label,
+                mode_id=plan.mode.value,
+                status="skipped" if isinstance(plan, Skip) else "planned",
+                host_changes=[c.describe for c in plan.changes],
+            )
+            if isinstance(plan, Skip):
+                entry.reason = plan.reason
+            else:
+                entry.devices = list(plan.resolved)
+                if plan.replan:
+                    entry.note = "the VF is chosen again after the host changes" + (
+                        "" if plan.devices else ": no domain XML before them"
+                    )
+            modes.append(entry)
+        for trial in self.scenario.trials():
+            if trial.is_baremetal:
+                continue
+            plan = plans[trial.mode_index]
+            tid = trial_id(trial)
+            if plan.changes:
+                text = "".join(f"{c.describe}\n" for c in plan.changes)
+                atomic_write(out / "raw" / tid / "host-changes.txt", text)
+            if isinstance(plan, ModePlan) and plan.devices is not None:
+                xml = build_domain_xml(
+                    self._domain_spec(run_id, trial, plan, None, None, None, None)
+                )
+                atomic_write(out / "raw" / tid / "domain.xml", xml)
+        doc = DryRun(run_id=run_id, scenario=self.loaded.path, modes=modes)
+        atomic_write(out / "dry-run.json", doc.model_dump_json(indent=2) + "\n")
+        for e in modes:
+            what = e.reason or "; ".join(e.devices) or "emulated devices"
+            self.events.phase(f"dry run: {e.mode}: {e.status}: {what}")
+        return RunResult(path=out, status="dry-run", failed_cases=0, ok_cases=0)
+
     def _run_trials(
-        self, conn: libvirt.virConnect, guest: Microguest, accel: AccelVerdict
+        self,
+        conn: libvirt.virConnect,
+        guest: Microguest,
+        accel: AccelVerdict,
+        plans: list[ModePlan | Skip],
     ) -> RunResult:
         run_id = new_run_id(self.scenario.name)
         rundir = RunDir.create(self.output, run_id)
@@ -326,22 +547,41 @@ class Runner:
             target_ci_pct=None if run.adaptive is None else run.adaptive.target_ci_pct,
         )
         state.save()
-        self._record_skips(state)
-        self.events.begin(sum(self._round_cases(rep) for rep in range(run.min_rounds)))
+        started = time.monotonic()
+        self._record_skips(state, plans)
+        runnable = [
+            t
+            for t in self.scenario.trials()
+            if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
+        ]
+        self.events.begin(sum(self._round_cases(rep, plans) for rep in range(run.min_rounds)))
         try:
-            with _sigterm_as_interrupt(), RunScratch(run_id) as scratch:
+            with (
+                _sigterm_as_interrupt(),
+                RunScratch(run_id) as scratch,
+                contextlib.ExitStack() as stack,
+            ):
+                # inside the scratch lock (it tells `vbench cleanup` the run lives); closed first
+                state.series = stack.enter_context(SeriesWriter(rundir.path / SERIES, run_id))
+                if any(self._needs(t, Needs.NETWORK) for t in runnable):
+                    state.network = stack.enter_context(
+                        RunNetwork(run_id, record=state.host_change)
+                    )
+                # host changes are undone on every way out (the stack unwinds), first of all
+                plans = self._prepare(stack, rundir, plans)
                 rounds = 0
                 while True:
                     for trial in self.scenario.round_trials(rounds):
-                        self._dispatch(conn, guest, accel, state, scratch, trial)
+                        self._dispatch(conn, guest, accel, state, scratch, trial, plans)
                     rounds += 1
                     if self._rounds_done(state, rounds):
                         break
                     if rounds >= run.min_rounds:  # begin() counted the first min_rounds
-                        self.events.more(self._round_cases(rounds))
+                        self.events.more(self._round_cases(rounds, plans))
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C"
             manifest.error = f"interrupted ({how}); the cases before it are intact"
             state.save()
@@ -349,6 +589,7 @@ class Runner:
         except BaseException as exc:
             manifest.status = "failed"
             manifest.ended_at = utc_now()
+            manifest.timing = self._timing(manifest, started)
             manifest.error = str(exc) or type(exc).__name__
             state.save()
             raise
@@ -356,8 +597,20 @@ class Runner:
         ok = sum(1 for c in manifest.cases if c.status == "ok")
         manifest.status = "failed" if failed else "complete"
         manifest.ended_at = utc_now()
+        manifest.timing = self._timing(manifest, started)
         state.save()
-        return RunResult(path=rundir.path, status=manifest.status, failed_cases=failed, ok_cases=ok)
+        return RunResult(
+            path=rundir.path,
+            status=manifest.status,
+            failed_cases=failed,
+            ok_cases=ok,
+            timing=manifest.timing,
+        )
+
+    @staticmethod
+    def _timing(manifest: Manifest, started: float) -> RunTiming:
+        workload_s = sum(c.workload_s or 0.0 for c in manifest.cases)
+        return RunTiming.of(time.monotonic() - started, workload_s)
 
     def _dispatch(
         self,
@@ -367,25 +620,27 @@ class Runner:
         state: _State,
         scratch: RunScratch,
         trial: Trial,
+        plans: list[ModePlan | Skip],
     ) -> None:
         """Run one trial of a round by its kind."""
         if trial.is_baremetal:
             self._run_baremetal_trial(state, scratch, trial)
             return
         mode = self._mode(trial)
-        if mode.id not in PROVISIONED_MODES:
+        plan = plans[trial.mode_index]
+        if isinstance(plan, Skip):
             self._record_trial_skipped(state, trial, mode)
         elif trial.density is not None:
-            self._run_density_trial(conn, guest, accel, state, scratch, trial, mode)
+            self._run_density_trial(conn, guest, accel, state, scratch, trial, mode, plan)
         else:
-            self._run_trial(conn, guest, accel, state, scratch, trial, mode)
+            self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
 
-    def _round_cases(self, rep: int) -> int:
+    def _round_cases(self, rep: int, plans: list[ModePlan | Skip]) -> int:
         """The cases of one round that will run (for the progress bar)."""
         return sum(
             len(t.workloads)
             for t in self.scenario.round_trials(rep)
-            if t.is_baremetal or self._mode(t).id in PROVISIONED_MODES
+            if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
         )
 
     def _rounds_done(self, state: _State, rounds: int) -> bool:
@@ -426,25 +681,19 @@ class Runner:
     def _mode(self, trial: Trial) -> ModeSpec:
         return self.scenario.modes[trial.mode_index]
 
-    def _record_skips(self, state: _State) -> None:
-        for label, mode in zip(self.scenario.mode_labels(), self.scenario.modes, strict=True):
-            verdict = self.checks.verdict(mode.id) if self.checks else None
-            if mode.id in PROVISIONED_MODES:
-                if verdict and not verdict.ready:
+    def _record_skips(self, state: _State, plans: list[ModePlan | Skip]) -> None:
+        for label, mode, plan in zip(
+            self.scenario.mode_labels(), self.scenario.modes, plans, strict=True
+        ):
+            if isinstance(plan, ModePlan):
+                verdict = self.checks.verdict(mode.id) if self.checks else None
+                if verdict and not verdict.ready and not plan.resolved:
                     self.events.warn(f"host check: {label}: {verdict.summary}")
                 continue
-            if verdict and not verdict.ready:
-                reason = f"the host is not ready: {verdict.summary}".rstrip(": ")
-            else:
-                reason = (
-                    f"provisioning {mode.id.display_name} is not implemented in vbench "
-                    f"{__version__} yet (the host checks say: "
-                    f"{verdict.summary if verdict else 'see `vbench check`'})"
-                )
             state.manifest.skipped_modes.append(
-                SkippedMode(mode=label, mode_id=mode.id.value, reason=reason)
+                SkippedMode(mode=label, mode_id=mode.id.value, reason=plan.reason)
             )
-            self.events.warn(f"skipping mode {label}: {reason}")
+            self.events.warn(f"skipping mode {label}: {plan.reason}")
 
     def _case_record(
         self, trial: Trial, mode_id: str, wl: WorkloadCase, status: str, error: str | None = None
@@ -481,31 +730,50 @@ class Runner:
         self,
         run_id: str,
         trial: Trial,
-        mode: ModeSpec,
-        guest: Microguest,
-        accel: AccelVerdict,
-        disk: Path,
-        console: Path,
+        plan: ModePlan,
+        guest: Microguest | None,
+        accel: AccelVerdict | None,
+        disk: Path | None,
+        console: Path | None,
     ) -> DomainSpec:
+        """The trial's domain: the common parts here, the mode's devices from its provider.
+
+        Without a guest, accelerator, disk or console (a dry run) it names where they would be.
+        """
         tid = trial_id(trial)
-        devices = mode_devices(mode.id.value, mode.disk_bus, mode.nic_model)
+        devices = plan.devices
+        assert devices is not None  # only planned modes get here
+        cmdline = guest.cmdline if guest else DEFAULT_CMDLINE
+        if devices.cmdline:
+            cmdline += " " + devices.cmdline
+        dry = Path("/var/lib/vbench/dry-run")
         return DomainSpec(
             name=f"vbench-{run_id}-{tid}",
             run_id=run_id,
             case=tid,
-            domain_type=accel.accelerator.libvirt_domain_type,
+            domain_type=(
+                "xen"
+                if self._view is not None and self._view.is_xen
+                else accel.accelerator.libvirt_domain_type
+                if accel
+                else "qemu"
+            ),
             vcpus=self.scenario.guest.vcpus,
             memory_mib=self.scenario.guest.memory_mib,
-            kernel=str(guest.kernel),
-            initrd=str(guest.initrd),
-            cmdline=guest.cmdline,
-            console_log=str(console),
-            disk_path=str(disk),
-            disk_bus=devices.disk_bus or mode.effective_disk_bus,
+            kernel=str(guest.kernel if guest else dry / "vmlinuz"),
+            initrd=str(guest.initrd if guest else dry / "initrd.img"),
+            cmdline=cmdline,
+            console_log=str(console or dry / f"{tid}.console.log"),
+            disk_path=str(disk or dry / f"{tid}.raw") if devices.disk_bus else None,
+            disk_bus=devices.disk_bus,
             nic_model=devices.nic_model,
             machine=devices.machine,
             hostdevs=devices.hostdevs,
-            owner_pid=os.getpid(),
+            owner_pid=os.getpid() if guest else None,
+            passthrough_nics=devices.passthrough_nics,
+            pcie_root_ports=devices.pcie_root_ports,
+            iommu=devices.iommu,
+            os_type=devices.os_type,
         )
 
     def _run_trial(
@@ -517,6 +785,7 @@ class Runner:
         scratch: RunScratch,
         trial: Trial,
         mode: ModeSpec,
+        plan: ModePlan,
     ) -> None:
         run_id = state.manifest.run_id
         tid = trial_id(trial)
@@ -524,33 +793,42 @@ class Runner:
             mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
         )
         state.manifest.trials.append(record)
-        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+        assert plan.devices is not None
+        disk = (
+            scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+            if plan.devices.disk_bus
+            else None
+        )
         console = scratch.file(f"{tid}.console.log")
-        xml = build_domain_xml(self._domain_spec(run_id, trial, mode, guest, accel, disk, console))
-        state.rundir.write_raw(tid, "domain.xml", xml)
         done: set[str] = set()
-        self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
         try:
-            with running_guest(conn, xml) as dom:
-                agent = GuestAgent(dom)
-                record.boot_to_agent_s = round(
-                    agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
-                )
-                state.add_samples([self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)])
-                executor = GuestExecutor(
-                    agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
-                )
-                target = self._guest_target(agent, trial)
-                block_dev = disk_target_dev(mode.effective_disk_bus)
-                self._run_cases(
-                    state,
-                    trial,
-                    mode.id.value,
-                    executor,
-                    target,
-                    measure=lambda: snapshot(agent.domain, block_dev),
-                    done=done,
-                )
+            with self._guest_link(state, trial) as link:
+                spec = self._domain_spec(run_id, trial, plan, guest, accel, disk, console)
+                xml = build_domain_xml(_with_link(spec, link))
+                state.rundir.write_raw(tid, "domain.xml", xml)
+                self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
+                with running_guest(conn, xml) as dom:
+                    self._attach(state, link)  # QEMU has the tap open: into the namespace with it
+                    agent = GuestAgent(dom)
+                    record.boot_to_agent_s = round(
+                        agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
+                    )
+                    state.add_samples(
+                        [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
+                    )
+                    executor = GuestExecutor(
+                        agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
+                    )
+                    target = self._guest_target(agent, trial, mode, plan)
+                    if link is not None:
+                        agent.wait_init(self.scenario.guest.boot_timeout_s)  # its NIC is set up
+                        target = replace(target, peer_address=str(link.host_address))
+                    watch = CaseWatch(
+                        samplers=lambda: guest_samplers(conn, agent, scratch.path),
+                        disk=plan.devices.target.disk_stats,  # libvirt's name for the test disk
+                        iface=None if link is None else link.tap,
+                    )
+                    self._run_cases(state, trial, mode.id.value, executor, target, watch, done=done)
         except GuestError as exc:
             record.status = "failed"
             record.error = str(exc)
@@ -565,7 +843,8 @@ class Runner:
         finally:
             with contextlib.suppress(OSError):
                 state.rundir.write_raw(tid, "console.log", console.read_bytes())
-            disk.unlink(missing_ok=True)
+            if disk is not None:
+                disk.unlink(missing_ok=True)
             state.save()
 
     def _run_density_trial(
@@ -577,8 +856,10 @@ class Runner:
         scratch: RunScratch,
         trial: Trial,
         mode: ModeSpec,
+        plan: ModePlan,
     ) -> None:
-        """N guests of one mode at once (`trial.density`), each with its own disk and agent.
+        """N guests of one mode at once (`trial.density`), each with its own disk, test link
+        (when a case needs a network) and agent.
 
         They boot together; each case starts in all of them at the same moment (their threads
         meet at a barrier) and runs through `_run_case` as in any trial, so each guest's samples
@@ -614,18 +895,25 @@ class Runner:
                 stack.callback(pool.shutdown, wait=True, cancel_futures=True)
                 barriers: list[threading.Barrier] = []
                 stack.callback(_abort_all, barriers)  # threads waiting for a case: let go
+                assert plan.devices is not None
                 agents: list[GuestAgent] = []
+                links: list[GuestLink | None] = []
                 for part in parts:
                     tid = part.id
-                    disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
-                    stack.callback(disk.unlink, missing_ok=True)
+                    disk = None
+                    if plan.devices.disk_bus:
+                        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+                        stack.callback(disk.unlink, missing_ok=True)
                     console = scratch.file(f"{tid}.console.log")
                     consoles.append(console)
                     stack.callback(self._keep_console, state, tid, console)
-                    spec = self._domain_spec(run_id, part, mode, guest, accel, disk, console)
-                    xml = build_domain_xml(spec)
+                    link = stack.enter_context(self._guest_link(state, part))
+                    links.append(link)
+                    spec = self._domain_spec(run_id, part, plan, guest, accel, disk, console)
+                    xml = build_domain_xml(_with_link(spec, link))
                     state.rundir.write_raw(tid, "domain.xml", xml)
                     agents.append(GuestAgent(stack.enter_context(running_guest(conn, xml))))
+                    self._attach(state, link)  # QEMU has the tap open: into the namespace
                 # They boot at once on shared CPUs: each gets N times one guest's boot time.
                 boot_timeout = self.scenario.guest.boot_timeout_s * n
                 waits = [pool.submit(a.wait_ready, boot_timeout) for a in agents]
@@ -634,18 +922,26 @@ class Runner:
                     state.add_samples(
                         [self._boot_sample(run_id, part, mode, record.boot_to_agent_s)]
                     )
-                block_dev = disk_target_dev(mode.effective_disk_bus)
-                where = [
-                    _GuestPlace(
-                        GuestExecutor(
-                            agent,
-                            on_hang=partial(self._save_guest_kernel_log, agent, state, part.id),
-                        ),
-                        self._guest_target(agent, part),
-                        partial(snapshot, agent.domain, block_dev),
+                where: list[_GuestPlace] = []
+                for part, agent, link in zip(parts, agents, links, strict=True):
+                    target = self._guest_target(agent, part, mode, plan)
+                    if link is not None:
+                        agent.wait_init(boot_timeout)  # its NIC is set up
+                        target = replace(target, peer_address=str(link.host_address))
+                    where.append(
+                        _GuestPlace(
+                            GuestExecutor(
+                                agent,
+                                on_hang=partial(self._save_guest_kernel_log, agent, state, part.id),
+                            ),
+                            target,
+                            CaseWatch(
+                                samplers=partial(guest_samplers, conn, agent, scratch.path),
+                                disk=plan.devices.target.disk_stats,
+                                iface=None if link is None else link.tap,
+                            ),
+                        )
                     )
-                    for part, agent in zip(parts, agents, strict=True)
-                ]
 
                 def one(
                     part: Trial, place: _GuestPlace, wl: WorkloadCase, barrier: threading.Barrier
@@ -653,7 +949,7 @@ class Runner:
                     barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
                     released = time.monotonic()
                     record = self._run_case(
-                        state, part, mode.id.value, wl, place.executor, place.target, place.measure
+                        state, part, mode.id.value, wl, place.executor, place.target, place.watch
                     )
                     return record, released
 
@@ -747,13 +1043,32 @@ class Runner:
         with contextlib.suppress(OSError):
             state.rundir.write_raw(tid, "console.log", console.read_bytes())
 
-    def _guest_target(self, agent: GuestAgent, trial: Trial) -> Target:
-        """What the trial's cases run against inside the guest: the test disk as the guest names
-        it (looked up only if a case needs a disk) and the guest's vCPUs."""
+    # -- one guest's network ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guest_link(self, state: _State, trial: Trial) -> Iterator[GuestLink | None]:
+        """A tap, MAC and /30 for one guest whose cases need a network (None otherwise), removed
+        on every way out.  One call per guest: several guests at once get distinct links."""
+        if state.network is None or not self._needs(trial, Needs.NETWORK):
+            yield None
+            return
+        with state.network.guest(state.next_guest_index()) as link:
+            yield link
+
+    @staticmethod
+    def _attach(state: _State, link: GuestLink | None) -> None:
+        """Move a running guest's tap into the run's namespace (before waiting for its agent)."""
+        if link is not None and state.network is not None:
+            state.network.attach(link)
+
+    def _guest_target(
+        self, agent: GuestAgent, trial: Trial, mode: ModeSpec, plan: ModePlan
+    ) -> Target:
+        """What the trial's cases run against inside the guest: the mode's I/O target as its
+        provider finds it in the guest (only if a case needs a disk) and the guest's vCPUs."""
         needs_disk = self._needs(trial, Needs.DISK)
         return Target(
             where="guest",
-            disk=agent.test_disk() if needs_disk else None,
+            disk=provider_for(mode.id).io_target(agent, plan).path if needs_disk else None,
             vcpus=self.scenario.guest.vcpus,
         )
 
@@ -786,12 +1101,13 @@ class Runner:
         target = Target(
             where="host",
             disk=None if disk is None else str(disk),
+            # NETWORK cases: client and server inside the run's namespace, over its loopback
+            peer_address=BAREMETAL_PEER if state.network is not None else None,
             vcpus=self.scenario.guest.vcpus,  # the guest's share, for a like-for-like column
         )
+        watch = CaseWatch(samplers=lambda: host_samplers(scratch.path))
         try:
-            self._run_cases(
-                state, trial, BAREMETAL, HostExecutor(), target, measure=host_snapshot, done=set()
-            )
+            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch, done=set())
         finally:
             if disk is not None:
                 disk.unlink(missing_ok=True)
@@ -808,8 +1124,8 @@ class Runner:
         mode_id: str,
         executor: Executor,
         target: Target,
+        watch: CaseWatch,
         *,
-        measure: Callable[[], CostSnapshot],
         done: set[str],
     ) -> None:
         """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
@@ -817,7 +1133,7 @@ class Runner:
         for wl in trial.workloads:
             self.events.case(f"{trial_id(trial)}: {wl.slug}{where}")
             state.manifest.cases.append(
-                self._run_case(state, trial, mode_id, wl, executor, target, measure)
+                self._run_case(state, trial, mode_id, wl, executor, target, watch)
             )
             done.add(wl.slug)
             state.save()
@@ -831,9 +1147,10 @@ class Runner:
         wl: WorkloadCase,
         executor: Executor,
         target: Target,
-        measure: Callable[[], CostSnapshot],
+        watch: CaseWatch,
     ) -> CaseRecord:
-        """One workload case: run it, keep its raw output, parse it into samples.
+        """One workload case: its peer server (NETWORK), the samplers around the command, the raw
+        output kept, the samples parsed, the series reduced to figures and cross-checks.
 
         A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
         and ends the trial.
@@ -842,20 +1159,43 @@ class Runner:
         case_id = trial.case_id(wl)
         record = self._case_record(trial, mode_id, wl, "ok")
         record.started_at = utc_now()
-        if w.needs is Needs.NETWORK and target.peer_address is None:
+        network = state.network if w.needs is Needs.NETWORK else None
+        if w.needs is Needs.NETWORK and (network is None or target.peer_address is None):
             return self._case_failed(
                 record, VbenchError(f"{wl.kind} needs a network peer; this run has none")
             )
         argv = w.argv(wl, target)
+        if network is not None and executor.where == "host":
+            argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
-        before = measure()
-        try:
-            stdout, stderr = executor.run(argv, timeout)
-        except AgentTimeout:
-            raise
-        except VbenchError as exc:
-            return self._case_failed(record, exc)
-        after = measure()
+        readings: list[Reading] = []
+        with contextlib.ExitStack() as around:
+            samplers = watch.samplers()
+            if network is not None:
+                server_argv = w.server_argv(wl, bind=target.peer_address)
+                if server_argv is not None:
+                    try:
+                        server = around.enter_context(network.server(server_argv))
+                    except VbenchError as exc:  # a server that would not start fails its case
+                        return self._case_failed(record, exc)
+                    if watch.iface is not None:
+                        samplers.append(NamespaceNicSampler(server.pid, [watch.iface]))
+            sampling = Sampling(
+                samplers,
+                self._sink(state, case_id, readings),
+                interval_s=self.scenario.run.sample_interval_s,
+            )
+            sampling.start()
+            began = time.monotonic()
+            try:
+                stdout, stderr = executor.run(argv, timeout)
+            except AgentTimeout:
+                raise
+            except VbenchError as exc:
+                return self._case_failed(record, exc)
+            finally:
+                record.workload_s = round(time.monotonic() - began, 3)
+                record.sampling_errors = sampling.stop().errors
         state.rundir.write_raw(case_id, w.raw_name, stdout)
         if stderr:
             state.rundir.write_raw(case_id, f"{w.raw_name.partition('.')[0]}.stderr", stderr)
@@ -871,12 +1211,45 @@ class Runner:
             samples = w.parse(stdout, labels)
         except VbenchError as exc:
             return self._case_failed(record, exc)
-        samples += [
-            labels.sample(name, value, unit) for name, value, unit in cost_metrics(before, after)
-        ]
+        derived = self._derive(readings, w.tallies(samples), watch)
+        samples += [labels.sample(f.metric, f.value, f.unit) for f in derived.figures]
+        record.cross_checks = [_check_record(c) for c in derived.checks]
+        record.flags = derived.flags
+        if derived.flags:
+            self.events.warn(f"{case_id}: cross-check disagrees: {', '.join(derived.flags)}")
         state.add_samples(samples)
         record.ended_at = utc_now()
         return record
+
+    @staticmethod
+    def _sink(state: _State, case_id: str, keep: list[Reading]) -> Callable[[list[Reading]], None]:
+        """Each tick's readings to series.csv (appended, flushed) and kept for the reduction."""
+
+        def sink(batch: list[Reading]) -> None:
+            keep.extend(batch)
+            if state.series is not None:
+                state.series.append(case_id, batch)
+
+        return sink
+
+    @staticmethod
+    def _derive(readings: Sequence[Reading], tallies: Tallies, watch: CaseWatch) -> Derived:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            [("", "", r.source, r.metric, r.t_s, r.value, r.unit) for r in readings],
+            columns=list(SERIES_COLUMNS),
+        ).astype({"t_s": float, "value": float})
+        return derive_case(
+            frame,
+            workload_ios=tallies.ios,
+            workload_bytes=tallies.io_bytes,
+            workload_net_bytes=tallies.net_bytes or None,
+            workload_net_sent=tallies.net_bytes_sent or None,
+            disk=watch.disk,
+            iface=watch.iface,
+            libvirt=LIBVIRT_SOURCE,
+        )
 
     def _save_guest_kernel_log(self, agent: GuestAgent, state: _State, tid: str) -> None:
         """Keep the guest kernel's log of a hung trial, if the agent still answers."""

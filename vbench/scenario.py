@@ -7,7 +7,6 @@ Every error names the file and the key path, e.g.
 from __future__ import annotations
 
 import hashlib
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,10 @@ from pydantic import (
 from vbench.certify import CertifySpec
 from vbench.errors import ScenarioError
 from vbench.model import BAREMETAL, ModeId, Trial, WorkloadCase
+from vbench.modes import provider_for
 from vbench.workloads import WORKLOADS, WorkloadSpec, workload
 
 FORMAT_VERSION = 1
-PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 WORKLOAD_KINDS = tuple(WORKLOADS)
 
 
@@ -51,71 +50,84 @@ class DiskSpec(_Strict):
     size_mib: Annotated[int, Field(ge=16, le=1 << 22)] = 256
 
 
+class DeviceMatch(_Strict):
+    """A host device named by what it is rather than by its address (exactly one key)."""
+
+    vendor_device: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")] | None = None
+    netdev: Annotated[str, Field(pattern=r"^[^/\s]{1,15}$")] | None = None  # host NIC name
+    blockdev: Annotated[str, Field(pattern=r"^(/dev/)?[^/\s]{1,64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DeviceMatch:
+        given = [k for k in ("vendor_device", "netdev", "blockdev") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of vendor_device (e.g. '8086:1521'), netdev (a host NIC name) "
+                f"or blockdev (a host block device), not {len(given)}"
+            )
+        return self
+
+
+# The mode keys; each one's rules and default come from the mode's provider (vbench.modes).
+# Field order matters: a provider's check of `pci` sees `match`, of `pf` sees `network`.
+_MODE_KEYS = (
+    "disk_bus",
+    "nic_model",
+    "match",
+    "pci",
+    "network",
+    "pf",
+    "vfs",
+    "mac",
+    "vlan",
+    "viommu",
+    "allow",
+    "xen",
+)
+
+
 class ModeSpec(_Strict):
-    # each check names its own key (modes[0].disk_bus, ...), so they are field validators that
-    # read the already validated `id` from `info.data` (fields are validated in order)
     id: Annotated[ModeId, Field(strict=False)]  # TOML gives a string; strict would want a ModeId
     # a label names the mode in case ids, file names and domain names: keep it a slug
     label: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")] | None = None
-    disk_bus: Literal["ide", "sata", "virtio", "scsi"] | None = None
-    nic_model: Literal["e1000", "e1000e", "rtl8139", "virtio"] | None = None
-    pci: Annotated[str | None, Field(validate_default=True)] = None  # vfio: the host device
-    pf: Annotated[str | None, Field(validate_default=True)] = None  # sriov: the physical function
+    # fv, pv: the emulated test disk's bus and the NIC model (defaults: the mode's first)
+    disk_bus: Annotated[
+        Literal["ide", "sata", "virtio", "scsi"] | None, Field(validate_default=True)
+    ] = None
+    nic_model: Annotated[
+        Literal["e1000", "e1000e", "rtl8139", "virtio"] | None, Field(validate_default=True)
+    ] = None
+    # vfio: the host device(s) by address (every endpoint of its IOMMU group), or by a match
+    match: DeviceMatch | None = None
+    pci: Annotated[str | list[str] | None, Field(validate_default=True)] = None
+    # sriov: a libvirt hostdev network, or the PF whose free VF the guest gets
+    network: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    pf: Annotated[str | None, Field(validate_default=True)] = None
+    vfs: Annotated[int, Field(ge=1, le=256)] | None = None  # how many VFs the PF should have
+    mac: str | None = None  # NIC VFs: the MAC libvirt gives the VF (default: stable per label)
+    vlan: Annotated[int, Field(ge=1, le=4094)] | None = None  # NIC VFs: VLAN tag
+    viommu: bool = False  # vfio, sriov: an emulated IOMMU in the guest
+    # vfio, sriov: devices vbench may assign (or leave in a shared IOMMU group) although the
+    # safety checks refuse them: the only override, at the scenario author's risk
+    allow: list[str] = Field(default_factory=list)
+    # pv, vfio, sriov on a Xen host (libvirt's libxl driver): an HVM guest (default) or PV
+    xen: Literal["hvm", "pv"] | None = None
 
-    @field_validator("disk_bus")
+    @field_validator(*_MODE_KEYS)
     @classmethod
-    def _disk_bus_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _provider_rules(cls, value: Any, info: ValidationInfo) -> Any:
         mode = info.data.get("id")
-        if mode is ModeId.FV and value in ("virtio", "scsi"):
-            raise ValueError(f"fv takes an emulated disk bus (ide or sata), not {value!r}")
-        if mode is ModeId.PV and value in ("ide", "sata"):
-            raise ValueError(f"pv takes a paravirtual disk bus (virtio or scsi), not {value!r}")
-        if mode in (ModeId.VFIO, ModeId.SRIOV) and value == "ide":
-            raise ValueError(f"{mode.value} runs on the q35 machine, which has no IDE: use sata")
-        return value
-
-    @field_validator("nic_model")
-    @classmethod
-    def _nic_fits_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
-        mode = info.data.get("id")
-        if mode is ModeId.FV and value == "virtio":
-            raise ValueError("fv takes an emulated NIC (e1000, e1000e, rtl8139), not 'virtio'")
-        if mode is ModeId.PV and value not in (None, "virtio"):
-            raise ValueError(f"pv takes the virtio NIC, not {value!r}")
-        return value
-
-    @field_validator("pci", "pf")
-    @classmethod
-    def _pci_address(cls, value: str | None, info: ValidationInfo) -> str | None:
-        mode = info.data.get("id")
-        key = info.field_name
-        wanted = {ModeId.VFIO: "pci", ModeId.SRIOV: "pf"}.get(mode) if mode else None
-        if value is None:
-            if key == wanted and mode is ModeId.VFIO:
-                raise ValueError("vfio needs `pci`, the address of the host device to pass through")
-            if key == wanted and mode is ModeId.SRIOV:
-                raise ValueError("sriov needs `pf`, the address of the SR-IOV physical function")
+        if mode is None:  # the id itself is invalid: that error is reported
             return value
-        if not PCI_ADDRESS.match(value):
-            raise ValueError(
-                f"{value!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)"
-            )
-        if mode is not None and key != wanted:
-            hint = f"; {mode.value} takes `{wanted}`" if wanted else ""
-            raise ValueError(f"`{key}` does not apply to mode {mode.value}{hint}")
-        return value
+        assert info.field_name is not None
+        return provider_for(mode).check_field(info.field_name, value, info.data)
 
     @property
-    def effective_disk_bus(self) -> str:
-        if self.disk_bus:
-            return self.disk_bus
-        return "ide" if self.id is ModeId.FV else "virtio"
-
-    @property
-    def effective_nic_model(self) -> str:
-        if self.nic_model:
-            return self.nic_model
-        return "e1000" if self.id is ModeId.FV else "virtio"
+    def pci_addresses(self) -> list[str]:
+        """`pci` as a list (one address or several)."""
+        if self.pci is None:
+            return []
+        return [self.pci] if isinstance(self.pci, str) else list(self.pci)
 
 
 class AdaptiveRepetitions(_Strict):
@@ -158,6 +170,8 @@ class RunSpec(_Strict):
     # also run every workload on the host itself (a raw file in the scratch directory, O_DIRECT)
     # at the start of each repetition: the bare-metal column of the report
     baremetal: bool = False
+    # how often the samplers read (libvirt, host, guest; see vbench.samplers)
+    sample_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
 
     @field_validator("density")
     @classmethod
@@ -182,6 +196,12 @@ class RunSpec(_Strict):
         return r.max if isinstance(r, AdaptiveRepetitions) else r
 
 
+class HostSpec(_Strict):
+    # let the run change the host (VF count, NVMe secondary controllers, driver bindings): each
+    # change is recorded in the run directory before it is made and undone at the end
+    prepare: bool = False
+
+
 class Scenario(_Strict):
     format_version: Literal[1]
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
@@ -191,6 +211,7 @@ class Scenario(_Strict):
     modes: list[ModeSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(min_length=1)
     run: RunSpec = Field(default_factory=RunSpec)
+    host: HostSpec = Field(default_factory=HostSpec)
     certify: list[CertifySpec] = []
 
     @field_validator("modes")

@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, str] = {
     "guest": "guest",
     "bundle": "bundle",
     "compare": "compare",
+    "fleet": "fleet",
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +20,9 @@ from rich.progress import (
 )
 
 from vbench.cli import app
+from vbench.errors import VbenchError
+from vbench.host.paths import HostPaths
+from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
 from vbench.runner import Runner
 from vbench.scenario import load_scenario
 from vbench.virt.connection import connection
@@ -26,6 +31,11 @@ from vbench.virt.guests import destroy_guest, find_leftovers, live_run_ids, stal
 console = Console(stderr=True, highlight=False)
 
 EXIT_CASES_FAILED = 3
+
+
+class UsageError(VbenchError):
+    """A bad combination of options (exit 1)."""
+
 
 URI_HELP = "libvirt URI (like virsh -c); default: $LIBVIRT_DEFAULT_URI, else qemu:///system."
 
@@ -52,7 +62,7 @@ class _TerminalEvents:
         self.task: TaskID | None = None
 
     def phase(self, text: str) -> None:
-        console.print(f"[dim]·[/dim] {text}", markup=True)
+        console.print(f"[dim]·[/dim] {escape(text)}", markup=True)
 
     def begin(self, total_cases: int) -> None:
         if self.live:
@@ -74,7 +84,7 @@ class _TerminalEvents:
             self.progress.advance(self.task, n)
 
     def warn(self, text: str) -> None:
-        console.print(f"[yellow]warning:[/yellow] {text}", markup=True, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(text)}", markup=True, soft_wrap=True)
 
     def more(self, cases: int) -> None:
         if self.task is not None:
@@ -96,6 +106,26 @@ def run_command(
     report: bool = typer.Option(
         True, "--report/--no-report", help="Write report.html and report.pdf when the run ends."
     ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        "-n",
+        help="Plan, resolve devices and run the safety checks; write each trial's domain XML and "
+        "the host changes it would make to OUTPUT/<run-id>-dry-run/. Starts and changes nothing.",
+    ),
+    prepare_host: bool = typer.Option(
+        False,
+        "--prepare-host",
+        help="Let modes change the host (VF count, NVMe secondary controllers, driver binding); "
+        "every change is recorded in the run directory first and undone at the end. "
+        "Same as \\[host] prepare = true.",
+    ),
+    require_all_modes: bool = typer.Option(
+        False, "--require-all-modes", help="A mode the host cannot run is an error, not a skip."
+    ),
+    testbed: Path | None = typer.Option(
+        None, "--testbed", hidden=True, help="Plan on a recorded testbed (with --dry-run)."
+    ),
 ) -> None:
     """Run a scenario: boot a guest per mode and repetition, run its workloads, keep every output.
 
@@ -104,15 +134,49 @@ def run_command(
     3 the run finished but some cases failed (see the manifest), 130 interrupted.
     """
     loaded = load_scenario(scenario)  # a bad file stops here: nothing started
+    paths = HostPaths()
+    if testbed is not None:
+        if not dry_run:
+            raise UsageError("--testbed plans on a recorded host: it needs --dry-run")
+        testbed = testbed.resolve()
+        devices_file(testbed)  # one line when it is not a testbed
+        if not in_testbed():
+            argv = ["run", str(scenario.resolve()), "--dry-run", "--testbed", str(testbed)]
+            argv += ["--output", str(output.resolve())]
+            argv += [f for f, on in (("--prepare-host", prepare_host),) if on]
+            argv += [f for f, on in (("--require-all-modes", require_all_modes),) if on]
+            argv += ["--connect", connect] if connect else []
+            reexec_under_umockdev(
+                testbed, [sys.executable, "-c", "from vbench.cli import main; main()", *argv]
+            )
+        paths = HostPaths.for_testbed(testbed)
     events = _TerminalEvents()
     try:
-        result = Runner(loaded, output=output, uri=connect, events=events).run()
+        result = Runner(
+            loaded,
+            output=output,
+            uri=connect,
+            events=events,
+            prepare_host=prepare_host,
+            dry_run=dry_run,
+            require_all_modes=require_all_modes,
+            paths=paths,
+        ).run()
     finally:
         events.stop()
+    if dry_run:
+        console.print(f"dry run: domain XML and host changes per trial -> {result.path}")
+        return
     console.print(
         f"run {result.status}: {result.ok_cases} case(s) ok, {result.failed_cases} failed -> "
         f"{result.path}"
     )
+    if result.timing is not None:
+        t = result.timing
+        console.print(
+            f"time: {t.wall_s:.0f} s, of which {t.workload_s:.0f} s in workloads; overhead "
+            f"(boot, teardown, disk fill, servers) {100 * t.overhead_ratio:.0f} %"
+        )
     if report:
         from vbench.report import build_report
 

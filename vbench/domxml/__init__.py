@@ -1,24 +1,27 @@
-"""Domain XML for each I/O mode, built as pure data (no libvirt import)."""
+"""Domain XML built as pure data (no libvirt import).  Which devices a mode adds: vbench.modes."""
 
 from vbench.domxml.builder import (
     METADATA_NS,
     METADATA_PREFIX,
     DomainSpec,
+    HostdevNicSpec,
     HostdevSpec,
+    NetworkNicSpec,
     build_domain_xml,
     disk_target_dev,
     is_q35,
+    pci_parts,
 )
-from vbench.domxml.modes import ModeDevices, mode_devices
 
 __all__ = [
     "METADATA_NS",
     "METADATA_PREFIX",
     "DomainSpec",
+    "HostdevNicSpec",
     "HostdevSpec",
-    "ModeDevices",
+    "NetworkNicSpec",
     "build_domain_xml",
     "disk_target_dev",
     "is_q35",
-    "mode_devices",
+    "pci_parts",
 ]

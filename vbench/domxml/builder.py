@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 METADATA_NS = "urn:x-vbench:run:1"
 METADATA_PREFIX = "vbench"
 
-DISK_BUSES = ("ide", "sata", "virtio", "scsi")
-NIC_MODELS = ("e1000", "e1000e", "rtl8139", "virtio")
-DOMAIN_TYPES = ("qemu", "kvm")
+DISK_BUSES = ("ide", "sata", "virtio", "scsi", "xen")
+NIC_MODELS = ("e1000", "e1000e", "rtl8139", "virtio", "netfront")
+DOMAIN_TYPES = ("qemu", "kvm", "xen")  # xen: libvirt's libxl driver
+OS_TYPES = ("hvm", "xen")  # xen: a Xen PV guest
 
-_TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd"}
+_TARGET_PREFIX = {"ide": "hd", "sata": "sd", "scsi": "sd", "virtio": "vd", "xen": "xvd"}
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _DOMAIN_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,200}$")  # libvirt refuses '/' in a name
 # A Linux interface name: at most 15 bytes (IFNAMSIZ - 1), no '/', ':' or white space.
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -40,29 +42,88 @@ def is_q35(machine: str) -> bool:
     return machine == "q35" or machine.startswith("pc-q35")
 
 
+def _check_pci(address: str) -> None:
+    if not _PCI_ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)")
+
+
+def pci_parts(address: str) -> dict[str, str]:
+    """libvirt's address attributes (domain, bus, slot, function) for DDDD:BB:SS.F, lower case."""
+    m = _PCI_ADDRESS.match(address)
+    if m is None:
+        _check_pci(address)
+    assert m is not None
+    domain, bus, slot, function = (g.lower() for g in m.groups())
+    return {
+        "domain": f"0x{domain}",
+        "bus": f"0x{bus}",
+        "slot": f"0x{slot}",
+        "function": f"0x{function}",
+    }
+
+
 @dataclass(frozen=True)
 class HostdevSpec:
     """A PCI device handed to the guest (VFIO pass-through or an SR-IOV VF)."""
 
-    pci_address: str  # DDDD:BB:SS.F
+    pci_address: str  # DDDD:BB:SS.F on the host
+    # where the guest sees it (DDDD:BB:SS.F): set, so that the guest side can find the device by
+    # address; None lets libvirt choose
+    guest_address: str | None = None
 
     def __post_init__(self) -> None:
-        if not _PCI_ADDRESS.match(self.pci_address):
-            raise ValueError(
-                f"{self.pci_address!r} is not a PCI address (want DDDD:BB:SS.F, e.g. 0000:81:00.0)"
-            )
+        _check_pci(self.pci_address)
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
 
     def parts(self) -> tuple[str, str, str, str]:
         """(domain, bus, slot, function) as libvirt's hex attributes, lower case."""
-        m = _PCI_ADDRESS.match(self.pci_address)
-        assert m is not None  # checked in __post_init__
-        domain, bus, slot, function = (g.lower() for g in m.groups())
-        return f"0x{domain}", f"0x{bus}", f"0x{slot}", f"0x{function}"
+        p = pci_parts(self.pci_address)
+        return p["domain"], p["bus"], p["slot"], p["function"]
 
     @property
     def nodedev_name(self) -> str:
         """libvirt's node device name for this address, e.g. `pci_0000_81_10_0`."""
         return "pci_" + re.sub(r"[:.]", "_", self.pci_address.lower())
+
+
+@dataclass(frozen=True)
+class HostdevNicSpec:
+    """An SR-IOV NIC VF as `<interface type='hostdev' managed='yes'>`: libvirt sets its MAC/VLAN."""
+
+    pci_address: str
+    mac: str
+    vlan: int | None = None
+    guest_address: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_pci(self.pci_address)
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
+        if not _MAC.match(self.mac):
+            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
+
+
+@dataclass(frozen=True)
+class NetworkNicSpec:
+    """A NIC from a libvirt network, e.g. a hostdev pool (`<forward mode='hostdev'>`) of VFs."""
+
+    network: str
+    mac: str
+    vlan: int | None = None
+    guest_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.network or "/" in self.network:
+            raise ValueError(f"{self.network!r} is not a libvirt network name")
+        if self.guest_address is not None:
+            _check_pci(self.guest_address)
+        if not _MAC.match(self.mac):
+            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
 
 
 @dataclass(frozen=True)
@@ -88,12 +149,27 @@ class DomainSpec:
     hostdevs: tuple[HostdevSpec, ...] = field(default_factory=tuple)
     emulator: str | None = None
     owner_pid: int | None = None
+    # pass-through NICs: SR-IOV VFs as interfaces, or NICs from a libvirt hostdev network
+    passthrough_nics: tuple[HostdevNicSpec | NetworkNicSpec, ...] = ()
+    pcie_root_ports: int = 0  # q35: explicit root ports (index 1..n) for the devices above
+    iommu: bool = False  # an emulated Intel IOMMU in the guest (q35 only)
+    os_type: str = "hvm"  # "xen": a Xen PV guest (machine xenpv)
+
+    @property
+    def is_xen(self) -> bool:
+        return self.domain_type == "xen"
 
     def __post_init__(self) -> None:
         if not _DOMAIN_NAME.match(self.name):
             raise ValueError(f"{self.name!r} is not a usable domain name (no '/', 1-200 chars)")
         if self.domain_type not in DOMAIN_TYPES:
-            raise ValueError(f"domain_type must be 'qemu' or 'kvm', not {self.domain_type!r}")
+            raise ValueError(
+                f"domain_type must be one of {', '.join(DOMAIN_TYPES)}, not {self.domain_type!r}"
+            )
+        if self.os_type not in OS_TYPES or (self.os_type == "xen" and not self.is_xen):
+            raise ValueError(f"os_type {self.os_type!r} needs a xen domain (hvm, or xen for PV)")
+        if self.is_xen and (self.iommu or self.pcie_root_ports):
+            raise ValueError("a Xen guest has no q35 root ports or emulated IOMMU")
         if self.vcpus < 1:
             raise ValueError(f"vcpus must be >= 1, not {self.vcpus}")
         if self.memory_mib < 1:
@@ -119,8 +195,13 @@ class DomainSpec:
         if self.disk_path is not None and self.disk_bus == "ide" and is_q35(self.machine):
             raise ValueError("the q35 machine has no IDE controller: use sata, or machine 'pc'")
         addresses = [hd.pci_address.lower() for hd in self.hostdevs]
+        addresses += [
+            n.pci_address.lower() for n in self.passthrough_nics if isinstance(n, HostdevNicSpec)
+        ]
         if len(set(addresses)) != len(addresses):
             raise ValueError(f"a host device is listed twice: {addresses}")
+        if (self.iommu or self.pcie_root_ports) and not is_q35(self.machine):
+            raise ValueError("PCIe root ports and a guest IOMMU need the q35 machine")
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -145,7 +226,7 @@ def _metadata(root: ET.Element, spec: DomainSpec) -> None:
 
 def _os(root: ET.Element, spec: DomainSpec) -> None:
     os_el = _sub(root, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine)
+    _sub(os_el, "type", spec.os_type, arch="x86_64", machine=spec.machine)
     _sub(os_el, "kernel", spec.kernel)
     _sub(os_el, "initrd", spec.initrd)
     _sub(os_el, "cmdline", spec.cmdline)
@@ -167,7 +248,9 @@ def _disk(devices: ET.Element, spec: DomainSpec) -> None:
 def _nic(devices: ET.Element, spec: DomainSpec) -> None:
     if spec.nic_model is None:
         return
-    iface = _sub(devices, "interface", type="user" if spec.nic_tap is None else "ethernet")
+    # libxl has no user-mode networking: a Xen guest's NIC is always a tap (vif) device
+    user = spec.nic_tap is None and not spec.is_xen
+    iface = _sub(devices, "interface", type="user" if user else "ethernet")
     if spec.nic_mac is not None:
         _sub(iface, "mac", address=spec.nic_mac)
     if spec.nic_tap is not None:
@@ -177,16 +260,66 @@ def _nic(devices: ET.Element, spec: DomainSpec) -> None:
     _sub(iface, "model", type=spec.nic_model)
 
 
+def _guest_address(parent: ET.Element, address: str | None) -> None:
+    if address is not None:
+        _sub(parent, "address", type="pci", **pci_parts(address))
+
+
+def _root_ports(devices: ET.Element, spec: DomainSpec) -> None:
+    for index in range(1, spec.pcie_root_ports + 1):
+        _sub(devices, "controller", type="pci", index=str(index), model="pcie-root-port")
+
+
 def _hostdevs(devices: ET.Element, spec: DomainSpec) -> None:
     for hd in spec.hostdevs:
         el = _sub(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
-        _sub(el, "driver", name="vfio")
+        _sub(el, "driver", name=_backend(spec))
         source = _sub(el, "source")
         domain, bus, slot, function = hd.parts()
         _sub(source, "address", domain=domain, bus=bus, slot=slot, function=function)
+        _guest_address(el, hd.guest_address)
+
+
+def _backend(spec: DomainSpec) -> str:
+    """The PCI pass-through backend: VFIO under QEMU/KVM, Xen's pciback under libxl."""
+    return "xen" if spec.is_xen else "vfio"
+
+
+def _vlan(parent: ET.Element, tag: int | None) -> None:
+    if tag is not None:
+        _sub(_sub(parent, "vlan"), "tag", id=str(tag))
+
+
+def _passthrough_nics(devices: ET.Element, spec: DomainSpec) -> None:
+    for nic in spec.passthrough_nics:
+        if isinstance(nic, HostdevNicSpec):
+            el = _sub(devices, "interface", type="hostdev", managed="yes")
+            _sub(el, "mac", address=nic.mac)
+            _sub(el, "driver", name=_backend(spec))
+            source = _sub(el, "source")
+            _sub(source, "address", type="pci", **pci_parts(nic.pci_address))
+        else:
+            el = _sub(devices, "interface", type="network")
+            _sub(el, "mac", address=nic.mac)
+            _sub(el, "source", network=nic.network)
+        _vlan(el, nic.vlan)
+        _guest_address(el, nic.guest_address)
+
+
+def _iommu(devices: ET.Element, spec: DomainSpec) -> None:
+    if spec.iommu:
+        # caching_mode: VFIO devices behind an emulated IOMMU need it; intremap needs the
+        # split irqchip (<ioapic driver='qemu'/> in <features>)
+        el = _sub(devices, "iommu", model="intel")
+        _sub(el, "driver", intremap="on", caching_mode="on")
 
 
 def _console(devices: ET.Element, spec: DomainSpec) -> None:
+    if spec.os_type == "xen":
+        # a PV guest's console is Xen's own (hvc0); libxl offers it only as a pty
+        console = _sub(devices, "console", type="pty")
+        _sub(console, "target", type="xen", port="0")
+        return
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_log, append="off")
     _sub(serial, "target", port="0")
@@ -195,8 +328,13 @@ def _console(devices: ET.Element, spec: DomainSpec) -> None:
     _sub(console, "target", type="serial", port="0")
 
 
-def _agent_channel(devices: ET.Element) -> None:
+def _agent_channel(devices: ET.Element, spec: DomainSpec) -> None:
     channel = _sub(devices, "channel", type="unix")
+    if spec.is_xen:
+        # libxl wants the socket path; the channel is a Xen PV console named in xenstore
+        _sub(channel, "source", mode="bind", path=spec.console_log + ".agent")
+        _sub(channel, "target", type="xen", name="org.qemu.guest_agent.0")
+        return
     _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
 
 
@@ -209,7 +347,13 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _sub(root, "vcpu", str(spec.vcpus))
     _os(root, spec)
     features = _sub(root, "features")
-    _sub(features, "acpi")
+    if spec.os_type == "hvm":
+        _sub(features, "acpi")
+    if spec.is_xen and spec.os_type == "hvm":
+        _sub(features, "apic")
+        _sub(features, "pae")
+    if spec.iommu:
+        _sub(features, "ioapic", driver="qemu")
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "destroy")
     _sub(root, "on_crash", "destroy")
@@ -218,9 +362,12 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _sub(devices, "emulator", spec.emulator)
     _disk(devices, spec)
     _nic(devices, spec)
+    _root_ports(devices, spec)
     _hostdevs(devices, spec)
+    _passthrough_nics(devices, spec)
     _console(devices, spec)
-    _agent_channel(devices)
-    _sub(devices, "memballoon", model="none")
+    _agent_channel(devices, spec)
+    _sub(devices, "memballoon", model="xen" if spec.is_xen else "none")
+    _iommu(devices, spec)
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"

@@ -139,6 +139,14 @@ class GuestAgent:
             # Not connected yet: libvirt answers at once, so poll briskly but not in a hot loop.
             time.sleep(0.05)
 
+    def wait_init(self, timeout_s: float) -> None:
+        """Wait until the microguest's /init has probed its drivers and set up its test NIC."""
+        deadline = time.monotonic() + timeout_s
+        while self.exec(["test", "-e", _READY_FILE], timeout_s=10, check=False).exitcode:
+            if time.monotonic() >= deadline:
+                raise GuestError(f"guest {self.name} did not finish its /init in {timeout_s:g} s")
+            time.sleep(0.2)
+
     def exec(
         self,
         argv: list[str],

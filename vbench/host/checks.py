@@ -31,6 +31,7 @@ from vbench.guest.kernel import kernel_candidates
 from vbench.host.facts import SystemFacts, read_system_facts
 from vbench.host.inventory import collect_inventory
 from vbench.host.paths import HostPaths
+from vbench.host.xen import xen_checks
 from vbench.inventory import Inventory
 from vbench.model import ModeId
 from vbench.packages import MICROGUEST_MODULES
@@ -1386,7 +1387,8 @@ def run_checks(
         "probe": probe,
     }
     host["duration_s"] = round(time.monotonic() - started, 3)
-    return CheckReport(host=host, checks=tuple(checks), inventory=inventory)
+    # on a Xen dom0 the KVM and VFIO checks do not apply (host.xen says so)
+    return CheckReport(host=host, checks=tuple(xen_checks(f.paths, checks)), inventory=inventory)
 
 
 def check_document(

@@ -429,6 +429,10 @@ class RunNetwork:
         finally:
             self.remove_guest(link)
 
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        """`argv` to run inside the namespace (a client on the host side: the bare-metal case)."""
+        return [_ip(), "netns", "exec", self.namespace, *argv]
+
     # --- servers ---
 
     def start_server(

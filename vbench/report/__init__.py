@@ -12,7 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vbench.report.analysis import flags_document, mode_order, summarize_samples
+from vbench.report.analysis import (
+    cross_check_flags,
+    flags_document,
+    mode_order,
+    summarize_samples,
+)
 from vbench.report.certification import Certification, certify_run
 from vbench.report.render import build_context, render_html, render_pdf
 from vbench.results import RunDir, atomic_write, utc_now
@@ -40,7 +45,7 @@ def build_report(run_path: Path, *, pdf: bool = True) -> ReportFiles:
     run = RunDir.open(run_path).load()
     manifest, samples = run.manifest, run.samples
     modes = mode_order(manifest, samples)
-    summary = summarize_samples(samples, modes)
+    summary = summarize_samples(samples, modes, case_flags=cross_check_flags(manifest))
     certification = certify_run(manifest, samples)
     atomic_write(run_path / FLAGS, json.dumps(flags_document(summary), indent=2) + "\n")
     context = build_context(manifest, samples, summary, modes, run_path, utc_now())

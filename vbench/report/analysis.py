@@ -19,12 +19,13 @@ from vbench.results import Manifest
 from vbench.stats import (
     DEFAULT_ALPHA,
     Flag,
+    FlagKind,
     holm,
     relative_changes,
     stability_flags,
     summarize_many,
 )
-from vbench.workloads import CATALOGUE, GROUP_NOTES, WORKLOADS, Metric, group_order
+from vbench.workloads import CATALOGUE, GROUP_NOTES, HOST_COST, WORKLOADS, Metric, group_order
 from vbench.workloads import metric as catalogue_entry
 
 UNIT_LABELS = {"us": "µs", "IO/s": "IO/s", "MiB/s": "MiB/s", "count": "requests"}
@@ -205,6 +206,28 @@ class CaseFlag:
     metric: str | None = None
 
 
+def cross_check_flags(manifest: Manifest | None) -> list[CaseFlag]:
+    """A CaseFlag for every case whose cross-check disagreed (the manifest's `flags`), on every
+    metric of its (workload, parameters, mode): the case's figures are in doubt."""
+    out: list[CaseFlag] = []
+    for case in manifest.cases if manifest is not None else ():
+        for check in case.cross_checks:
+            if not check.flagged:
+                continue
+            apart = (
+                "nothing counted by the workload"
+                if check.disagreement_pct is None
+                else f"{check.disagreement_pct:.1f} % apart, limit {check.limit_pct:g} %"
+            )
+            message = (
+                f"{case.case_id}: {check.name}: the workload counted {check.workload:.6g}, "
+                f"the samplers {check.sampled:.6g} ({apart})"
+            )
+            flag = Flag(FlagKind.CROSS_CHECK, check.name, message)
+            out.append(CaseFlag(case.workload, case.parameters, case.mode, flag))
+    return out
+
+
 def choose_reference(present: Sequence[str], chosen: str | None = None) -> str | None:
     """The mode a metric is compared with: `chosen`, else bare metal, else the first mode."""
     if chosen is not None and chosen in present:
@@ -327,3 +350,69 @@ def flags_document(summary: pd.DataFrame) -> dict[str, Any]:
         if r["flags"]
     ]
     return {"format_version": 1, "figures": figures}
+
+
+# -- the summary's picks -------------------------------------------------------------------------
+
+# What "host CPU per operation" is, in order of preference: per disk request, per GB moved.
+EFFICIENCY_METRICS = ("host.qemu_cpu_per_io", "host.qemu_cpu_per_gb")
+
+
+def throughput_metric(metrics: Iterable[str]) -> str | None:
+    """What a workload's modes are ranked by: its first key metric (catalogue order) where higher
+    is better and that is not a host cost (fio: read or write IOPS; stress-ng: bogo-ops/s)."""
+    chosen = [
+        m
+        for m in metrics
+        if in_overview(m) and higher_is_better(m) is True and metric_group(m) != HOST_COST
+    ]
+    return min(chosen, key=metric_sort_key) if chosen else None
+
+
+def efficiency_metric(metrics: Iterable[str]) -> str | None:
+    """The host-CPU-per-operation figure present, if any (see EFFICIENCY_METRICS)."""
+    present = set(metrics)
+    return next((m for m in EFFICIENCY_METRICS if m in present), None)
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best guest mode of one (workload, parameters) by one metric."""
+
+    workload: str
+    parameters: str
+    metric: str
+    mode: str
+    median: float
+    runner_up: str | None
+    runner_up_median: float | None
+    # the two medians' 95 % CIs do not overlap: the order is not an accident of the repetitions
+    separated: bool
+
+
+def best_mode(rows: pd.DataFrame, metric: str) -> Best | None:
+    """Among the guest modes of one figure's summary rows (not bare metal: no guest can use it),
+    the one with the best median by `metric`'s direction; None with no guest mode."""
+    hib = higher_is_better(metric)
+    part = rows[(rows["metric"] == metric) & (rows["mode"] != BAREMETAL)]
+    if part.empty or hib is None:
+        return None
+    ordered = part.sort_values("median", ascending=not hib, kind="stable")
+    first = ordered.iloc[0]
+    second = ordered.iloc[1] if len(ordered) > 1 else None
+    separated = False
+    if second is not None:
+        lo1, hi1 = first["median_ci_low"], first["median_ci_high"]
+        lo2, hi2 = second["median_ci_low"], second["median_ci_high"]
+        if all(v is not None and not pd.isna(v) for v in (lo1, hi1, lo2, hi2)):
+            separated = float(lo1) > float(hi2) if hib else float(hi1) < float(lo2)
+    return Best(
+        workload=str(first["workload"]),
+        parameters=str(first["parameters"]),
+        metric=metric,
+        mode=str(first["mode"]),
+        median=float(first["median"]),
+        runner_up=None if second is None else str(second["mode"]),
+        runner_up_median=None if second is None else float(second["median"]),
+        separated=separated,
+    )

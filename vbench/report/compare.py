@@ -156,13 +156,17 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
     runs: list[Run] = []
     for label, path in zip(_labels(len(paths)), paths, strict=True):
         rundir = RunDir.open(path)
-        samples = rundir.read_samples()
-        if not samples.empty:
-            samples = samples.copy()
-            samples["parameters"] = samples["parameters"].fillna("").astype(str)
-            samples["mode"] = samples["mode"].astype(str)
-        runs.append(Run(label, path, rundir.read_manifest(), samples))
+        runs.append(run_of(label, path, rundir.read_manifest(), rundir.read_samples()))
     return runs
+
+
+def run_of(label: str, path: Path, manifest: Manifest, samples: pd.DataFrame) -> Run:
+    """A run as `compare_runs` takes it (`vbench fleet report` labels runs by host)."""
+    if not samples.empty:
+        samples = samples.copy()
+        samples["parameters"] = samples["parameters"].fillna("").astype(str)
+        samples["mode"] = samples["mode"].astype(str)
+    return Run(label, path, manifest, samples)
 
 
 def _cases(run: Run) -> dict[CaseKey, dict[str, list[float]]]:

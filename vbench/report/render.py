@@ -19,10 +19,13 @@ import pandas as pd
 from vbench import __version__
 from vbench.checkdoc import CheckDocument, CheckRecord, VerdictRecord
 from vbench.inventory import Inventory
-from vbench.model import ModeId
+from vbench.model import BAREMETAL, ModeId
 from vbench.readiness import Status
 from vbench.report.analysis import (
+    Best,
+    best_mode,
     choose_reference,
+    efficiency_metric,
     group_note,
     higher_is_better,
     in_overview,
@@ -34,13 +37,27 @@ from vbench.report.analysis import (
     mode_title,
     parameter_rank,
     parse_parameters,
+    throughput_metric,
     unit_label,
     workload_notes,
 )
+from vbench.report.curves import latency_curves, series_panels
 from vbench.report.density import density_context
-from vbench.report.plots import mode_colors, workload_chart_svg
-from vbench.results import SAMPLES, Manifest
-from vbench.stats import DEFAULT_ALPHA
+from vbench.report.plots import (
+    MAX_DOTS,
+    Bar,
+    BarPanel,
+    LinePanel,
+    bars_svg,
+    chart_metrics,
+    latency_svg,
+    mode_colors,
+    short_name,
+    timeseries_svg,
+)
+from vbench.results import MANIFEST, RAW, SAMPLES, Manifest
+from vbench.series import SERIES, load_series
+from vbench.stats import DEFAULT_ALPHA, FlagKind
 
 TCG_WARNING = (
     "Guests ran under QEMU's TCG software emulation: these figures compare the modes relative to "
@@ -150,6 +167,14 @@ class MetricRow:
 
 
 @dataclass
+class EfficiencyCell:
+    mode: str  # the mode's title
+    value: str  # median
+    ci: str
+    versus: str  # against the reference's median: "2.10x", "reference"
+
+
+@dataclass
 class WorkloadSection:
     anchor: str
     workload: str
@@ -158,6 +183,12 @@ class WorkloadSection:
     rows: list[MetricRow]
     chart: str | None
     modes: list[str]
+    latency_chart: str | None = None
+    series_chart: str | None = None
+    efficiency: list[EfficiencyCell] = field(default_factory=list)
+    efficiency_label: str = ""
+    title: str = ""  # workload and key parameters: "fio rw=randread, bs=4k"
+    raw_parameters: str = ""  # as in the samples: "bs=4k,direct=True,..."
 
 
 @dataclass
@@ -468,15 +499,105 @@ def summary_cell(row: Mapping[str, Any], metric: str, is_reference: bool) -> Cel
     return cell
 
 
+Points = dict[tuple[str, str, str, str], list[float]]  # (workload, parameters, metric, mode)
+
+
+def _points(samples: pd.DataFrame) -> Points:
+    """Every figure's repetitions, grouped once (the charts' dots)."""
+    if samples.empty:
+        return {}
+    grouped = samples.groupby(["workload", "parameters", "metric", "mode"], sort=False)["value"]
+    out: Points = {}
+    for key, values in grouped.agg(list).items():
+        w, p, m, mode = (str(k) for k in key)  # type: ignore[attr-defined]
+        out[(w, p, m, mode)] = values
+    return out
+
+
+def _bars_chart(
+    workload: str,
+    parameters: str,
+    group: pd.DataFrame,
+    present: Sequence[str],
+    points: Points,
+    title: str,
+) -> str | None:
+    """Bars of the chart metrics (and the host CPU per operation): median and its CI."""
+    metrics = group["metric"].unique().tolist()
+    rows = chart_metrics(metrics)
+    efficiency = efficiency_metric(metrics)
+    if efficiency is not None:
+        rows.append([efficiency])
+    panels: list[list[BarPanel]] = []
+    for row in rows:
+        out: list[BarPanel] = []
+        for metric in row:
+            mrows = group[group["metric"] == metric]
+            by_mode = {str(r["mode"]): r for r in mrows.to_dict("records")}
+            bars = [
+                Bar(
+                    mode=m,
+                    median=float(by_mode[m]["median"]),
+                    low=_num_or_none(by_mode[m]["median_ci_low"]),
+                    high=_num_or_none(by_mode[m]["median_ci_high"]),
+                    points=points.get((workload, parameters, metric, m), []),
+                )
+                for m in present
+                if m in by_mode
+            ]
+            if bars:
+                unit = unit_label(str(mrows["unit"].iloc[0]))
+                out.append(BarPanel(metric_label(metric), unit, bars))
+        panels.append(out)
+    return bars_svg(panels, present, f"{title}: median per mode with its 95% CI")
+
+
+def _num_or_none(value: object) -> float | None:
+    return float(value) if _is_num(value) else None  # type: ignore[arg-type]
+
+
+def _efficiency(
+    group: pd.DataFrame, present: Sequence[str], manifest: Manifest | None
+) -> tuple[str, list[EfficiencyCell]]:
+    metric = efficiency_metric(group["metric"].unique().tolist())
+    if metric is None:
+        return "", []
+    rows = {str(r["mode"]): r for r in group[group["metric"] == metric].to_dict("records")}
+    unit = unit_label(str(next(iter(rows.values()))["unit"])) if rows else ""
+    cells: list[EfficiencyCell] = []
+    for m in present:
+        r = rows.get(m)
+        if r is None:
+            continue
+        ci = ""
+        if _is_num(r["median_ci_low"]) and _is_num(r["median_ci_high"]):
+            ci = f"CI {fmt(r['median_ci_low'])} {DASH} {fmt(r['median_ci_high'])}"
+        versus = "reference" if r["reference"] == m else ""
+        if _is_num(r["ratio"]):
+            versus = f"{fmt_ratio(r['ratio'])} of the reference"
+        cells.append(
+            EfficiencyCell(mode_title(m, manifest), f"{fmt(r['median'])} {unit}", ci, versus)
+        )
+    return metric_label(metric), cells
+
+
 def _sections(
-    samples: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str]
+    samples: pd.DataFrame,
+    summary: pd.DataFrame,
+    modes: Sequence[str],
+    *,
+    manifest: Manifest | None = None,
+    latency: Mapping[tuple[str, str], list[LinePanel]] | None = None,
+    series: Mapping[tuple[str, str], list[LinePanel]] | None = None,
 ) -> list[WorkloadSection]:
     sections: list[WorkloadSection] = []
     if summary.empty:
         return sections
+    points = _points(samples)
     for index, ((workload, parameters), group) in enumerate(
         summary.groupby(["workload", "parameters"], sort=False)
     ):
+        workload, parameters = str(workload), str(parameters)
         present = [m for m in modes if m in set(group["mode"])]
         present += sorted(set(group["mode"]) - set(present))
         rows: list[MetricRow] = []
@@ -484,7 +605,7 @@ def _sections(
         for metric in sorted(group["metric"].unique().tolist(), key=metric_sort_key):
             direction = metric_group(metric)
             mrows = group[group["metric"] == metric]
-            by_mode = {str(r["mode"]): r.to_dict() for _, r in mrows.iterrows()}
+            by_mode = {str(r["mode"]): r for r in mrows.to_dict("records")}
             reference = str(mrows["reference"].iloc[0]) if len(mrows) else ""
             cells = [
                 summary_cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
@@ -503,22 +624,32 @@ def _sections(
                 )
             )
             last_direction = direction
-        params = parse_parameters(str(parameters))
-        rank = parameter_rank(str(workload))
+        params = parse_parameters(parameters)
+        rank = parameter_rank(workload)
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
-        wsamples = samples[
-            (samples["workload"] == workload) & (samples["parameters"] == parameters)
-        ]
-        chart = workload_chart_svg(wsamples, group, present, salt=f"w{index}")
+        keys = [(k, v) for k, v in params if k in key_parameters(workload)]
+        title = f"{workload} {', '.join(f'{k}={v}' for k, v in keys)}".strip()
+        chart = _bars_chart(workload, parameters, group, present, points, title)
+        lat = (latency or {}).get((workload, parameters))
+        ser = (series or {}).get((workload, parameters))
+        eff_label, eff = _efficiency(group, present, manifest)
         sections.append(
             WorkloadSection(
                 anchor=f"w{index}",
-                workload=str(workload),
+                workload=workload,
                 parameters=params,
-                key_parameters=[(k, v) for k, v in params if k in key_parameters(str(workload))],
+                key_parameters=keys,
                 rows=rows,
                 chart=chart,
                 modes=present,
+                latency_chart=latency_svg(lat, present, f"{title}: latency percentiles")
+                if lat
+                else None,
+                series_chart=timeseries_svg(ser, present, f"{title}: time series") if ser else None,
+                efficiency=eff,
+                efficiency_label=eff_label,
+                title=title,
+                raw_parameters=parameters,
             )
         )
     return sections
@@ -558,6 +689,208 @@ def _description(manifest: Manifest) -> str:
     return value if isinstance(value, str) else ""
 
 
+@dataclass
+class Notice:
+    level: str  # "bad", "warn" or "info" (the callout's colour)
+    title: str
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    more: int = 0  # items not listed
+    link: str = ""  # an anchor with the details
+
+
+WARNING_ITEMS_MAX = 8
+
+
+def _warnings(
+    manifest: Manifest, summary: pd.DataFrame, sections: Sequence[WorkloadSection], is_tcg: bool
+) -> list[Notice]:
+    """Every reason to read the figures with care (the summary's warnings), most serious first."""
+    out: list[Notice] = []
+    titles = {(s.workload, s.raw_parameters): s for s in sections}
+    if manifest.status != "complete":
+        out.append(Notice("bad", f"Run {manifest.status}", manifest.error or "not every case ran"))
+    failed = [c for c in manifest.cases if c.status == "failed"]
+    failed_trials = [t for t in manifest.trials if t.status == "failed"]
+    if failed or failed_trials:
+        out.append(
+            Notice(
+                "bad",
+                f"{len(failed)} failed case(s), {len(failed_trials)} failed guest(s)",
+                "their errors and console tails are below",
+                link="#failures",
+            )
+        )
+    if is_tcg:
+        out.append(Notice("warn", "Software emulation (TCG)", TCG_WARNING))
+    for sk in manifest.skipped_modes:
+        out.append(Notice("warn", f"Mode {sk.mode} skipped", sk.reason, link="#failures"))
+    skipped_cases = [c for c in manifest.cases if c.status == "skipped"]
+    if skipped_cases:
+        items = [f"{c.case_id}: {c.error or 'skipped'}" for c in skipped_cases]
+        out.append(
+            Notice(
+                "warn",
+                f"{len(skipped_cases)} case(s) skipped",
+                items=items[:WARNING_ITEMS_MAX],
+                more=max(0, len(items) - WARNING_ITEMS_MAX),
+                link="#failures",
+            )
+        )
+    cross: list[str] = []
+    unstable: list[str] = []
+    for r in summary.to_dict("records") if not summary.empty else []:
+        flags = r["flags"] or ()
+        if not flags:
+            continue
+        section = titles.get((str(r["workload"]), str(r["parameters"])))
+        where = section.title if section else f"{r['workload']} {r['parameters']}"
+        who = f"{short_name(str(r['mode']))}, {where}, {metric_label(str(r['metric']))}"
+        if any(f.kind is FlagKind.CROSS_CHECK for f in flags):
+            cross.append(
+                f"{who}: " + "; ".join(f.message for f in flags if f.kind is FlagKind.CROSS_CHECK)
+            )
+        others = [f.short for f in flags if f.kind is not FlagKind.CROSS_CHECK]
+        if others:
+            unstable.append(f"{who}: {', '.join(others)}")
+    if cross:
+        out.append(
+            Notice(
+                "bad",
+                f"{len(cross)} figure(s) failed a cross-check",
+                "what the workload reported disagrees with what libvirt counted in the same "
+                "window by more than the limit",
+                items=cross[:WARNING_ITEMS_MAX],
+                more=max(0, len(cross) - WARNING_ITEMS_MAX),
+            )
+        )
+    if unstable:
+        out.append(
+            Notice(
+                "warn",
+                f"{len(unstable)} unstable figure(s)",
+                "CV ≥ 10%, a repetition ≥ 50% from the mean, or fewer than 3 repetitions "
+                "(marked ⚠ in the tables; all in flags.json)",
+                items=unstable[:WARNING_ITEMS_MAX],
+                more=max(0, len(unstable) - WARNING_ITEMS_MAX),
+            )
+        )
+    return out
+
+
+def _best(
+    sections: Sequence[WorkloadSection], summary: pd.DataFrame, manifest: Manifest
+) -> list[dict[str, Any]]:
+    """Per workload case: the best guest mode by throughput and by host CPU per operation."""
+
+    def say(best: Best | None) -> str:
+        if best is None:
+            return DASH
+        name = mode_title(best.mode, manifest)
+        if best.runner_up is None:
+            return f"{name} (the only guest mode)"
+        other = mode_title(best.runner_up, manifest)
+        if best.separated:
+            return f"{name}, ahead of {other} (CIs apart)"
+        return f"{name}, not separable from {other} (CIs overlap)"
+
+    out: list[dict[str, Any]] = []
+    for section in sections:
+        rows = summary[
+            (summary["workload"] == section.workload)
+            & (summary["parameters"] == section.raw_parameters)
+        ]
+        metrics = rows["metric"].unique().tolist()
+        tput, eff = throughput_metric(metrics), efficiency_metric(metrics)
+        if tput is None and eff is None:
+            continue
+        out.append(
+            {
+                "anchor": section.anchor,
+                "workload": section.title,
+                "throughput_metric": metric_label(tput) if tput else "",
+                "throughput": say(best_mode(rows, tput)) if tput else DASH,
+                "efficiency_metric": metric_label(eff) if eff else "",
+                "efficiency": say(best_mode(rows, eff)) if eff else DASH,
+            }
+        )
+    return out
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+RAW_ROWS_MAX = 100
+
+
+def _raw_appendix(run_path: Path, manifest: Manifest) -> dict[str, Any]:
+    """Relative links to the run's files (the HTML sits in the run directory)."""
+    files: dict[str, list[str]] = {}
+    listed = manifest.raw_files or [
+        str(p.relative_to(run_path)) for p in sorted((run_path / RAW).glob("*/*")) if p.is_file()
+    ]
+    for rel in listed:
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == RAW:
+            files.setdefault(parts[1], []).append(rel)
+    status = {c.case_id: c.status for c in manifest.cases}
+    rows = [
+        {"case": case, "status": status.get(case, "guest"), "files": sorted(found)}
+        for case, found in sorted(files.items())
+    ]
+    top = [
+        name for name in (MANIFEST, SAMPLES, SERIES, "flags.json") if (run_path / name).is_file()
+    ]
+    return {
+        "top": top,
+        "rows": rows[:RAW_ROWS_MAX],
+        "more": max(0, len(rows) - RAW_ROWS_MAX),
+        "total": len(rows),
+    }
+
+
+def _problems(run_path: Path, manifest: Manifest) -> dict[str, Any]:
+    """Skipped and failed cases with their reasons and the console's last lines."""
+    failed_trials = [
+        {
+            "mode": mode_title(t.mode, manifest),
+            "repetition": t.repetition,
+            "error": t.error or DASH,
+            "console_tail": "\n".join((t.console_tail or "").splitlines()[-40:]),
+        }
+        for t in manifest.trials
+        if t.status == "failed"
+    ]
+    cases = []
+    for c in manifest.cases:
+        if c.status == "ok":
+            continue
+        console = ""
+        if c.status == "failed":
+            for candidate in (
+                run_path / RAW / c.case_id / "console.log",
+                run_path / RAW / f"r{c.repetition}-{c.mode}" / "console.log",
+            ):
+                console = _tail(candidate)
+                if console:
+                    break
+        cases.append(
+            {
+                "case_id": c.case_id,
+                "mode": mode_title(c.mode, manifest),
+                "status": c.status,
+                "error": c.error or DASH,
+                "console_tail": console,
+            }
+        )
+    return {"failed_trials": failed_trials, "cases": cases}
+
+
 def build_context(
     manifest: Manifest,
     samples: pd.DataFrame,
@@ -565,8 +898,11 @@ def build_context(
     modes: Sequence[str],
     run_path: Path,
     generated_at: str,
+    *,
+    series: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, already formatted."""
+    """Everything the template shows, already formatted.  `series` is the run's series.csv
+    (read from `run_path` when not given)."""
     samples = samples.copy()
     if not samples.empty:
         samples["parameters"] = samples["parameters"].fillna("").astype(str)
@@ -591,14 +927,35 @@ def build_context(
         for m in modes
     ]
     accel = manifest.accelerator
-    sections = _sections(samples, summary, modes)
-    failed_trials = [t for t in manifest.trials if t.status == "failed"]
-    failed_cases = [c for c in manifest.cases if c.status == "failed"]
+    is_tcg = accel is not None and accel.name.lower() == "tcg"
+    latency = latency_curves(run_path, manifest, list(modes))
+    if series is None:
+        series = load_series(run_path)
+    sections = _sections(
+        samples,
+        summary,
+        modes,
+        manifest=manifest,
+        latency=latency.panels,
+        series=series_panels(series, manifest, list(modes)),
+    )
     counts = {
         s: sum(1 for c in manifest.cases if c.status == s) for s in ("ok", "failed", "skipped")
     }
-    raw = run_path / "raw"
+    raw = run_path / RAW
     raw_cases = sorted(p.name for p in raw.iterdir() if p.is_dir()) if raw.is_dir() else []
+    problems = _problems(run_path, manifest)
+    warnings = _warnings(manifest, summary, sections, is_tcg)
+    if latency.unreadable:
+        warnings.append(
+            Notice(
+                "warn",
+                f"{len(latency.unreadable)} raw fio output(s) unreadable",
+                "left out of the latency curves",
+                items=latency.unreadable[:WARNING_ITEMS_MAX],
+                more=max(0, len(latency.unreadable) - WARNING_ITEMS_MAX),
+            )
+        )
     return {
         "m": manifest,
         "title": manifest.scenario.name or manifest.run_id,
@@ -608,25 +965,20 @@ def build_context(
         "ended_at": manifest.ended_at or DASH,
         "duration": _duration(manifest.started_at, manifest.ended_at),
         "accel": accel,
-        "is_tcg": accel is not None and accel.name.lower() == "tcg",
+        "is_tcg": is_tcg,
         "tcg_warning": TCG_WARNING,
+        "warnings": warnings,
         "host": _flatten(manifest.host),
         "versions": sorted(manifest.versions.items()),
         "checks": _checks_view(manifest.checks),
         "status_class": _status_class,
         "modes": mode_views,
         "reference": mode_title(reference, manifest) if reference else None,
+        "reference_is_baremetal": reference == BAREMETAL,
         "skipped_modes": manifest.skipped_modes,
-        "failed_trials": [
-            {
-                "mode": mode_title(t.mode, manifest),
-                "repetition": t.repetition,
-                "error": t.error or DASH,
-                "console_tail": "\n".join((t.console_tail or "").splitlines()[-40:]),
-            }
-            for t in failed_trials
-        ],
-        "failed_cases": failed_cases,
+        "failed_trials": problems["failed_trials"],
+        "problem_cases": problems["cases"],
+        "failed_cases": [c for c in manifest.cases if c.status == "failed"],
         "case_counts": counts,
         "n_samples": len(samples),
         "sections": sections,
@@ -635,6 +987,9 @@ def build_context(
         # adaptive repetitions and density (vbench.adaptive, vbench.report.density)
         "repetitions_rule": manifest.repetitions.summary if manifest.repetitions else "",
         "density": density_context(summary, list(modes), fmt),
+        "best": _best(sections, summary, manifest),
+        "max_dots": MAX_DOTS,
+        "raw": _raw_appendix(run_path, manifest),
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
         "raw_path": str(raw.resolve()),

@@ -12,15 +12,19 @@ from typing import Annotated
 
 from pydantic import Field
 
-from vbench.workloads.base import Metric, Needs, SampleLabels, Target, Workload
+from vbench.workloads.base import Metric, Needs, SampleLabels, Tallies, Target, Workload
 from vbench.workloads.common import COMMON_METRICS, GROUP_NOTES, HOST_COST, density_metrics
 from vbench.workloads.fio import FIO, FioSpec
+from vbench.workloads.iperf3 import IPERF3, Iperf3Spec
+from vbench.workloads.sockperf import SOCKPERF, SockperfSpec
 from vbench.workloads.stress_ng import STRESS_NG, StressNgSpec
 
-WORKLOADS: dict[str, Workload] = {w.kind: w for w in (FIO, STRESS_NG)}
+WORKLOADS: dict[str, Workload] = {w.kind: w for w in (FIO, STRESS_NG, IPERF3, SOCKPERF)}
 
 # The scenario's `[[workloads]]` entry: one spec per registered workload, selected by `kind`.
-WorkloadSpec = Annotated[FioSpec | StressNgSpec, Field(discriminator="kind")]
+WorkloadSpec = Annotated[
+    FioSpec | StressNgSpec | Iperf3Spec | SockperfSpec, Field(discriminator="kind")
+]
 
 # Every metric: the workloads' catalogues in registration order, then the runner's own, then the
 # density figures derived from the workloads' key throughput figures.
@@ -57,6 +61,7 @@ __all__ = [
     "Metric",
     "Needs",
     "SampleLabels",
+    "Tallies",
     "Target",
     "Workload",
     "WorkloadSpec",

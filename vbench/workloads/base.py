@@ -11,7 +11,7 @@ Pure: no subprocess, no filesystem, no clock.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Literal
 
@@ -58,6 +58,18 @@ class Target:
     disk: str | None = None  # DISK workloads: block device or file path
     peer_address: str | None = None  # NETWORK workloads: server address in the run's namespace
     vcpus: int = 1  # CPUs the workload may use by default (the guest's vCPUs, also on the host)
+
+
+@dataclass(frozen=True)
+class Tallies:
+    """A case's own account of the work it did (from its samples): I/O requests and bytes on the
+    test disk, payload bytes per direction on the test NIC (guest's view: tx = sent by the guest).
+    None: the workload does not say (no cross-check)."""
+
+    ios: float | None = None
+    io_bytes: float | None = None
+    net_bytes: dict[str, float] = field(default_factory=dict)  # "tx" / "rx" -> bytes received
+    net_bytes_sent: dict[str, float] = field(default_factory=dict)  # ... -> bytes the sender sent
 
 
 @dataclass(frozen=True)
@@ -143,9 +155,17 @@ class Workload(ABC):
     def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
         """Samples from the command's stdout; `WorkloadOutputError` (one line) when unusable."""
 
-    def server_argv(self, case: WorkloadCase) -> list[str] | None:
-        """NETWORK workloads: the peer server to start before the case (None: no server)."""
+    def server_argv(self, case: WorkloadCase, bind: str | None = None) -> list[str] | None:
+        """NETWORK workloads: the peer server to start before the case (None: no server).
+
+        `bind` is the address it listens on (the host end of one guest's link, so that several
+        guests' servers can run at once); None: every address of the namespace.
+        """
         return None
+
+    def tallies(self, samples: list[Sample]) -> Tallies:
+        """What the case says it moved, for the cross-checks against libvirt's counters."""
+        return Tallies()
 
     @abstractmethod
     def slug(self, case: WorkloadCase) -> str:

@@ -1,6 +1,6 @@
 """Metrics the runner measures around every case, whatever the workload: their catalogue.
 
-(The figures themselves come from `vbench.metrics` and the runner; this is what they mean.)
+(The figures are reductions of each case's time series, `vbench.derive`; this is what they mean.)
 """
 
 from __future__ import annotations
@@ -40,7 +40,39 @@ COMMON_METRICS: tuple[Metric, ...] = (
         HOST_COST,
         note="QEMU process CPU time (vCPUs + device emulation) / wall time",
     ),
+    Metric(
+        "host.qemu_cpu_per_gb",
+        "s/GB",
+        False,
+        "QEMU CPU per GB",
+        HOST_COST,
+        note="QEMU process CPU seconds per GB moved (disk and NIC)",
+    ),
+    Metric(
+        "host.exits_per_io",
+        "count",
+        False,
+        "KVM exits per request",
+        HOST_COST,
+        note="none under TCG",
+    ),
     Metric(HOST_CPU_BUSY, "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
+    Metric(
+        "guest.cpu_per_io",
+        "us",
+        False,
+        "guest CPU per request",
+        HOST_COST,
+        note="the guest's own busy CPU time per disk request (guest agent)",
+    ),
+    Metric(
+        "guest.cpu_busy",
+        "%",
+        None,
+        "guest CPU busy",
+        HOST_COST,
+        note="all vCPUs, as the guest counts it",
+    ),
     Metric(
         "guest.disk_reqs",
         "count",

@@ -15,6 +15,8 @@ catalogue is `FIO_METRICS`):
 | `<dir>.clat_p99`     | us    | `clat_ns.percentile["99.000000"]` / 1000        |
 | `<dir>.clat_p99.9`   | us    | `clat_ns.percentile["99.900000"]` / 1000        |
 | `<dir>.lat_mean`     | us    | `lat_ns.mean` / 1000 (submission + completion)  |
+| `<dir>.ios`          | count | `total_ios` (requests completed, for cross-checks) |
+| `<dir>.io_bytes`     | B     | `io_bytes` (bytes moved, for cross-checks)      |
 
 Several jobs (`numjobs > 1`):
 
@@ -55,6 +57,7 @@ from vbench.workloads.base import (
     Needs,
     SampleLabels,
     Spec,
+    Tallies,
     Target,
     Workload,
 )
@@ -77,6 +80,8 @@ UNITS: dict[str, str] = {
     "clat_p99": "us",
     "clat_p99.9": "us",
     "lat_mean": "us",
+    "ios": "count",
+    "io_bytes": "B",
 }
 
 _BLOCK_SIZE = re.compile(r"^[1-9]\d{0,9}[kKmMgG]?$")
@@ -253,6 +258,8 @@ def _direction_metrics(jobs: Sequence[Mapping[str, Any]], direction: str) -> dic
     out: dict[str, float] = {
         "iops": sum(_num(s, "iops", direction) for s in sections),
         "bw": sum(_num(s, "bw_bytes", direction) for s in sections) / 2**20,
+        "ios": sum(_num(s, "total_ios", direction) for s in sections),
+        "io_bytes": sum(_num(s, "io_bytes", direction) for s in sections),
     }
     for name, key in (("clat_mean", "clat_ns"), ("lat_mean", "lat_ns")):
         stats = [s.get(key) for s in sections]
@@ -276,6 +283,38 @@ def _direction_metrics(jobs: Sequence[Mapping[str, Any]], direction: str) -> dic
             values.append(_num(pct, key, f"{direction}.clat_ns.percentile"))
         else:
             out[name] = max(values) / 1000.0
+    return out
+
+
+def clat_percentiles(text: str) -> dict[str, dict[float, float]]:
+    """fio's own completion-latency percentile list per direction with I/O, in µs:
+    {"read": {1.0: 95.2, 5.0: 101.4, ..., 99.99: 4012.0}} (fio's default list is p1 ... p99.99).
+
+    Over several jobs (no --group_reporting) the largest per-job value, as in the samples.
+    Raises WorkloadOutputError when `text` is not fio JSON."""
+    jobs = _decode(text).get("jobs")
+    if not isinstance(jobs, list):
+        raise WorkloadOutputError("fio JSON has no jobs list")
+    out: dict[str, dict[float, float]] = {}
+    for direction in DIRECTIONS:
+        merged: dict[float, float] = {}
+        for job in jobs:
+            section = job.get(direction) if isinstance(job, Mapping) else None
+            if not isinstance(section, Mapping) or not section.get("total_ios"):
+                continue
+            clat = section.get("clat_ns")
+            pct = clat.get("percentile") if isinstance(clat, Mapping) else None
+            if not isinstance(pct, Mapping):
+                continue
+            for key, value in pct.items():
+                try:
+                    p, v = float(key), float(value)
+                except (TypeError, ValueError):
+                    continue
+                if 0 < p < 100 and v > 0:
+                    merged[p] = max(merged.get(p, 0.0), v / 1000.0)
+        if merged:
+            out[direction] = dict(sorted(merged.items()))
     return out
 
 
@@ -353,7 +392,9 @@ class FioSpec(Spec):
         return None if value is None else value.lower()
 
 
-def _metric(direction: str, name: str, label: str, higher: bool, key: bool = False) -> Metric:
+def _metric(
+    direction: str, name: str, label: str, higher: bool | None, key: bool = False
+) -> Metric:
     """A catalogue entry; `key` metrics are in the report's overview and charts."""
     return Metric(
         name=f"{direction}.{name}",
@@ -377,6 +418,8 @@ FIO_METRICS: tuple[Metric, ...] = tuple(
         _metric(d, "clat_p99", "clat p99", False, key=True),
         _metric(d, "clat_p99.9", "clat p99.9", False),
         _metric(d, "lat_mean", "total lat mean", False),
+        _metric(d, "ios", "requests", None),
+        _metric(d, "io_bytes", "bytes", None),
     )
 )
 
@@ -441,6 +484,12 @@ class Fio(Workload):
 
     def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
         return parse_fio_json(raw.decode(errors="replace"), labels)
+
+    def tallies(self, samples: list[Sample]) -> Tallies:
+        """Requests and bytes of the measured job, every direction (not a `fill` job's)."""
+        ios = [s.value for s in samples if s.metric.endswith(".ios")]
+        moved = [s.value for s in samples if s.metric.endswith(".io_bytes")]
+        return Tallies(ios=sum(ios) if ios else None, io_bytes=sum(moved) if moved else None)
 
     def slug(self, case: WorkloadCase) -> str:
         """`fio-randread-4k-qd16-j1`, plus what sets a case apart from the defaults:

@@ -28,16 +28,8 @@ from pydantic import BaseModel, Field
 
 from vbench.errors import WorkloadOutputError
 from vbench.model import Sample, WorkloadCase
-from vbench.workloads.peer import (
-    Metric,
-    Needs,
-    SampleLabels,
-    Spec,
-    Target,
-    bind_address,
-    peer_address,
-    samples,
-)
+from vbench.workloads.base import Metric, Needs, SampleLabels, Spec, Tallies, Target, Workload
+from vbench.workloads.peer import bind_address, peer_address, samples
 
 KIND = "iperf3"
 PORT = 5201
@@ -88,6 +80,9 @@ METRICS: tuple[Metric, ...] = (
     # what arrived, for cross-checks against the NIC's own counters (libvirt interface stats)
     Metric("tx.bytes", "B", None, "network tx bytes", _GROUP, note="received by the peer"),
     Metric("rx.bytes", "B", None, "network rx bytes", _GROUP, note="received by the guest"),
+    # what the sender wrote: received + what was still in flight when the receiver's clock stopped
+    Metric("tx.bytes_sent", "B", None, "network tx bytes sent", _GROUP, note="sent by the guest"),
+    Metric("rx.bytes_sent", "B", None, "network rx bytes sent", _GROUP, note="sent by the peer"),
     Metric(
         "iperf3.client_cpu",
         "%",
@@ -135,15 +130,22 @@ def _direction(case: WorkloadCase) -> str:
     return str(value)
 
 
-class Iperf3:
-    """The iperf3 workload (drops into vbench.workloads.base.Workload)."""
+class Iperf3(Workload):
+    """The iperf3 workload."""
 
     kind: ClassVar[str] = KIND
-    spec_type: ClassVar[type[Iperf3Spec]] = Iperf3Spec
+    spec_type: ClassVar[type[BaseModel]] = Iperf3Spec
     needs: ClassVar[Needs] = Needs.NETWORK
     raw_name: ClassVar[str] = "iperf3.json"
     metrics: ClassVar[tuple[Metric, ...]] = METRICS
     version_argv: ClassVar[tuple[str, ...]] = ("iperf3", "--version")
+    parameter_order: ClassVar[tuple[str, ...]] = ("direction", "streams", "duration_s", "omit_s")
+    key_parameters: ClassVar[tuple[str, ...]] = ("direction", "streams")
+    about: ClassVar[str] = (
+        "iperf3 throughput is TCP payload as received, in decimal Mbit/s, over the mode's NIC "
+        "between the guest and a server in the run's network namespace (on bare metal: loopback "
+        "inside that namespace, the host's stack without a NIC)."
+    )
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, Iperf3Spec):
@@ -198,6 +200,14 @@ class Iperf3:
 
     def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
         return samples(parse_iperf3_json(raw), METRICS, labels)
+
+    def tallies(self, samples: list[Sample]) -> Tallies:
+        """Payload bytes that arrived and that were sent, per direction of the guest (tx: sent
+        by the guest)."""
+        by_name = {s.metric: s.value for s in samples}
+        moved = {d: by_name[f"{d}.bytes"] for d in ("tx", "rx") if f"{d}.bytes" in by_name}
+        sent = {d: by_name[f"{d}.bytes_sent"] for d in ("tx", "rx") if f"{d}.bytes_sent" in by_name}
+        return Tallies(net_bytes=moved, net_bytes_sent=sent)
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -266,6 +276,7 @@ def parse_iperf3_json(raw: bytes) -> dict[str, float]:
             raise WorkloadOutputError(f"iperf3 moved no data {direction} ({received_key}.bytes)")
         out[f"{direction}.throughput"] = _number(received, "bits_per_second", received_key) / 1e6
         out[f"{direction}.bytes"] = moved
+        out[f"{direction}.bytes_sent"] = _number(sent, "bytes", sent_key)
         out[f"{direction}.retransmits"] = _number(sent, "retransmits", sent_key)
     cpu = end.get("cpu_utilization_percent")
     if isinstance(cpu, Mapping):

@@ -29,16 +29,8 @@ from pydantic import BaseModel, Field
 
 from vbench.errors import WorkloadOutputError
 from vbench.model import Sample, WorkloadCase
-from vbench.workloads.peer import (
-    Metric,
-    Needs,
-    SampleLabels,
-    Spec,
-    Target,
-    bind_address,
-    peer_address,
-    samples,
-)
+from vbench.workloads.base import Metric, Needs, SampleLabels, Spec, Target, Workload
+from vbench.workloads.peer import bind_address, peer_address, samples
 
 KIND = "sockperf"
 PORT = 11111
@@ -100,15 +92,21 @@ def _protocol(case: WorkloadCase) -> str:
     return str(value)
 
 
-class Sockperf:
-    """The sockperf ping-pong workload (drops into vbench.workloads.base.Workload)."""
+class Sockperf(Workload):
+    """The sockperf ping-pong workload."""
 
     kind: ClassVar[str] = KIND
-    spec_type: ClassVar[type[SockperfSpec]] = SockperfSpec
+    spec_type: ClassVar[type[BaseModel]] = SockperfSpec
     needs: ClassVar[Needs] = Needs.NETWORK
     raw_name: ClassVar[str] = "sockperf.txt"
     metrics: ClassVar[tuple[Metric, ...]] = METRICS
     version_argv: ClassVar[tuple[str, ...]] = ("sockperf", "--version")
+    parameter_order: ClassVar[tuple[str, ...]] = ("protocol", "msg_size", "duration_s")
+    key_parameters: ClassVar[tuple[str, ...]] = ("protocol", "msg_size")
+    about: ClassVar[str] = (
+        "sockperf round trips are one message there and back (ping-pong, --full-rtt) in µs "
+        "between the guest and a server in the run's network namespace."
+    )
 
     def cases(self, spec: BaseModel) -> list[WorkloadCase]:
         if not isinstance(spec, SockperfSpec):
