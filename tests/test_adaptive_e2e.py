@@ -188,3 +188,52 @@ def test_density_interrupted_mid_case_leaves_nothing(tmp_path: Path, env: dict[s
     assert manifest["status"] == "interrupted"
     assert "SIGTERM" in manifest["error"]
     assert _left_behind(name, env) == ([], [])
+
+
+NETWORK = """
+format_version = 1
+name = "{name}"
+[guest]
+memory_mib = 320
+boot_timeout_s = 120
+[[modes]]
+id = "pv"
+[[workloads]]
+kind = "iperf3"
+direction = ["tx"]
+duration_s = 2
+[run]
+repetitions = 1
+density = [2]
+"""
+
+
+def test_density_network_cases_each_guest_on_its_own_link(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Two guests' iperf3 at once, each to a peer server on its own tap's host end."""
+    name = "density-net-e2e"
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(NETWORK.format(name=name))
+    out = tmp_path / "reports"
+    proc = subprocess.run(
+        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    samples = pd.read_csv(run_dir / "samples.csv", keep_default_na=False)
+    tx = samples[samples.metric == "tx.throughput"]
+    assert sorted(c.split("-")[2] for c in tx["case_id"]) == ["n2g0", "n2g1"]
+    assert (tx["value"] > 0).all()
+    agg = samples[samples.metric == "agg.tx.throughput"]
+    assert len(agg) == 1
+    assert agg["value"].iloc[0] == pytest.approx(tx["value"].sum())
+    assert len(samples[samples.metric == "fair.tx.throughput"]) == 1
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"vbench-{run_dir.name}" not in netns
+    assert _left_behind(name, env) == ([], [])
