@@ -47,6 +47,8 @@ ParamValue = str | int | float | bool
 
 # The label of the bare-metal baseline: the same workloads run on the host itself.
 BAREMETAL = "baremetal"
+# The case parameter of a density trial: how many guests of the mode ran the case at once.
+DENSITY = "density"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,19 @@ class WorkloadCase:
     """One workload invocation with concrete parameters (one point of a scenario's matrix)."""
 
     kind: str  # a registered workload: "fio", "stress-ng", ... (vbench.workloads.WORKLOADS)
-    params: dict[str, ParamValue] = field(hash=False)
+    params: dict[str, ParamValue] = field(hash=False)  # what the workload runs with
+    # a density trial's: how many guests ran the case at once; a label of its samples (the
+    # parameter `density=N`), not something the workload itself is given
+    density: int | None = None
+
+    @property
+    def labels(self) -> dict[str, ParamValue]:
+        """The parameters its samples and records carry: `params`, and `density` if set."""
+        return self.params if self.density is None else {**self.params, DENSITY: self.density}
 
     @property
     def key(self) -> str:
-        return f"{self.kind}[{canonical_parameters(self.params)}]"
+        return f"{self.kind}[{canonical_parameters(self.labels)}]"
 
     @property
     def slug(self) -> str:
@@ -115,18 +125,40 @@ class WorkloadCase:
         return workload(self.kind).slug(self)
 
 
+def trial_id(
+    mode: str, repetition: int, density: int | None = None, guest: int | None = None
+) -> str:
+    """`r0-pv`; a density trial `r0-pv-n2`, its second guest `r0-pv-n2g1`."""
+    out = f"r{repetition}-{mode}"
+    if density is not None:
+        out += f"-n{density}"
+    if guest is not None:
+        out += f"g{guest}"
+    return out
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One guest boot (or one bare-metal pass): a mode at a repetition, running every case."""
+    """One guest boot (or one bare-metal pass): a mode at a repetition, running every case.
+
+    A density trial (`density` = N) boots N guests of the mode that run each case together; each
+    guest's part is the same trial with its `guest` index (0 .. N-1).
+    """
 
     mode: str  # the mode entry's label (its id unless the scenario names it), or BAREMETAL
     mode_index: int  # index into the scenario's modes; -1 for the bare-metal baseline
     repetition: int
     workloads: tuple[WorkloadCase, ...]
+    density: int | None = None
+    guest: int | None = None
 
     @property
     def is_baremetal(self) -> bool:
         return self.mode_index < 0
 
+    @property
+    def id(self) -> str:
+        return trial_id(self.mode, self.repetition, self.density, self.guest)
+
     def case_id(self, workload: WorkloadCase) -> str:
-        return f"r{self.repetition}-{self.mode}-{workload.slug}"
+        return f"{self.id}-{workload.slug}"

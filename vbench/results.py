@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vbench.checkdoc import CheckDocument, load_check_document
 from vbench.errors import RecordError, RunDirError
-from vbench.model import SAMPLE_COLUMNS, Sample
+from vbench.model import SAMPLE_COLUMNS, Sample, trial_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,6 +106,12 @@ class CaseRecord(_Record):
     cross_checks: list[CrossCheckRecord] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)  # names of the cross-checks that disagree
     sampling_errors: dict[str, str] = Field(default_factory=dict)  # sampler -> its first error
+    # density trials: N guests ran the case at once; `guest` is this guest's index, None on the
+    # case's aggregate record (its samples: the sums, fairness and host CPU over the N guests)
+    density: int | None = None
+    guest: int | None = None
+    # the aggregate record: how far apart the guests' threads were released to start the case
+    start_spread_ms: float | None = None
 
 
 class TrialRecord(_Record):
@@ -116,6 +122,35 @@ class TrialRecord(_Record):
     boot_to_agent_s: float | None = None
     error: str | None = None
     console_tail: str | None = None
+    density: int | None = None  # a guest of a density trial: N and its index
+    guest: int | None = None
+
+    @property
+    def trial_id(self) -> str:
+        return trial_id(self.mode, self.repetition, self.density, self.guest)
+
+
+class RoundRecord(_Record):
+    """After one round of an adaptive run: its widest headline CI (None: undefined)."""
+
+    round: int
+    widest: str | None
+    widest_ci_pct: float | None
+
+
+class RepetitionsRecord(_Record):
+    """How many rounds ran and what stopped them (`vbench.adaptive`)."""
+
+    rule: Literal["fixed", "adaptive"]
+    rounds: int  # rounds run
+    min: int
+    max: int
+    target_ci_pct: float | None = None
+    # fixed: the count was reached; target / max / no-figures: the adaptive rule's reason;
+    # None: the run ended before (failed, interrupted)
+    stopped_by: Literal["fixed", "target", "max", "no-figures"] | None = None
+    summary: str = ""  # one line, e.g. "target reached after 4 rounds: ..."
+    history: list[RoundRecord] = Field(default_factory=list)
 
 
 class SkippedMode(_Record):
@@ -175,15 +210,14 @@ class Manifest(_Record):
     error: str | None = None
     host_changes: list[HostChange] = Field(default_factory=list)
     timing: RunTiming | None = None
+    repetitions: RepetitionsRecord | None = None
     # Every file this run wrote under raw/, relative to the run directory (RunDir keeps it).
     raw_files: list[str] = Field(default_factory=list)
 
     def case_ids(self) -> set[str]:
         """The case ids samples may carry: every case, and each trial's boot sample."""
-        # The boot sample of a trial is `r<rep>-<mode>-boot` (runner._boot_sample).
-        return {c.case_id for c in self.cases} | {
-            f"r{t.repetition}-{t.mode}-boot" for t in self.trials
-        }
+        # The boot sample of a trial is `<trial id>-boot`, e.g. `r0-pv-boot` (runner._boot_sample).
+        return {c.case_id for c in self.cases} | {f"{t.trial_id}-boot" for t in self.trials}
 
 
 def _line_of(text: str, needle: str) -> int:

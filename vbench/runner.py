@@ -1,6 +1,9 @@
 """Run a scenario: plan -> provision each trial's guest -> run its workloads -> store.
 
 One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
+A run is rounds of trials: a fixed count, or with adaptive repetitions rounds are added until the
+headline figures' CIs are tight enough (`vbench.adaptive`).  A density trial boots N guests of one
+mode and starts each case in all of them at once (`vbench.density` for its figures).
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
 Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
 success, error, Ctrl-C, SIGTERM.
@@ -21,10 +24,13 @@ import platform
 import secrets
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Literal, Protocol
@@ -33,9 +39,11 @@ import libvirt
 from pydantic import BaseModel, ConfigDict
 
 from vbench import __version__
+from vbench.adaptive import decide, headline_figures, relative_ci_widths
 from vbench.checkdoc import CheckDocument
 from vbench.command import CommandFailed
 from vbench.command import run as run_command
+from vbench.density import density_figures
 from vbench.derive import CrossCheck, Derived, derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestError, VbenchError
@@ -51,6 +59,7 @@ from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import plan_vf
 from vbench.model import (
     BAREMETAL,
+    DENSITY,
     Accelerator,
     Sample,
     Trial,
@@ -65,6 +74,8 @@ from vbench.results import (
     CrossCheckRecord,
     HostChange,
     Manifest,
+    RepetitionsRecord,
+    RoundRecord,
     RunDir,
     RunTiming,
     ScenarioRecord,
@@ -87,6 +98,8 @@ from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, wo
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
 CONSOLE_TAIL_LINES = 30
+# How long the guests of a density trial wait for each other before a case (they are all up)
+DENSITY_BARRIER_TIMEOUT_S = 120.0
 # A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
 # (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
 BAREMETAL_PEER = "127.0.0.1"
@@ -154,6 +167,7 @@ class RunEvents(Protocol):
     def case(self, label: str) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def warn(self, text: str) -> None: ...
+    def more(self, cases: int) -> None: ...  # the run grew (an adaptive round was added)
 
 
 class QuietEvents:
@@ -172,6 +186,18 @@ class QuietEvents:
     def warn(self, text: str) -> None:
         pass
 
+    def more(self, cases: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _GuestPlace:
+    """Where one guest of a density trial runs its cases."""
+
+    executor: GuestExecutor
+    target: Target
+    watch: CaseWatch
+
 
 @dataclass
 class RunResult:
@@ -186,15 +212,22 @@ class RunResult:
 class _State:
     manifest: Manifest
     rundir: RunDir
+    # every sample of the run so far (the stopping rule and density figures read them)
+    samples: list[Sample] = field(default_factory=list)
+    # the guests of a density trial run their cases in threads of their own
+    lock: threading.Lock = field(default_factory=threading.Lock)
     network: RunNetwork | None = None  # None: no case of the scenario needs a network
     series: SeriesWriter | None = None
     guests: int = 0  # guests given a test link so far (each gets the next index)
 
     def save(self) -> None:
-        self.rundir.write_manifest(self.manifest)
+        with self.lock:
+            self.rundir.write_manifest(self.manifest)
 
     def add_samples(self, samples: list[Sample]) -> None:
-        self.rundir.append_samples(samples)
+        with self.lock:
+            self.rundir.append_samples(samples)
+            self.samples += samples
 
     def host_change(self, what: str) -> None:
         """RunNetwork's journal: each change to the host is in the manifest before it is made."""
@@ -248,6 +281,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _abort_all(barriers: list[threading.Barrier]) -> None:
+    for barrier in barriers:
+        barrier.abort()
 
 
 def new_run_id(scenario_name: str) -> str:
@@ -317,7 +355,7 @@ def _check_record(check: CrossCheck) -> CrossCheckRecord:
 
 
 def trial_id(trial: Trial) -> str:
-    return f"r{trial.repetition}-{trial.mode}"
+    return trial.id
 
 
 class Runner:
@@ -500,14 +538,23 @@ class Runner:
             checks=self.checks,
         )
         state = _State(manifest=manifest, rundir=rundir)
+        run = self.scenario.run
+        manifest.repetitions = RepetitionsRecord(
+            rule="fixed" if run.adaptive is None else "adaptive",
+            rounds=0,
+            min=run.min_rounds,
+            max=run.max_rounds,
+            target_ci_pct=None if run.adaptive is None else run.adaptive.target_ci_pct,
+        )
         state.save()
         started = time.monotonic()
-        trials = self.scenario.trials()
         self._record_skips(state, plans)
         runnable = [
-            t for t in trials if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
+            t
+            for t in self.scenario.trials()
+            if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
         ]
-        self.events.begin(sum(len(t.workloads) for t in runnable))
+        self.events.begin(sum(self._round_cases(rep, plans) for rep in range(run.min_rounds)))
         try:
             with (
                 _sigterm_as_interrupt(),
@@ -522,16 +569,15 @@ class Runner:
                     )
                 # host changes are undone on every way out (the stack unwinds), first of all
                 plans = self._prepare(stack, rundir, plans)
-                for trial in trials:
-                    if trial.is_baremetal:
-                        self._run_baremetal_trial(state, scratch, trial)
-                        continue
-                    mode = self._mode(trial)
-                    plan = plans[trial.mode_index]
-                    if isinstance(plan, Skip):
-                        self._record_trial_skipped(state, trial, mode)
-                        continue
-                    self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
+                rounds = 0
+                while True:
+                    for trial in self.scenario.round_trials(rounds):
+                        self._dispatch(conn, guest, accel, state, scratch, trial, plans)
+                    rounds += 1
+                    if self._rounds_done(state, rounds):
+                        break
+                    if rounds >= run.min_rounds:  # begin() counted the first min_rounds
+                        self.events.more(self._round_cases(rounds, plans))
         except KeyboardInterrupt as exc:
             manifest.status = "interrupted"
             manifest.ended_at = utc_now()
@@ -566,6 +612,72 @@ class Runner:
         workload_s = sum(c.workload_s or 0.0 for c in manifest.cases)
         return RunTiming.of(time.monotonic() - started, workload_s)
 
+    def _dispatch(
+        self,
+        conn: libvirt.virConnect,
+        guest: Microguest,
+        accel: AccelVerdict,
+        state: _State,
+        scratch: RunScratch,
+        trial: Trial,
+        plans: list[ModePlan | Skip],
+    ) -> None:
+        """Run one trial of a round by its kind."""
+        if trial.is_baremetal:
+            self._run_baremetal_trial(state, scratch, trial)
+            return
+        mode = self._mode(trial)
+        plan = plans[trial.mode_index]
+        if isinstance(plan, Skip):
+            self._record_trial_skipped(state, trial, mode)
+        elif trial.density is not None:
+            self._run_density_trial(conn, guest, accel, state, scratch, trial, mode, plan)
+        else:
+            self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
+
+    def _round_cases(self, rep: int, plans: list[ModePlan | Skip]) -> int:
+        """The cases of one round that will run (for the progress bar)."""
+        return sum(
+            len(t.workloads)
+            for t in self.scenario.round_trials(rep)
+            if t.is_baremetal or isinstance(plans[t.mode_index], ModePlan)
+        )
+
+    def _rounds_done(self, state: _State, rounds: int) -> bool:
+        """After a round: enough rounds?  A fixed count, or the adaptive stopping rule on the
+        headline figures so far (`vbench.adaptive`); the manifest keeps the answer."""
+        record = state.manifest.repetitions
+        assert record is not None
+        record.rounds = rounds
+        rule = self.scenario.run.adaptive
+        if rule is None:
+            done = rounds >= self.scenario.run.min_rounds
+            if done:
+                record.stopped_by = "fixed"
+                record.summary = f"{rounds} round{'s' if rounds != 1 else ''} (a fixed count)"
+            state.save()
+            return done
+        decision = decide(
+            relative_ci_widths(headline_figures(state.samples)),
+            rounds,
+            min_rounds=rule.min,
+            max_rounds=rule.max,
+            target_ci_pct=rule.target_ci_pct,
+        )
+        record.history.append(
+            RoundRecord(
+                round=rounds, widest=decision.widest_label, widest_ci_pct=decision.widest_pct
+            )
+        )
+        summary = decision.describe(rule.target_ci_pct)
+        if decision.stop:
+            record.stopped_by = decision.reason
+            record.summary = summary
+        if rounds >= rule.min:
+            self.events.phase(f"adaptive repetitions: {summary}")
+        state.save()
+        return decision.stop
+
     def _mode(self, trial: Trial) -> ModeSpec:
         return self.scenario.modes[trial.mode_index]
 
@@ -591,10 +703,12 @@ class Runner:
             mode=trial.mode,
             mode_id=mode_id,
             workload=wl.kind,
-            parameters=canonical_parameters(wl.params),
+            parameters=canonical_parameters(wl.labels),
             repetition=trial.repetition,
             status=status,  # type: ignore[arg-type]
             error=error,
+            density=trial.density,
+            guest=trial.guest,
         )
 
     def _record_trial_skipped(self, state: _State, trial: Trial, mode: ModeSpec) -> None:
@@ -604,6 +718,7 @@ class Runner:
                 mode_id=mode.id.value,
                 repetition=trial.repetition,
                 status="skipped",
+                density=trial.density,
             )
         )
         for wl in trial.workloads:
@@ -732,6 +847,202 @@ class Runner:
                 disk.unlink(missing_ok=True)
             state.save()
 
+    def _run_density_trial(
+        self,
+        conn: libvirt.virConnect,
+        guest: Microguest,
+        accel: AccelVerdict,
+        state: _State,
+        scratch: RunScratch,
+        trial: Trial,
+        mode: ModeSpec,
+        plan: ModePlan,
+    ) -> None:
+        """N guests of one mode at once (`trial.density`), each with its own disk, test link
+        (when a case needs a network) and agent.
+
+        They boot together; each case starts in all of them at the same moment (their threads
+        meet at a barrier) and runs through `_run_case` as in any trial, so each guest's samples
+        are its own (case ids `r<rep>-<mode>-n<N>g<i>-...`).  Then the case's aggregate record
+        (`r<rep>-<mode>-n<N>-...`) gets the sums, the fairness and the host's CPU
+        (`vbench.density`).  A guest that fails to boot or hangs fails the trial: a density with
+        fewer guests is not that density.  Guests and disks go on every way out.
+        """
+        n = trial.density
+        assert n is not None
+        run_id = state.manifest.run_id
+        parts = [replace(trial, guest=g) for g in range(n)]
+        records = [
+            TrialRecord(
+                mode=trial.mode,
+                mode_id=mode.id.value,
+                repetition=trial.repetition,
+                status="ok",
+                density=n,
+                guest=part.guest,
+            )
+            for part in parts
+        ]
+        state.manifest.trials += records
+        consoles: list[Path] = []
+        done: set[str] = set()
+        self.events.case(f"{trial.id}: booting {n} guest(s) at once ({mode.id.display_name})")
+        try:
+            with contextlib.ExitStack() as stack:
+                # LIFO: guests are destroyed, consoles kept and disks removed before the pool
+                # waits for its threads (which end once their guest is gone)
+                pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"vbench-{trial.id}")
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+                barriers: list[threading.Barrier] = []
+                stack.callback(_abort_all, barriers)  # threads waiting for a case: let go
+                assert plan.devices is not None
+                agents: list[GuestAgent] = []
+                links: list[GuestLink | None] = []
+                for part in parts:
+                    tid = part.id
+                    disk = None
+                    if plan.devices.disk_bus:
+                        disk = scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
+                        stack.callback(disk.unlink, missing_ok=True)
+                    console = scratch.file(f"{tid}.console.log")
+                    consoles.append(console)
+                    stack.callback(self._keep_console, state, tid, console)
+                    link = stack.enter_context(self._guest_link(state, part))
+                    links.append(link)
+                    spec = self._domain_spec(run_id, part, plan, guest, accel, disk, console)
+                    xml = build_domain_xml(_with_link(spec, link))
+                    state.rundir.write_raw(tid, "domain.xml", xml)
+                    agents.append(GuestAgent(stack.enter_context(running_guest(conn, xml))))
+                    self._attach(state, link)  # QEMU has the tap open: into the namespace
+                # They boot at once on shared CPUs: each gets N times one guest's boot time.
+                boot_timeout = self.scenario.guest.boot_timeout_s * n
+                waits = [pool.submit(a.wait_ready, boot_timeout) for a in agents]
+                for part, record, wait in zip(parts, records, waits, strict=True):
+                    record.boot_to_agent_s = round(wait.result(), 3)
+                    state.add_samples(
+                        [self._boot_sample(run_id, part, mode, record.boot_to_agent_s)]
+                    )
+                where: list[_GuestPlace] = []
+                for part, agent, link in zip(parts, agents, links, strict=True):
+                    target = self._guest_target(agent, part, mode, plan)
+                    if link is not None:
+                        agent.wait_init(boot_timeout)  # its NIC is set up
+                        target = replace(target, peer_address=str(link.host_address))
+                    where.append(
+                        _GuestPlace(
+                            GuestExecutor(
+                                agent,
+                                on_hang=partial(self._save_guest_kernel_log, agent, state, part.id),
+                            ),
+                            target,
+                            CaseWatch(
+                                samplers=partial(guest_samplers, conn, agent, scratch.path),
+                                disk=plan.devices.target.disk_stats,
+                                iface=None if link is None else link.tap,
+                            ),
+                        )
+                    )
+
+                def one(
+                    part: Trial, place: _GuestPlace, wl: WorkloadCase, barrier: threading.Barrier
+                ) -> tuple[CaseRecord, float]:
+                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
+                    released = time.monotonic()
+                    record = self._run_case(
+                        state, part, mode.id.value, wl, place.executor, place.target, place.watch
+                    )
+                    return record, released
+
+                for wl in trial.workloads:
+                    self.events.case(f"{trial.id}: {wl.slug} in {n} guest(s) at once")
+                    barrier = threading.Barrier(n + 1)  # the guests' threads and this one
+                    barriers.append(barrier)
+                    futures = [
+                        pool.submit(one, part, place, wl, barrier)
+                        for part, place in zip(parts, where, strict=True)
+                    ]
+                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
+                    hung = self._density_case(state, trial, mode, wl, parts, futures)
+                    done.add(wl.slug)
+                    state.save()
+                    self.events.advance()
+                    if hung is not None:
+                        raise hung
+        except (GuestError, threading.BrokenBarrierError) as exc:
+            for record, console in zip(records, consoles, strict=False):
+                record.status = "failed"
+                record.error = str(exc) or type(exc).__name__
+                record.console_tail = _console_tail(console)
+            for wl in trial.workloads:
+                if wl.slug not in done:
+                    state.manifest.cases.append(
+                        self._case_record(trial, mode.id.value, wl, "failed", str(exc))
+                    )
+                    self.events.advance()
+            self.events.warn(f"{trial.id} failed: {exc}")
+        finally:
+            state.save()
+
+    def _density_case(
+        self,
+        state: _State,
+        trial: Trial,
+        mode: ModeSpec,
+        wl: WorkloadCase,
+        parts: list[Trial],
+        futures: list[Future[tuple[CaseRecord, float]]],
+    ) -> GuestError | None:
+        """Collect one case of a density trial: each guest's record, then the aggregate record
+        and its samples.  Returns the error of a guest that stopped answering (ends the trial)."""
+        hung: GuestError | None = None
+        released: list[float] = []
+        failed: list[str] = []
+        records: list[CaseRecord] = []
+        for part, future in zip(parts, futures, strict=True):
+            try:
+                record, at = future.result()
+            except (GuestError, threading.BrokenBarrierError) as exc:
+                if isinstance(exc, GuestError):
+                    hung = hung or exc
+                record = self._case_record(part, mode.id.value, wl, "failed", str(exc))
+                at = math.nan
+            records.append(record)
+            released.append(at)
+            if record.status != "ok":
+                failed.append(f"guest {part.guest}: {record.error}")
+        state.manifest.cases += records
+        aggregate = self._case_record(trial, mode.id.value, wl, "ok")
+        aggregate.started_at = min((r.started_at for r in records if r.started_at), default=None)
+        aggregate.ended_at = utc_now()
+        if failed:
+            aggregate.status = "failed"
+            aggregate.error = "; ".join(failed)
+        else:
+            aggregate.start_spread_ms = round(1000 * (max(released) - min(released)), 3)
+            per_guest = [
+                [s for s in state.samples if s.case_id == part.case_id(wl)] for part in parts
+            ]
+            labels = SampleLabels.for_case(
+                wl,
+                run_id=state.manifest.run_id,
+                case_id=trial.case_id(wl),
+                mode=trial.mode,
+                repetition=trial.repetition,
+                timestamp=time.time(),
+            )
+            state.add_samples(
+                [
+                    labels.sample(name, value, unit)
+                    for name, value, unit in density_figures(per_guest)
+                ]
+            )
+        state.manifest.cases.append(aggregate)
+        return hung
+
+    def _keep_console(self, state: _State, tid: str, console: Path) -> None:
+        with contextlib.suppress(OSError):
+            state.rundir.write_raw(tid, "console.log", console.read_bytes())
+
     # -- one guest's network ---------------------------------------------------------------
     @contextlib.contextmanager
     def _guest_link(self, state: _State, trial: Trial) -> Iterator[GuestLink | None]:
@@ -767,7 +1078,7 @@ class Runner:
             case_id=f"{trial_id(trial)}-boot",
             mode=trial.mode,
             workload=BOOT,
-            parameters="",
+            parameters="" if trial.density is None else f"{DENSITY}={trial.density}",
             repetition=trial.repetition,
             metric=BOOT_METRIC.name,
             value=seconds,

@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -128,14 +130,70 @@ class ModeSpec(_Strict):
         return [self.pci] if isinstance(self.pci, str) else list(self.pci)
 
 
+class AdaptiveRepetitions(_Strict):
+    """`repetitions = { min = 3, max = 10, target_ci_pct = 5 }`: rounds are added until the 95 %
+    CI of the median of every headline figure is within `target_ci_pct` % of that median (half
+    width), or `max` rounds have run (the rule: `vbench.adaptive`)."""
+
+    min: Annotated[int, Field(ge=2, le=1000)] = 3  # a CI needs two values
+    max: Annotated[int, Field(ge=2, le=1000)] = 10
+    target_ci_pct: Annotated[float, Field(gt=0, lt=100)]
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> AdaptiveRepetitions:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
+def _repetitions_shape(value: object) -> str:
+    return "<adaptive>" if isinstance(value, dict | AdaptiveRepetitions) else "<count>"
+
+
+# Union tags of `repetitions`, left out of the key path of an error (see _first_error).
+_UNION_TAGS = ("<count>", "<adaptive>")
+MAX_DENSITY = 16
+
+
 class RunSpec(_Strict):
-    repetitions: Annotated[int, Field(ge=1, le=1000)] = 3
+    # a fixed count of rounds, or an adaptive rule (a table)
+    repetitions: Annotated[
+        Annotated[Annotated[int, Field(ge=1, le=1000)], Tag("<count>")]
+        | Annotated[AdaptiveRepetitions, Tag("<adaptive>")],
+        Discriminator(_repetitions_shape),
+    ] = 3
+    # guests of one mode at once: each level is a trial of N guests running every case together
+    density: (
+        Annotated[list[Annotated[int, Field(ge=1, le=MAX_DENSITY)]], Field(min_length=1)] | None
+    ) = None
     command_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
     # also run every workload on the host itself (a raw file in the scratch directory, O_DIRECT)
     # at the start of each repetition: the bare-metal column of the report
     baremetal: bool = False
     # how often the samplers read (libvirt, host, guest; see vbench.samplers)
     sample_interval_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+
+    @field_validator("density")
+    @classmethod
+    def _distinct_levels(cls, levels: list[int] | None) -> list[int] | None:
+        if levels is not None and len(set(levels)) != len(levels):
+            raise ValueError(f"{levels} repeats a level; list each number of guests once")
+        return levels
+
+    @property
+    def adaptive(self) -> AdaptiveRepetitions | None:
+        return self.repetitions if isinstance(self.repetitions, AdaptiveRepetitions) else None
+
+    @property
+    def min_rounds(self) -> int:
+        """Rounds that always run (a fixed count, or the adaptive rule's `min`)."""
+        r = self.repetitions
+        return r.min if isinstance(r, AdaptiveRepetitions) else r
+
+    @property
+    def max_rounds(self) -> int:
+        r = self.repetitions
+        return r.max if isinstance(r, AdaptiveRepetitions) else r
 
 
 class HostSpec(_Strict):
@@ -189,22 +247,44 @@ class Scenario(_Strict):
         return [case for spec in self.workloads for case in workload(spec.kind).cases(spec)]
 
     def trials(self) -> list[Trial]:
-        """Every guest boot of the run, modes interleaved within each repetition.
+        """Every trial the run may do: `round_trials` of each round up to the most rounds (with
+        adaptive repetitions the run may stop after fewer)."""
+        return [t for rep in range(self.run.max_rounds) for t in self.round_trials(rep)]
+
+    def round_trials(self, rep: int) -> list[Trial]:
+        """The trials of one round (repetition), modes interleaved: the bare-metal pass first if
+        asked, then each mode (at each density level, in the scenario's order).
 
         Interleaving (FV PV, FV PV, ...) keeps slow drift of the host from looking like a mode
-        effect.
+        effect.  With `density`, every case carries the parameter `density=N` (the bare-metal
+        pass `density=1`: one instance, the reference of the one-guest figures).
         """
         cases = tuple(self.workload_cases())
         labels = self.mode_labels()
+        levels = self.run.density
         trials = []
-        for rep in range(self.run.repetitions):
-            if self.run.baremetal:
-                trials.append(Trial(mode=BAREMETAL, mode_index=-1, repetition=rep, workloads=cases))
+        if self.run.baremetal:
+            bm = cases if levels is None else _with_density(cases, 1)
+            trials.append(Trial(mode=BAREMETAL, mode_index=-1, repetition=rep, workloads=bm))
+        for i in range(len(self.modes)):
+            if levels is None:
+                trials.append(Trial(mode=labels[i], mode_index=i, repetition=rep, workloads=cases))
+                continue
             trials += [
-                Trial(mode=labels[i], mode_index=i, repetition=rep, workloads=cases)
-                for i in range(len(self.modes))
+                Trial(
+                    mode=labels[i],
+                    mode_index=i,
+                    repetition=rep,
+                    workloads=_with_density(cases, n),
+                    density=n,
+                )
+                for n in levels
             ]
         return trials
+
+
+def _with_density(cases: tuple[WorkloadCase, ...], n: int) -> tuple[WorkloadCase, ...]:
+    return tuple(WorkloadCase(c.kind, c.params, density=n) for c in cases)
 
 
 @dataclass(frozen=True)
@@ -228,8 +308,9 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     # drop the discriminator tag pydantic inserts for tagged unions
-    # (workloads[0].fio.rw -> workloads[0].rw, workloads[1].stress-ng.stressors -> ...)
-    loc = tuple(p for p in err["loc"] if p not in WORKLOADS)
+    # (workloads[0].fio.rw -> workloads[0].rw, workloads[1].stress-ng.stressors -> ...), and
+    # the shape tag of `run.repetitions`
+    loc = tuple(p for p in err["loc"] if p not in WORKLOADS and p not in _UNION_TAGS)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check its spelling)"

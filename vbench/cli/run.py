@@ -86,6 +86,11 @@ class _TerminalEvents:
     def warn(self, text: str) -> None:
         console.print(f"[yellow]warning:[/yellow] {escape(text)}", markup=True, soft_wrap=True)
 
+    def more(self, cases: int) -> None:
+        if self.task is not None:
+            total = self.progress.tasks[self.task].total or 0
+            self.progress.update(self.task, total=total + cases)
+
     def stop(self) -> None:
         if self.live:
             self.progress.stop()

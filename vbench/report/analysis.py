@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from vbench.model import BAREMETAL, MODE_TITLES, ModeId
+from vbench.model import BAREMETAL, DENSITY, MODE_TITLES, ModeId
 from vbench.results import Manifest
 from vbench.stats import (
     DEFAULT_ALPHA,
@@ -120,9 +120,10 @@ def parameter_rank(workload: str) -> dict[str, int]:
 
 
 def key_parameters(workload: str) -> tuple[str, ...]:
-    """The parameters that name a case of the workload in the overview table."""
+    """The parameters that name a case of the workload in the overview table (and a density
+    trial's `density`: the same job at N = 1, 2, 4 are different rows)."""
     w = WORKLOADS.get(workload)
-    return w.key_parameters if w else ()
+    return (*w.key_parameters, DENSITY) if w else (DENSITY,)
 
 
 def workload_notes(workloads: Iterable[str]) -> list[str]:

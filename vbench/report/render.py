@@ -42,6 +42,7 @@ from vbench.report.analysis import (
     workload_notes,
 )
 from vbench.report.curves import latency_curves, series_panels
+from vbench.report.density import density_context
 from vbench.report.plots import (
     MAX_DOTS,
     Bar,
@@ -983,6 +984,9 @@ def build_context(
         "sections": sections,
         "workload_notes": workload_notes(s.workload for s in sections),
         "overview": _overview(sections, modes),
+        # adaptive repetitions and density (vbench.adaptive, vbench.report.density)
+        "repetitions_rule": manifest.repetitions.summary if manifest.repetitions else "",
+        "density": density_context(summary, list(modes), fmt),
         "best": _best(sections, summary, manifest),
         "max_dots": MAX_DOTS,
         "raw": _raw_appendix(run_path, manifest),

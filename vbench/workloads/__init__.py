@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field
 
 from vbench.workloads.base import Metric, Needs, SampleLabels, Tallies, Target, Workload
-from vbench.workloads.common import COMMON_METRICS, GROUP_NOTES, HOST_COST
+from vbench.workloads.common import COMMON_METRICS, GROUP_NOTES, HOST_COST, density_metrics
 from vbench.workloads.fio import FIO, FioSpec
 from vbench.workloads.iperf3 import IPERF3, Iperf3Spec
 from vbench.workloads.sockperf import SOCKPERF, SockperfSpec
@@ -26,11 +26,14 @@ WorkloadSpec = Annotated[
     FioSpec | StressNgSpec | Iperf3Spec | SockperfSpec, Field(discriminator="kind")
 ]
 
-# Every metric: the workloads' catalogues in registration order, then the runner's own.
+# Every metric: the workloads' catalogues in registration order, then the runner's own, then the
+# density figures derived from the workloads' key throughput figures.
 # The report's group order follows this order.
+_WORKLOAD_METRICS: tuple[Metric, ...] = tuple(m for w in WORKLOADS.values() for m in w.metrics)
 CATALOGUE: tuple[Metric, ...] = (
-    *(m for w in WORKLOADS.values() for m in w.metrics),
+    *_WORKLOAD_METRICS,
     *COMMON_METRICS,
+    *density_metrics(_WORKLOAD_METRICS),
 )
 _BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 

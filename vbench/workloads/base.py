@@ -100,7 +100,7 @@ class SampleLabels:
             case_id=case_id,
             mode=mode,
             workload=case.kind,
-            parameters=canonical_parameters(dict(case.params)),
+            parameters=canonical_parameters(dict(case.labels)),
             repetition=repetition,
             timestamp=timestamp,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from vbench.workloads.base import Metric
 
 HOST_COST = "host cost"  # the report group of what a mode costs the host
+HOST_CPU_BUSY = "host.cpu_busy"  # all the host's CPUs (also the density table's host CPU)
 BOOT = "boot"  # the `workload` of the boot_to_agent samples
 BOOT_TO_AGENT = "boot_to_agent"
 
@@ -55,7 +56,7 @@ COMMON_METRICS: tuple[Metric, ...] = (
         HOST_COST,
         note="none under TCG",
     ),
-    Metric("host.cpu_busy", "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
+    Metric(HOST_CPU_BUSY, "%", False, "host CPU busy", HOST_COST, note="all CPUs of the host"),
     Metric(
         "guest.cpu_per_io",
         "us",
@@ -83,5 +84,46 @@ COMMON_METRICS: tuple[Metric, ...] = (
     BOOT_METRIC,
 )
 
+DENSITY_GROUP = "density"  # the report group of the density trials' figures
+AGGREGATE_PREFIX = "agg."  # agg.read.iops: the sum over the guests of a density trial
+FAIRNESS_PREFIX = "fair."  # fair.read.iops: Jain's fairness index over those guests
+JAIN_UNIT = "Jain"
+
+
+def density_metrics(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
+    """The catalogue of the density figures: for every key throughput figure of a workload (in
+    the overview, higher is better: IOPS, bandwidth, bogo-ops/s, Mbit/s), its sum over the guests
+    that ran the case together and their fairness.  Latencies are not summed."""
+    out: list[Metric] = []
+    for m in metrics:
+        if not (m.overview and m.higher_is_better):
+            continue
+        out.append(
+            Metric(
+                f"{AGGREGATE_PREFIX}{m.name}",
+                m.unit,
+                True,
+                f"{DENSITY_GROUP} aggregate {m.label}",
+                DENSITY_GROUP,
+                note="sum over the guests running at once",
+                overview=True,
+            )
+        )
+        out.append(
+            Metric(
+                f"{FAIRNESS_PREFIX}{m.name}",
+                JAIN_UNIT,
+                True,
+                f"{DENSITY_GROUP} fairness of {m.label}",
+                DENSITY_GROUP,
+                note="Jain's index over the guests: 1 = equal shares, 1/N = one guest got all",
+            )
+        )
+    return tuple(out)
+
+
 # Notes shown under a group's heading in the report.
-GROUP_NOTES: dict[str, str] = {HOST_COST: "what the mode costs the host; lower is better"}
+GROUP_NOTES: dict[str, str] = {
+    HOST_COST: "what the mode costs the host; lower is better",
+    DENSITY_GROUP: "N guests of the mode running the case at once (the case's `density`)",
+}
