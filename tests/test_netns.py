@@ -369,11 +369,9 @@ def test_cleanup_never_touches_a_live_run(run_id: str) -> None:
         live = live_run_ids(root)
         assert run_id in live
         assert [lo for lo in find_leftovers(live) if lo.run_id == run_id] == []
-        # ... and once its lock is gone the same things are leftovers
-        assert {lo.kind for lo in find_leftovers(set()) if lo.run_id == run_id} == {
-            "namespace",
-            "tap",
-        }
+        # a cleanup that cannot see the lock (another VBENCH_SCRATCH) still spares it: its owner
+        # process lives (seen: a test's cleanup took a concurrent run's namespace between trials)
+        assert [lo for lo in find_leftovers(set()) if lo.run_id == run_id] == []
     _gone(run_id)
 
 

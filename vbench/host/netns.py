@@ -44,6 +44,9 @@ TAP_PREFIX = "vbt"
 # ifalias of every tap vbench makes: says which run it belongs to (survives the move).
 TAP_ALIAS_PREFIX = "vbench-run:"
 LINK_PREFIXLEN = 30
+# <namespace>.pid: the process that owns a run's namespace.  `vbench cleanup` skips a namespace
+# whose owner lives, even when that run's scratch lock is out of its sight (another VBENCH_SCRATCH).
+OWNER_DIR = Path("/run/vbench/netns")
 # 169.254.1.0 - 169.254.254.255: the link-local range without RFC 3927's reserved first and last /24
 _FIRST = int(ipaddress.IPv4Address("169.254.1.0"))
 _LAST = int(ipaddress.IPv4Address("169.254.254.255"))
@@ -369,6 +372,7 @@ class RunNetwork:
                 "or a leftover (`vbench cleanup` removes leftovers)"
             )
         self._record(f"create network namespace {self.namespace}")
+        _write_owner(self.namespace)
         _run([ip, "netns", "add", self.namespace])
         self._created = True
         try:
@@ -510,6 +514,29 @@ def remove_namespace(namespace: str) -> None:
     proc = _run([_ip(), "netns", "del", namespace], check=False)
     if proc.returncode != 0 and namespace in list_namespaces():
         raise CommandFailed(["ip", "netns", "del", namespace], proc.returncode, proc.stderr)
+    (OWNER_DIR / f"{namespace}.pid").unlink(missing_ok=True)
+
+
+def _write_owner(namespace: str) -> None:
+    OWNER_DIR.mkdir(parents=True, exist_ok=True)
+    (OWNER_DIR / f"{namespace}.pid").write_text(f"{os.getpid()}\n")
+
+
+def owner_alive(namespace: str) -> bool:
+    """Whether the process that made `namespace` still runs (its marker names a live pid)."""
+    try:
+        pid = int((OWNER_DIR / f"{namespace}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- leftovers of killed runs -------------------------------------------------------------------
@@ -556,6 +583,8 @@ def find_leftovers(live_run_ids: Collection[str]) -> list[NetLeftover]:
         run_id = ns.removeprefix(NETNS_PREFIX)
         if not ns.startswith(NETNS_PREFIX) or not _RUN_ID.match(run_id) or run_id in live:
             continue
+        if owner_alive(ns):
+            continue  # a live run whose lock is in another scratch root
         try:
             links = _links(ns)
         except CommandFailed:
@@ -569,6 +598,8 @@ def find_leftovers(live_run_ids: Collection[str]) -> list[NetLeftover]:
         m = _TAP_NAME.match(str(lk["ifname"]))
         assert m is not None  # _is_our_tap
         if m.group(1) in live_hashes if owner is None else owner in live:
+            continue
+        if owner is not None and owner_alive(NETNS_PREFIX + owner):
             continue
         found.append(NetLeftover("tap", str(lk["ifname"]), owner))
     return found
