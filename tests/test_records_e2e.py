@@ -55,10 +55,11 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     text = (
         TINY.format(
             name=f"records-{uuid.uuid4().hex[:6]}",
-            boot_timeout=120,
+            boot_timeout=180,
             runtime=2,
             reps=2,
             baremetal="false",
+            net_s=2,
         )
         + CERTIFY
     )

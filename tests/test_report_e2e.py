@@ -41,7 +41,7 @@ def _vbench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("report-e2e")
-    text = TINY.format(name=NAME, boot_timeout=120, runtime=2, reps=2, baremetal="true")
+    text = TINY.format(name=NAME, boot_timeout=180, runtime=2, reps=2, baremetal="true", net_s=2)
     text = text.replace("[[workloads]]", SRIOV + "[[workloads]]", 1)
     scenario = tmp / "scenario.toml"
     scenario.write_text(text)
