@@ -460,7 +460,7 @@ class Runner:
         for mode, plan in zip(self.scenario.modes, plans, strict=True):
             if isinstance(plan, ModePlan) and plan.changes:
                 self.events.phase(f"{plan.label}: changing the host (restored at the end)")
-                stack.enter_context(provider_for(mode.id).prepare(plan, journal))
+                stack.enter_context(provider_for(mode.id).prepare(plan, journal, self.events.warn))
             if isinstance(plan, ModePlan) and plan.replan:
                 assert self._view is not None
                 view = replace(self._view, inventory=collect_inventory(self.paths))

@@ -144,7 +144,7 @@ class Journal(Protocol):
     """The run's change journal (vbench.host.changes.ChangeJournal)."""
 
     def apply(self, change: Any) -> None: ...  # Any: the journal's own HostChange type
-    def restore(self) -> object: ...  # the journal's own report of what it could not undo
+    def restore(self) -> Sequence[str]: ...  # one line per change it could not undo
 
 
 @dataclass(frozen=True)
@@ -427,12 +427,19 @@ class ModeProvider:
 
     # -- host changes --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def prepare(self, plan: ModePlan, journal: Journal) -> Iterator[None]:
-        """Make the plan's host changes (each recorded before it is made); undo them on exit."""
+    def prepare(
+        self, plan: ModePlan, journal: Journal, warn: Callable[[str], None] = print
+    ) -> Iterator[None]:
+        """Make the plan's host changes (each recorded before it is made); undo them on exit.
+
+        What could not be undone is told through `warn` (and stays in the journal for
+        `vbench cleanup`), never swallowed.
+        """
         try:
             for change in plan.changes:
                 journal.apply(change)
             yield
         finally:
             if plan.changes:
-                journal.restore()
+                for problem in journal.restore():
+                    warn(f"host change not undone: {problem} (`vbench cleanup` retries it)")
