@@ -53,3 +53,28 @@ def rewrite_samples(run: Any, samples: list[Any]) -> None:
     """Replace a run directory's samples.csv (the runner only appends; tests also rewrite)."""
     (run.path / "samples.csv").unlink(missing_ok=True)
     run.append_samples(samples)
+
+
+def run_peer_case_in_namespace(workload: Any, case: Any, prefix: str) -> bytes:
+    """Run a network workload's server and client for real inside a namespace of the test's own
+    (over its loopback); return the client's stdout.  Fails the test on a non-zero exit."""
+    import subprocess
+    import uuid
+
+    from vbench.host.netns import RunNetwork
+    from vbench.workloads import Target
+
+    with (
+        RunNetwork(f"{prefix}-{uuid.uuid4().hex[:8]}") as net,
+        net.server(workload.server_argv(case, "127.0.0.1")),
+    ):
+        argv = workload.argv(case, Target("host", peer_address="127.0.0.1"))
+        proc = subprocess.run(
+            ["ip", "netns", "exec", net.namespace, *argv],
+            capture_output=True,
+            timeout=workload.timeout(case),
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stdout[-300:]
+    out: bytes = proc.stdout
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,38 +13,15 @@ import pytest
 from support import qemu_reachable_dir
 
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.errors import AgentTimeout, GuestCommandFailed, HostError, LibvirtUnavailable
+from vbench.errors import AgentTimeout, GuestCommandFailed
 from vbench.guest.agent import GuestAgent, GuestExecFailed
-from vbench.guest.microguest import Microguest, build_microguest
+from vbench.guest.microguest import Microguest
 
 pytestmark = pytest.mark.e2e
 
-URI = os.environ.get("VBENCH_E2E_URI", "qemu:///system")
 # Generous: CI machines are loaded.  The real target (<= 5 s) is measured by
 # benchmarks/boot_to_agent.py.
 AGENT_BOUND_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def microguest() -> Microguest:
-    try:
-        # The default cache: qemu (user libvirt-qemu) must be able to read it, which pytest's
-        # 0700 tmp directories do not allow.
-        return build_microguest()
-    except HostError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def conn() -> Iterator[libvirt.virConnect]:
-    from vbench.virt.connection import open_connection
-
-    try:
-        c = open_connection(URI)
-    except LibvirtUnavailable as exc:
-        pytest.skip(str(exc))
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from support import run_peer_case_in_namespace
 
 from vbench.errors import WorkloadOutputError
-from vbench.host.netns import RunNetwork
 from vbench.model import WorkloadCase
 from vbench.workloads.base import Needs, Target
 from vbench.workloads.fio import SampleLabels
@@ -205,18 +203,7 @@ def test_a_bad_case_is_refused() -> None:
 def test_argv_runs_and_parses_for_real(direction: str) -> None:
     spec = Iperf3Spec(kind="iperf3", direction=[direction], duration_s=1)  # type: ignore[list-item]
     (case,) = W.cases(spec)
-    with (
-        RunNetwork(f"t-iperf3-{uuid.uuid4().hex[:8]}") as net,
-        net.server(W.server_argv(case, "127.0.0.1")),
-    ):
-        argv = W.argv(case, Target("host", peer_address="127.0.0.1"))
-        proc = subprocess.run(
-            ["ip", "netns", "exec", net.namespace, *argv],
-            capture_output=True,
-            timeout=W.timeout(case),
-            check=False,
-        )
-    assert proc.returncode == 0, proc.stdout[-300:]
-    got = {s.metric: s.value for s in W.parse(proc.stdout, LABELS)}
+    stdout = run_peer_case_in_namespace(W, case, "t-iperf3")
+    got = {s.metric: s.value for s in W.parse(stdout, LABELS)}
     wanted = ["tx", "rx"] if direction == "bidir" else [direction]
     assert all(got[f"{d}.throughput"] > 0 for d in wanted)

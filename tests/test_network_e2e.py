@@ -17,7 +17,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -25,9 +24,8 @@ import pytest
 from support import qemu_reachable_dir
 
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.errors import HostError, LibvirtUnavailable
 from vbench.guest.agent import GuestAgent
-from vbench.guest.microguest import Microguest, build_microguest
+from vbench.guest.microguest import Microguest
 from vbench.host.netns import GuestLink, RunNetwork, list_namespaces, run_hash
 from vbench.model import Sample
 from vbench.virt.guests import RunScratch, running_guest
@@ -38,31 +36,10 @@ from vbench.workloads.sockperf import Sockperf, SockperfSpec
 
 pytestmark = pytest.mark.e2e
 
-URI = os.environ.get("VBENCH_E2E_URI", "qemu:///system")
 BOOT_BOUND_S = 90.0
 DURATION_S = 5
 # Raw outputs land here when set (how tests/data/iperf3 and sockperf got their guest outputs).
 RAW_DIR = os.environ.get("VBENCH_NET_RAW_DIR")
-
-
-@pytest.fixture(scope="module")
-def microguest() -> Microguest:
-    try:
-        return build_microguest()
-    except HostError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def conn() -> Iterator[libvirt.virConnect]:
-    from vbench.virt.connection import open_connection
-
-    try:
-        c = open_connection(URI)
-    except LibvirtUnavailable as exc:
-        pytest.skip(str(exc))
-    yield c
-    c.close()
 
 
 def _spec(run_id: str, guest: Microguest, link: GuestLink, nic: str, console: Path) -> DomainSpec:

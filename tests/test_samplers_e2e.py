@@ -8,7 +8,6 @@ agrees with the block requests libvirt counted in the same window (the cross-che
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,8 @@ from support import qemu_reachable_dir
 
 from vbench.derive import derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.errors import HostError, LibvirtUnavailable
 from vbench.guest.agent import GuestAgent
-from vbench.guest.microguest import Microguest, build_microguest
+from vbench.guest.microguest import Microguest
 from vbench.samplers import Sampling
 from vbench.samplers.host import find_block_device
 from vbench.samplers.sets import guest_samplers
@@ -29,28 +27,7 @@ from vbench.series import SERIES, SeriesWriter, load_series
 
 pytestmark = pytest.mark.e2e
 
-URI = os.environ.get("VBENCH_E2E_URI", "qemu:///system")
 FIO_RUNTIME_S = 6
-
-
-@pytest.fixture(scope="module")
-def microguest() -> Microguest:
-    try:
-        return build_microguest()
-    except HostError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def conn() -> Iterator[libvirt.virConnect]:
-    from vbench.virt.connection import open_connection
-
-    try:
-        c = open_connection(URI)
-    except LibvirtUnavailable as exc:
-        pytest.skip(str(exc))
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from support import run_peer_case_in_namespace
 
 from vbench.errors import WorkloadOutputError
-from vbench.host.netns import RunNetwork
 from vbench.workloads.base import Needs, Target
 from vbench.workloads.fio import SampleLabels
 from vbench.workloads.sockperf import METRICS, Sockperf, SockperfSpec, parse_sockperf
@@ -150,17 +148,6 @@ def test_argv_and_server_argv() -> None:
 def test_argv_runs_and_parses_for_real(protocol: str) -> None:
     spec = SockperfSpec(kind="sockperf", protocol=[protocol], duration_s=1)  # type: ignore[list-item]
     (case,) = W.cases(spec)
-    with (
-        RunNetwork(f"t-sockperf-{uuid.uuid4().hex[:8]}") as net,
-        net.server(W.server_argv(case, "127.0.0.1")),
-    ):
-        argv = W.argv(case, Target("host", peer_address="127.0.0.1"))
-        proc = subprocess.run(
-            ["ip", "netns", "exec", net.namespace, *argv],
-            capture_output=True,
-            timeout=W.timeout(case),
-            check=False,
-        )
-    assert proc.returncode == 0, proc.stdout[-300:]
-    got = {s.metric: s.value for s in W.parse(proc.stdout, LABELS)}
+    stdout = run_peer_case_in_namespace(W, case, "t-sockperf")
+    got = {s.metric: s.value for s in W.parse(stdout, LABELS)}
     assert got["rtt.p50"] > 0 and got["rtt.rate"] > 0

@@ -240,6 +240,18 @@ def _error(spec: CertifySpec, why: str) -> Verdict:
     )
 
 
+def _no_ci(spec: CertifySpec, observed: str, shown: str, why: str, more: int) -> Verdict:
+    """Inconclusive for want of a confidence interval (too few repetitions)."""
+    return Verdict(
+        name=spec.describe(),
+        status=Status.INCONCLUSIVE,
+        observed=observed,
+        threshold=shown,
+        detail=why,
+        more_repetitions=more,
+    )
+
+
 def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
@@ -265,14 +277,12 @@ def evaluate_metric(
         n = min(len(values), len(reference))
         shown = f"{op} {pct:g} % of {spec.reference}"
         if rel.ci_low is None or rel.ci_high is None:
-            observed = f"mean {100 + rel.percent:.1f} % of {spec.reference}, no CI (n = {n})"
-            return Verdict(
-                name=spec.describe(),
-                status=Status.INCONCLUSIVE,
-                observed=observed,
-                threshold=shown,
-                detail="a confidence interval needs at least 2 repetitions of both modes",
-                more_repetitions=max(2 - n, 1),
+            return _no_ci(
+                spec,
+                f"mean {100 + rel.percent:.1f} % of {spec.reference}, no CI (n = {n})",
+                shown,
+                "a confidence interval needs at least 2 repetitions of both modes",
+                max(2 - n, 1),
             )
         low, high = 100 + rel.ci_low, 100 + rel.ci_high
         observed = (
@@ -293,14 +303,12 @@ def evaluate_metric(
     shown = f"{op} {number:g} {bound_unit or unit}".rstrip()
     s = summarize(values)
     if s.ci_low is None or s.ci_high is None:
-        observed = f"mean {_num(s.mean)} {unit}, no CI (n = {s.n})"
-        return Verdict(
-            name=spec.describe(),
-            status=Status.INCONCLUSIVE,
-            observed=observed,
-            threshold=shown,
-            detail="a confidence interval needs at least 2 repetitions",
-            more_repetitions=1,
+        return _no_ci(
+            spec,
+            f"mean {_num(s.mean)} {unit}, no CI (n = {s.n})",
+            shown,
+            "a confidence interval needs at least 2 repetitions",
+            1,
         )
     observed = (
         f"mean {_num(s.mean)} {unit}, {s.confidence:.0%} CI "

@@ -192,7 +192,7 @@ class QuietEvents:
 
 @dataclass(frozen=True)
 class _GuestPlace:
-    """Where one guest of a density trial runs its cases."""
+    """Where one guest runs its cases: the executor, the target in the guest, the samplers."""
 
     executor: GuestExecutor
     target: Target
@@ -816,19 +816,26 @@ class Runner:
                     state.add_samples(
                         [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
                     )
-                    executor = GuestExecutor(
-                        agent, on_hang=lambda: self._save_guest_kernel_log(agent, state, tid)
+                    place = self._guest_place(
+                        conn,
+                        state,
+                        scratch,
+                        trial,
+                        mode,
+                        plan,
+                        agent,
+                        link,
+                        self.scenario.guest.boot_timeout_s,
                     )
-                    target = self._guest_target(agent, trial, mode, plan)
-                    if link is not None:
-                        agent.wait_init(self.scenario.guest.boot_timeout_s)  # its NIC is set up
-                        target = replace(target, peer_address=str(link.host_address))
-                    watch = CaseWatch(
-                        samplers=lambda: guest_samplers(conn, agent, scratch.path),
-                        disk=plan.devices.target.disk_stats,  # libvirt's name for the test disk
-                        iface=None if link is None else link.tap,
+                    self._run_cases(
+                        state,
+                        trial,
+                        mode.id.value,
+                        place.executor,
+                        place.target,
+                        place.watch,
+                        done=done,
                     )
-                    self._run_cases(state, trial, mode.id.value, executor, target, watch, done=done)
         except GuestError as exc:
             record.status = "failed"
             record.error = str(exc)
@@ -924,22 +931,9 @@ class Runner:
                     )
                 where: list[_GuestPlace] = []
                 for part, agent, link in zip(parts, agents, links, strict=True):
-                    target = self._guest_target(agent, part, mode, plan)
-                    if link is not None:
-                        agent.wait_init(boot_timeout)  # its NIC is set up
-                        target = replace(target, peer_address=str(link.host_address))
                     where.append(
-                        _GuestPlace(
-                            GuestExecutor(
-                                agent,
-                                on_hang=partial(self._save_guest_kernel_log, agent, state, part.id),
-                            ),
-                            target,
-                            CaseWatch(
-                                samplers=partial(guest_samplers, conn, agent, scratch.path),
-                                disk=plan.devices.target.disk_stats,
-                                iface=None if link is None else link.tap,
-                            ),
+                        self._guest_place(
+                            conn, state, scratch, part, mode, plan, agent, link, boot_timeout
                         )
                     )
 
@@ -1042,6 +1036,37 @@ class Runner:
     def _keep_console(self, state: _State, tid: str, console: Path) -> None:
         with contextlib.suppress(OSError):
             state.rundir.write_raw(tid, "console.log", console.read_bytes())
+
+    def _guest_place(
+        self,
+        conn: libvirt.virConnect,
+        state: _State,
+        scratch: RunScratch,
+        trial: Trial,
+        mode: ModeSpec,
+        plan: ModePlan,
+        agent: GuestAgent,
+        link: GuestLink | None,
+        init_timeout_s: float,
+    ) -> _GuestPlace:
+        """Where a booted guest runs its cases: its agent as executor, its I/O target (and peer,
+        once its NIC is up) and the samplers around each case."""
+        assert plan.devices is not None
+        target = self._guest_target(agent, trial, mode, plan)
+        if link is not None:
+            agent.wait_init(init_timeout_s)  # its NIC is set up
+            target = replace(target, peer_address=str(link.host_address))
+        return _GuestPlace(
+            GuestExecutor(
+                agent, on_hang=partial(self._save_guest_kernel_log, agent, state, trial.id)
+            ),
+            target,
+            CaseWatch(
+                samplers=partial(guest_samplers, conn, agent, scratch.path),
+                disk=plan.devices.target.disk_stats,  # libvirt's name for the test disk
+                iface=None if link is None else link.tap,
+            ),
+        )
 
     # -- one guest's network ---------------------------------------------------------------
     @contextlib.contextmanager
