@@ -354,10 +354,6 @@ def _check_record(check: CrossCheck) -> CrossCheckRecord:
     )
 
 
-def trial_id(trial: Trial) -> str:
-    return trial.id
-
-
 class Runner:
     def __init__(
         self,
@@ -498,7 +494,7 @@ class Runner:
             if trial.is_baremetal:
                 continue
             plan = plans[trial.mode_index]
-            tid = trial_id(trial)
+            tid = trial.id
             if plan.changes:
                 text = "".join(f"{c.describe}\n" for c in plan.changes)
                 atomic_write(out / "raw" / tid / "host-changes.txt", text)
@@ -740,7 +736,7 @@ class Runner:
 
         Without a guest, accelerator, disk or console (a dry run) it names where they would be.
         """
-        tid = trial_id(trial)
+        tid = trial.id
         devices = plan.devices
         assert devices is not None  # only planned modes get here
         cmdline = guest.cmdline if guest else DEFAULT_CMDLINE
@@ -788,7 +784,7 @@ class Runner:
         plan: ModePlan,
     ) -> None:
         run_id = state.manifest.run_id
-        tid = trial_id(trial)
+        tid = trial.id
         record = TrialRecord(
             mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
         )
@@ -1100,7 +1096,7 @@ class Runner:
     def _boot_sample(self, run_id: str, trial: Trial, mode: ModeSpec, seconds: float) -> Sample:
         return Sample(
             run_id=run_id,
-            case_id=f"{trial_id(trial)}-boot",
+            case_id=f"{trial.id}-boot",
             mode=trial.mode,
             workload=BOOT,
             parameters="" if trial.density is None else f"{DENSITY}={trial.density}",
@@ -1113,7 +1109,7 @@ class Runner:
 
     def _run_baremetal_trial(self, state: _State, scratch: RunScratch, trial: Trial) -> None:
         """The workloads on the host itself, against a raw file like the guests' disks."""
-        tid = trial_id(trial)
+        tid = trial.id
         record = TrialRecord(
             mode=trial.mode, mode_id=BAREMETAL, repetition=trial.repetition, status="ok"
         )
@@ -1156,7 +1152,7 @@ class Runner:
         """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
         where = " (on the host)" if executor.where == "host" else ""
         for wl in trial.workloads:
-            self.events.case(f"{trial_id(trial)}: {wl.slug}{where}")
+            self.events.case(f"{trial.id}: {wl.slug}{where}")
             state.manifest.cases.append(
                 self._run_case(state, trial, mode_id, wl, executor, target, watch)
             )
