@@ -258,14 +258,9 @@ def assignable_devices(
     for dev in inventory.pci:
         if is_bridge_like(dev):
             continue
-        reasons = host_use_reasons(inventory, dev)
-        if reasons:
-            excluded.append(
-                ExcludedDevice(dev.address, "in use by the host: " + "; ".join(reasons))
-            )
-            continue
-        if dev.iommu_group is None:
-            excluded.append(ExcludedDevice(dev.address, "no IOMMU group (IOMMU off)"))
+        exclusion = _exclusion(inventory, dev)
+        if exclusion:
+            excluded.append(exclusion)
             continue
         peers = _group_peers(inventory, dev)
         note = _driver_note(dev)
@@ -290,6 +285,16 @@ def assignable_devices(
     return offered, excluded
 
 
+def _exclusion(inventory: Inventory, dev: PciDevice) -> ExcludedDevice | None:
+    """Why a device cannot be offered for assignment at all (host use, no IOMMU group)."""
+    reasons = host_use_reasons(inventory, dev)
+    if reasons:
+        return ExcludedDevice(dev.address, "in use by the host: " + "; ".join(reasons))
+    if dev.iommu_group is None:
+        return ExcludedDevice(dev.address, "no IOMMU group (IOMMU off)")
+    return None
+
+
 def _vfs_of(inventory: Inventory, pf: PciDevice) -> list[PciDevice]:
     by_addr = inventory.by_address()
     vfs = [by_addr[a] for a in pf.vfs if a in by_addr]
@@ -311,14 +316,9 @@ def sriov_devices(
         if not vfs and not pf.sriov_numvfs:
             enableable.append(pf)
         for vf in vfs:
-            reasons = host_use_reasons(inventory, vf)
-            if reasons:
-                excluded.append(
-                    ExcludedDevice(vf.address, "in use by the host: " + "; ".join(reasons))
-                )
-                continue
-            if vf.iommu_group is None:
-                excluded.append(ExcludedDevice(vf.address, "no IOMMU group (IOMMU off)"))
+            exclusion = _exclusion(inventory, vf)
+            if exclusion:
+                excluded.append(exclusion)
                 continue
             peers = _group_peers(inventory, vf)
             note = f"VF of {pf.address}; " + _driver_note(vf)
