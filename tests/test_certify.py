@@ -4,12 +4,14 @@ real fio output (tests/test_report.py) and the real `vbench report` command line
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 from test_report import SCENARIO, _check_document, _make_run, _manifest
@@ -17,6 +19,7 @@ from test_report import SCENARIO, _check_document, _make_run, _manifest
 from vbench.certify import (
     CertifySpec,
     Status,
+    Verdict,
     convert,
     evaluate_metric,
     evaluate_ready,
@@ -25,9 +28,10 @@ from vbench.certify import (
     specs_from_scenario_text,
 )
 from vbench.errors import RecordError, ScenarioError
+from vbench.report.certification import TABLE_STYLE
 from vbench.results import RunDir
 from vbench.scenario import load_scenario
-from vbench.stats import summarize
+from vbench.stats import relative_change, summarize
 
 ROOT = Path(__file__).parents[1]
 
@@ -36,45 +40,89 @@ def spec(**kw: object) -> CertifySpec:
     return CertifySpec.model_validate({"mode": "pv", "metric": "read.iops", **kw})
 
 
+def judge(
+    bound: CertifySpec,
+    values: list[float],
+    unit: str = "IO/s",
+    reference: list[float] | None = None,
+) -> Verdict:
+    """The verdict as the report has it (the tables' figure formats)."""
+    return evaluate_metric(bound, values, unit, reference, style=TABLE_STYLE)
+
+
 # -- the judging (pure) ----------------------------------------------------------------------
 
 
-def test_absolute_bound_on_the_ci_pass_fail_inconclusive() -> None:
-    values = [90.0, 100.0, 110.0]
-    s = summarize(values)
-    assert s.ci_low is not None and s.ci_high is not None
-    assert evaluate_metric(spec(min=s.ci_low - 1), values, "IO/s").status is Status.PASS
-    assert evaluate_metric(spec(min=s.ci_high + 1), values, "IO/s").status is Status.FAIL
-    assert evaluate_metric(spec(max=s.ci_high + 1), values, "IO/s").status is Status.PASS
-    assert evaluate_metric(spec(max=s.ci_low - 1), values, "IO/s").status is Status.FAIL
-    # the median (100) is above 95, but the CI reaches below it: not a pass
-    v = evaluate_metric(spec(min=95), values, "IO/s")
+@pytest.mark.parametrize(
+    ("values", "bound", "status"),
+    [
+        # Known answers where the median's CI and the mean's differ (the t interval of the mean
+        # judged otherwise).  Up to 7 repetitions the percentile bootstrap CI of the median is
+        # the data's range: [100, 102] here; the mean's t interval is [98.5, 103.5].
+        ([100.0, 101.0, 102.0], {"min": 99}, Status.PASS),  # mean: inconclusive
+        ([100.0, 101.0, 102.0], {"min": 102.5}, Status.FAIL),  # mean: inconclusive
+        ([100.0, 101.0, 102.0], {"max": 99.5}, Status.FAIL),  # mean: inconclusive
+        # An outlier: the median's CI [100, 200], the mean's [66.5, 175.9]
+        ([100.0, 101.0, 102.0, 103.0, 200.0], {"min": 90}, Status.PASS),  # mean: inconclusive
+        ([100.0, 101.0, 102.0, 103.0, 200.0], {"max": 180}, Status.INCONCLUSIVE),  # mean: pass
+        ([100.0, 101.0, 102.0, 103.0, 200.0], {"min": 101}, Status.INCONCLUSIVE),
+    ],
+)
+def test_absolute_bound_is_judged_on_the_median_ci(
+    values: list[float], bound: dict[str, float], status: Status
+) -> None:
+    v = judge(spec(**bound), values)
+    assert v.status is status, v
+    assert v.figure is not None and v.figure.statistic == "median"
+    assert v.figure.value == statistics.median(values)
+    assert (v.figure.low, v.figure.high) == (min(values), max(values))
+    median, high = statistics.median(values), max(values)
+    assert (
+        v.observed
+        == f"median {median:.1f} IO/s, 95% CI 100.0 \u2013 {high:.1f} IO/s, n = {len(values)}"
+    )
+    if status is Status.INCONCLUSIVE:
+        assert v.more_repetitions is not None
+        assert "straddles" in v.detail and f"n = {len(values)} -> " in v.detail
+
+
+def _ideal_normal(n: int, median: float = 100.0, sd: float = 10.0) -> list[float]:
+    """n values at the normal distribution's quantiles (i + 0.5) / n: an idealised sample."""
+    return [median + sd * NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)]
+
+
+@pytest.mark.parametrize(("n", "threshold"), [(3, 95.0), (10, 97.0), (30, 97.0)])
+def test_more_repetitions_estimate_would_settle_it(n: int, threshold: float) -> None:
+    """Samples of the same (normal) shape: at the estimated count the median's CI is close to
+    clearing the threshold; a quarter more clears it, half as many do not.  (The mean's t
+    interval, scaled from n = 3, asked for more than twice as many.)"""
+    bound = spec(min=threshold)
+    v = judge(bound, _ideal_normal(n))
     assert v.status is Status.INCONCLUSIVE and v.more_repetitions is not None
-    assert "straddles" in v.detail and f"n = 3 -> {3 + v.more_repetitions}" in v.detail
+    estimate = n + v.more_repetitions
+    settled = judge(bound, _ideal_normal(math.ceil(estimate * 1.25)))
+    assert settled.status is Status.PASS
+    short = judge(bound, _ideal_normal(estimate // 2))
+    assert short.status is Status.INCONCLUSIVE
 
 
-def _same_spread(n: int, mean: float = 100.0, sd: float = 10.0) -> list[float]:
-    """n values with exactly this mean and sample standard deviation."""
-    z = [i - (n - 1) / 2 for i in range(n)]
-    scale = sd / statistics.stdev(z)
-    return [mean + x * scale for x in z]
-
-
-def test_more_repetitions_estimate_would_settle_it() -> None:
-    """Same mean and spread, as many repetitions as estimated: the CI clears the threshold."""
-    values = _same_spread(3)
-    v = evaluate_metric(spec(min=90), values, "IO/s")
-    assert v.status is Status.INCONCLUSIVE and v.more_repetitions is not None
-    settled = _same_spread(3 + v.more_repetitions)
-    assert evaluate_metric(spec(min=90), settled, "IO/s").status is Status.PASS
-    # With many repetitions (t quantile nearly flat) the 1/sqrt(n) estimate is also tight:
-    # 30 repetitions, half-width 3.7 around 100, threshold 97.
-    v = evaluate_metric(spec(min=97), _same_spread(30), "IO/s")
-    assert v.status is Status.INCONCLUSIVE and v.more_repetitions is not None
-    needed = 30 + v.more_repetitions
-    assert evaluate_metric(spec(min=97), _same_spread(needed), "IO/s").status is Status.PASS
-    short = _same_spread(needed - max(v.more_repetitions // 3, 1))
-    assert evaluate_metric(spec(min=97), short, "IO/s").status is Status.INCONCLUSIVE
+def test_the_estimate_starts_from_the_wider_of_the_ci_and_the_normal_theory_width() -> None:
+    """At n = 3 the median's bootstrap CI is the data's range (narrow): the estimate uses the
+    normal-theory half-width z sqrt(pi/2) s / sqrt(n) instead; at n = 30 the CI's own reach."""
+    three = _ideal_normal(3)
+    v = judge(spec(min=95), three)
+    half = 1.959964 * math.sqrt(math.pi / 2) * statistics.stdev(three) / math.sqrt(3)
+    assert v.figure is not None and v.figure.low is not None
+    assert 100 - v.figure.low < half  # the range is narrower than the normal-theory width
+    assert v.more_repetitions == math.ceil(3 * (half / 5) ** 2) - 3
+    # two clusters: the median's CI spans the gap between them, far wider than s suggests
+    split = [90.0] * 15 + [110.0] * 15
+    w = judge(spec(min=95), split)
+    assert w.status is Status.INCONCLUSIVE and w.figure is not None and w.figure.low is not None
+    narrow = 1.959964 * math.sqrt(math.pi / 2) * statistics.stdev(split) / math.sqrt(30)
+    reach = w.figure.value - w.figure.low
+    assert reach > narrow
+    assert w.more_repetitions == math.ceil(30 * (reach / (w.figure.value - 95)) ** 2) - 30
 
 
 def test_units_convert_and_refuse_what_does_not_compare() -> None:
@@ -82,38 +130,48 @@ def test_units_convert_and_refuse_what_does_not_compare() -> None:
     assert convert(2.0, "ms", "us") == pytest.approx(2000.0)
     assert convert(1.0, "GiB/s", "MiB/s") == pytest.approx(1024.0)
     latency_us = [1500.0, 1600.0, 1550.0]
-    assert evaluate_metric(spec(metric="read.clat_p99", max="2 ms"), latency_us, "us").status is (
-        Status.PASS
-    )
-    assert evaluate_metric(spec(metric="read.clat_p99", max="1 ms"), latency_us, "us").status is (
-        Status.FAIL
-    )
-    wrong = evaluate_metric(spec(metric="read.clat_p99", max="2 MiB/s"), latency_us, "us")
+    assert judge(spec(metric="read.clat_p99", max="2 ms"), latency_us, "us").status is (Status.PASS)
+    assert judge(spec(metric="read.clat_p99", max="1 ms"), latency_us, "us").status is (Status.FAIL)
+    wrong = judge(spec(metric="read.clat_p99", max="2 MiB/s"), latency_us, "us")
     assert wrong.status is Status.ERROR and "does not compare" in wrong.detail
     with pytest.raises(ValueError, match="unknown unit 'mss'"):
         spec(max="2 mss")
 
 
-def test_relative_bound_uses_the_ratio_ci() -> None:
-    base = [1000.0, 1010.0, 990.0]
-    pv = [850.0, 860.0, 840.0]  # 85 % of the baseline, tight
-    assert evaluate_metric(spec(min_pct_of="baremetal", pct=80), pv, "IO/s", base).status is (
-        Status.PASS
+def test_relative_bound_is_judged_on_the_ratio_of_medians_and_its_ci() -> None:
+    """The report's "% of reference" figures (`relative_change`): up to 7 repetitions each, the
+    bootstrap CI of a ratio of medians runs from the lowest to the highest ratio the data allow."""
+    base = [990.0, 1000.0, 1010.0]
+    pv = [850.0, 860.0, 2000.0]  # an outlier: the ratio of means would be 123 %
+    rel = relative_change(pv, base)
+    assert rel is not None and rel.ratio == pytest.approx(0.86)
+    assert (rel.ratio_low, rel.ratio_high) == (pytest.approx(850 / 1010), pytest.approx(2000 / 990))
+    v = judge(spec(min_pct_of="baremetal", pct=80), pv, reference=base)
+    assert v.status is Status.PASS  # the whole CI [84.2 %, 202 %] is >= 80 %
+    assert v.observed == "median 86.0% of baremetal's, 95% CI [84.2%, 202.0%], n = 3 / 3"
+    assert v.figure is not None and v.figure.statistic == "ratio of medians"
+    assert judge(spec(min_pct_of="baremetal", pct=90), pv, reference=base).status is (
+        Status.INCONCLUSIVE
     )
-    assert evaluate_metric(spec(min_pct_of="baremetal", pct=90), pv, "IO/s", base).status is (
+    tight = [850.0, 860.0, 840.0]
+    assert judge(spec(min_pct_of="baremetal", pct=90), tight, reference=base).status is (
         Status.FAIL
     )
-    wide = [700.0, 1000.0, 850.0]  # 85 % on average, but wide
-    v = evaluate_metric(spec(min_pct_of="baremetal", pct=80), wide, "IO/s", base)
-    assert v.status is Status.INCONCLUSIVE and v.more_repetitions
-    assert "% of baremetal" in v.observed and "CI [" in v.observed
     # latency: <= 120 % of the reference
-    lat = evaluate_metric(spec(max_pct_of="baremetal", pct=120), pv, "us", base)
+    lat = judge(spec(max_pct_of="baremetal", pct=120), tight, "us", base)
     assert lat.status is Status.PASS
+    wide = [700.0, 1000.0, 850.0]
+    w = judge(spec(min_pct_of="baremetal", pct=80), wide, reference=base)
+    assert w.status is Status.INCONCLUSIVE and w.more_repetitions
+    assert "n = 3 -> " in w.detail
+    # no CI with one repetition of the reference
+    one = judge(spec(min_pct_of="baremetal", pct=80), wide, reference=[1000.0])
+    assert one.status is Status.INCONCLUSIVE and "2 repetitions of both modes" in one.detail
+    assert one.observed == "median 85.0% of baremetal's, no CI (n = 3 / 1)"
 
 
 def test_one_repetition_has_no_ci_and_is_inconclusive() -> None:
-    v = evaluate_metric(spec(min=1), [100.0], "IO/s")
+    v = judge(spec(min=1), [100.0])
     assert v.status is Status.INCONCLUSIVE and "at least 2 repetitions" in v.detail
 
 
@@ -128,9 +186,7 @@ def test_ready_uses_the_stored_host_check_verdict() -> None:
 
 def test_overall() -> None:
     def v(status: Status) -> object:
-        return evaluate_metric(spec(min=1), [5.0, 5.1], "IO/s").model_copy(
-            update={"status": status}
-        )
+        return judge(spec(min=1), [5.0, 5.1]).model_copy(update={"status": status})
 
     assert overall([v(Status.PASS), v(Status.PASS)]) is Status.PASS  # type: ignore[list-item]
     assert overall([v(Status.PASS), v(Status.INCONCLUSIVE)]) is Status.INCONCLUSIVE  # type: ignore[list-item]
@@ -214,11 +270,12 @@ def _certify(bound: str) -> str:
 def test_certification_scenarios_through_the_cli(tmp_path: Path, outcome: str) -> None:
     probe = _make_run(tmp_path / "probe")[0]
     s = summarize(_iops(probe, "pv"))
-    assert s.ci_low is not None and s.ci_high is not None
+    low, high = s.median_ci_low, s.median_ci_high
+    assert low is not None and high is not None and low < high
     bound = {
-        "pass": f"min = {s.ci_low * 0.9:.1f}",  # the whole CI above
-        "fail": f"min = {s.ci_high * 1.1:.1f}",  # the whole CI below
-        "inconclusive": f"min = {s.mean:.1f}",  # the CI straddles its own mean
+        "pass": f"min = {low * 0.9:.1f}",  # the median's whole CI above
+        "fail": f"min = {high * 1.1:.1f}",  # the median's whole CI below
+        "inconclusive": f"min = {(low + high) / 2:.1f}",  # the CI straddles its midpoint
     }[outcome]
     run_path = _certified_run(tmp_path / "run", _certify(bound))
     junit = tmp_path / "certify.xml"
