@@ -4,6 +4,7 @@ real fio output (tests/test_report.py) and the real `vbench report` command line
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import statistics
@@ -28,7 +29,9 @@ from vbench.certify import (
     specs_from_scenario_text,
 )
 from vbench.errors import RecordError, ScenarioError
+from vbench.report.analysis import summarize_samples
 from vbench.report.certification import TABLE_STYLE
+from vbench.report.render import summary_cell
 from vbench.results import RunDir
 from vbench.scenario import load_scenario
 from vbench.stats import relative_change, summarize
@@ -325,3 +328,36 @@ def test_check_without_thresholds_is_an_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("vbench: error: ")
     assert "no [[certify]] thresholds" in proc.stderr
+
+
+def test_the_verdict_quotes_the_tables_figures(tmp_path: Path) -> None:
+    """The verdict section, the JUnit file and the command line show the same median, CI and
+    % of the reference as the run's tables (a run of real fio output, rendered by the CLI)."""
+    certify = (
+        '[[certify]]\nmode = "pv"\nmetric = "read.iops"\nmin = 1\n'
+        '[[certify]]\nmode = "pv"\nmetric = "read.iops"\nmin_pct_of = "fv"\npct = 1\n'
+    )
+    run_path = _certified_run(tmp_path, certify)
+    junit = tmp_path / "certify.xml"
+    proc = _report(str(run_path), "--check", "--junit", str(junit))
+    assert proc.returncode == 0, proc.stderr
+    # the table's cells, from the report's own summary (fv is the reference: no bare metal ran)
+    loaded = RunDir.open(run_path).load()
+    summary = summarize_samples(loaded.samples, ["fv", "pv"])
+    (row,) = summary[(summary["metric"] == "read.iops") & (summary["mode"] == "pv")].to_dict(
+        "records"
+    )
+    assert row["reference"] == "fv"
+    cell = summary_cell(row, "read.iops", is_reference=False)
+    assert cell.ci.startswith("CI ") and cell.rel_ci.startswith("[")
+    median_ci = cell.ci.removeprefix("CI = range ").removeprefix("CI ")
+    absolute = f"median {cell.median} IO/s, 95% CI {median_ci} IO/s, n = 3"
+    relative = f"median {cell.rel} of fv's, 95% CI {cell.rel_ci}, n = 3 / 3"
+    page = html.unescape((run_path / "report.html").read_text())  # as a browser shows it
+    verdict = page[page.index("Verdict:") : page.index("</section>", page.index("Verdict:"))]
+    tables = page[page.index("</section>", page.index("Verdict:")) :]
+    assert cell.median in tables and cell.ci in tables and cell.rel_ci in tables
+    assert absolute in verdict and relative in verdict
+    body = "".join(e.text or "" for e in ET.parse(junit).getroot().iter("system-out"))
+    assert absolute in body and relative in body
+    assert absolute in proc.stderr and relative in proc.stderr
