@@ -319,7 +319,16 @@ def test_a_threshold_the_run_cannot_answer_is_exit_1(tmp_path: Path) -> None:
         .replace('case = { rw = "randread", bs = "4k" }\n', "")
         .replace('metric = "read.iops"', 'metric = "read.nothing"'),
     )
-    assert _report(str(run_path), "--check").returncode == 1
+    proc = _report(str(run_path), "--check")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "ERROR" in proc.stderr and "no case has metric read.nothing" in proc.stderr
+    # the same with a case filter (nothing left to filter)
+    run_path = _certified_run(
+        tmp_path / "filtered", _certify("min = 1").replace("read.iops", "rx.throughput")
+    )
+    proc = _report(str(run_path), "--check")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no case has metric rx.throughput" in proc.stderr
 
 
 def test_check_without_thresholds_is_an_error(tmp_path: Path) -> None:

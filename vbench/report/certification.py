@@ -79,7 +79,8 @@ def _evaluate(spec: CertifySpec, manifest: Manifest, samples: pd.DataFrame) -> V
     if spec.workload:
         rows = rows[rows["workload"] == spec.workload]
     wanted = {k: str(v) for k, v in spec.case.items()}
-    rows = rows[[_matches(str(p), wanted) for p in rows["parameters"]]]
+    # a boolean Series: a plain empty list would select no columns instead of no rows
+    rows = rows[rows["parameters"].map(lambda p: _matches(str(p), wanted)).astype(bool)]
     cases = sorted(set(zip(rows["workload"], rows["parameters"], strict=True)))
     if len(cases) != 1:
         found = "; ".join(f"{w}[{p}]" for w, p in cases[:3]) or "none"
