@@ -154,7 +154,8 @@ class CertifySpec(BaseModel):
             return self.name
         if self.ready:
             return f"{self.mode} ready"
-        where = " ".join(str(v) for v in self.case.values())
+        # words stand alone ("randread 4k"); a bare number says what it is ("density=1")
+        where = " ".join(v if isinstance(v, str) else f"{k}={v}" for k, v in self.case.items())
         subject = " ".join(t for t in (self.mode, self.workload, where, self.metric) if t)
         op = ">=" if self.at_least else "<="
         if self.reference:
