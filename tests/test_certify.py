@@ -30,11 +30,12 @@ from vbench.certify import (
 )
 from vbench.errors import RecordError, ScenarioError
 from vbench.report.analysis import summarize_samples
-from vbench.report.certification import TABLE_STYLE
+from vbench.report.certification import TABLE_STYLE, certify_run
 from vbench.report.render import summary_cell
 from vbench.results import RunDir
 from vbench.scenario import load_scenario
 from vbench.stats import relative_change, summarize
+from vbench.workloads import WORKLOADS
 
 ROOT = Path(__file__).parents[1]
 
@@ -370,3 +371,51 @@ def test_the_verdict_quotes_the_tables_figures(tmp_path: Path) -> None:
     body = "".join(e.text or "" for e in ET.parse(junit).getroot().iter("system-out"))
     assert absolute in body and relative in body
     assert absolute in proc.stderr and relative in proc.stderr
+
+
+# -- the shipped scenarios' thresholds -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["quick", "full", "certify-example"])
+def test_shipped_thresholds_each_pick_one_planned_case(name: str) -> None:
+    """Every metric threshold of a shipped scenario names a metric its workloads report and
+    picks exactly one of the cases the scenario plans (a density level is a case of its own)."""
+    scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml").scenario
+    planned = {(c.kind, c.key) for t in scenario.trials() for c in t.workloads}
+    cases = {c.key: c for t in scenario.trials() for c in t.workloads}
+    for entry in scenario.certify:
+        if entry.ready:
+            continue
+        picked = {
+            key
+            for kind, key in planned
+            if WORKLOADS[kind].metric(str(entry.metric)) is not None
+            and (entry.workload in (None, kind))
+            and all(str(cases[key].labels.get(k)) == str(v) for k, v in entry.case.items())
+        }
+        assert len(picked) == 1, f"{entry.describe()}: {sorted(picked) or 'no case'}"
+
+
+def test_quick_thresholds_judged_on_the_committed_example_run() -> None:
+    """quick.toml's thresholds on the real quick run under reports/example (its scenario text
+    predates them): every one is answered, on the figures its report's tables show."""
+    run = RunDir.open(ROOT / "reports" / "example").load()
+    manifest = run.manifest.model_copy(deep=True)
+    manifest.scenario.text = (ROOT / "scenarios" / "quick.toml").read_text()
+    cert = certify_run(manifest, run.samples)
+    assert cert is not None and len(cert.verdicts) == 3
+    assert all(v.status is not Status.ERROR for v in cert.verdicts), cert.verdicts
+    summary = summarize_samples(run.samples, ["fv", "pv"])
+    for v in cert.verdicts[:2]:
+        assert v.figure is not None and v.figure.statistic == "ratio of medians"
+        assert v.figure.reference == "fv" and v.figure.n == v.figure.n_reference == 3
+        metric = "read.iops" if "read.iops" in v.name else "tx.throughput"
+        rows = summary[(summary["metric"] == metric) & (summary["mode"] == "pv")]
+        if metric == "read.iops":
+            rows = rows[rows["parameters"].str.contains("rw=randread")]
+        (row,) = rows.to_dict("records")
+        assert (v.figure.value, v.figure.low, v.figure.high) == (
+            row["ratio"],
+            row["ratio_low"],
+            row["ratio_high"],
+        )
