@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vbench.checkdoc import CheckDocument
 from vbench.errors import RecordError
 from vbench.model import ModeId, ParamValue
-from vbench.stats import relative_change, summarize, t_quantile
+from vbench.stats import DEFAULT_CONFIDENCE, relative_change, summarize, t_quantile
 
 # Units a threshold may be written in: (dimension, factor to the dimension's base unit).
 UNITS: dict[str, tuple[str, float]] = {
@@ -187,7 +187,7 @@ class Figure(BaseModel):
     unit: str = ""  # the metric's unit (a median's)
     reference: str | None = None  # the ratio's reference mode
     n_reference: int | None = None
-    confidence: float = 0.95
+    confidence: float = DEFAULT_CONFIDENCE
 
 
 class Verdict(BaseModel):
