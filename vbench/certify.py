@@ -17,29 +17,35 @@
     mode = "vfio"
     ready = true
 
-Each threshold is judged on the confidence interval of the mean (`vbench.stats`), not the mean
-alone: PASS when the whole interval is on the right side, FAIL when it is wholly on the wrong side,
-INCONCLUSIVE when it straddles the threshold (with how many repetitions would likely settle it:
-the interval's half-width shrinks about as 1/sqrt(n)), ERROR when the run cannot answer it.
+Each threshold is judged on the very figures the report's tables show (`vbench.stats`, the same
+functions): an absolute bound on the median and its bootstrap 95 % CI (`summarize`), a relative
+bound (`min_pct_of` / `max_pct_of`) on the ratio of the medians and its bootstrap CI
+(`relative_change`, as the tables' "% of reference" column).  Not on the figure alone: PASS when the
+whole interval is on the right side, FAIL when it is wholly on the wrong side, INCONCLUSIVE when it
+straddles the threshold (with about how many repetitions would likely settle it, see
+`_repetitions_to_settle`), ERROR when the run cannot answer it.
 
-Pure core: no I/O; the report layer picks the values out of the samples.
+Pure core: no I/O; the report layer picks the values out of the samples and passes the tables'
+number formats (`FigureStyle`), so a verdict quotes the figures as the tables print them.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vbench.checkdoc import CheckDocument
 from vbench.errors import RecordError
 from vbench.model import ModeId, ParamValue
-from vbench.stats import relative_change, summarize
+from vbench.stats import DEFAULT_CONFIDENCE, relative_change, summarize, t_quantile
 
 # Units a threshold may be written in: (dimension, factor to the dimension's base unit).
 UNITS: dict[str, tuple[str, float]] = {
@@ -102,8 +108,8 @@ class CertifySpec(BaseModel):
     case: dict[str, ParamValue] = {}  # workload parameters that pick the case, e.g. rw, bs
     min: float | str | None = None  # absolute bound, "2 ms" or a bare number (metric's unit)
     max: float | str | None = None
-    min_pct_of: str | None = None  # relative bound: >= pct % of this mode's mean
-    max_pct_of: str | None = None  # <= pct % of this mode's mean
+    min_pct_of: str | None = None  # relative bound: median >= pct % of this mode's median
+    max_pct_of: str | None = None  # median <= pct % of this mode's median
     pct: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
@@ -148,7 +154,8 @@ class CertifySpec(BaseModel):
             return self.name
         if self.ready:
             return f"{self.mode} ready"
-        where = " ".join(str(v) for v in self.case.values())
+        # words stand alone ("randread 4k"); a bare number says what it is ("density=1")
+        where = " ".join(v if isinstance(v, str) else f"{k}={v}" for k, v in self.case.items())
         subject = " ".join(t for t in (self.mode, self.workload, where, self.metric) if t)
         op = ">=" if self.at_least else "<="
         if self.reference:
@@ -166,6 +173,23 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+class Figure(BaseModel):
+    """What a metric threshold was judged on, as the report's tables show it: the median with its
+    bootstrap CI, or the ratio of the medians to the reference's with its bootstrap CI."""
+
+    model_config = ConfigDict(frozen=True)
+
+    statistic: Literal["median", "ratio of medians"]
+    value: float  # the median (in `unit`), or the ratio (1.0: as much as the reference)
+    low: float | None  # the 95 % CI; None below 2 repetitions
+    high: float | None
+    n: int  # repetitions of the mode
+    unit: str = ""  # the metric's unit (a median's)
+    reference: str | None = None  # the ratio's reference mode
+    n_reference: int | None = None
+    confidence: float = DEFAULT_CONFIDENCE
+
+
 class Verdict(BaseModel):
     """The verdict on one threshold, with what was observed and what would settle it."""
 
@@ -173,52 +197,117 @@ class Verdict(BaseModel):
 
     name: str
     status: Status
-    observed: str  # e.g. "mean 81.2 % of baremetal, 95 % CI [78.0, 84.5] %, n = 3"
+    observed: str  # e.g. "median 81.2% of baremetal's, 95% CI [78.0%, 84.5%], n = 3 / 3"
     threshold: str  # e.g. ">= 80 % of baremetal"
     detail: str = ""  # why, and for inconclusive how many more repetitions
     more_repetitions: int | None = None  # inconclusive: about how many more would settle it
+    figure: Figure | None = None  # a metric threshold's figure, as numbers
 
 
-def _repetitions_to_settle(n: int, half: float, distance: float) -> int | None:
-    """More repetitions after which a CI of half-width `half` (at n) likely excludes a point
-    `distance` away from its centre: the half-width shrinks about as 1/sqrt(n).  An upper
-    estimate at small n, where the t quantile shrinks too; close once n is a few tens."""
-    if distance <= 0 or not math.isfinite(half) or half <= 0:
+@dataclass(frozen=True)
+class FigureStyle:
+    """How a verdict writes its figure.  The report passes its tables' formatters
+    (`vbench.report.certification.TABLE_STYLE`): the verdict then quotes the tables' figures."""
+
+    number: Callable[[float], str]  # a median or a bound: 79060.4 -> "79,060"
+    ratio: Callable[[float], str]  # a ratio as percent: 0.973 -> "97.3%"
+    unit: Callable[[str], str]  # a unit as shown: "us" -> "µs"
+
+
+def observed_text(figure: Figure, style: FigureStyle) -> str:
+    """`median 3,542 IO/s, 95% CI 3,401 - 3,610 IO/s, n = 3` (an en dash), or for a ratio
+    `median 97.3% of fv's, 95% CI [95.1%, 99.0%], n = 3 / 3` (the tables' cell formats)."""
+    conf = f"{figure.confidence:.0%}"
+    if figure.statistic == "median":
+        unit = f" {style.unit(figure.unit)}" if figure.unit else ""
+        head = f"median {style.number(figure.value)}{unit}"
+        if figure.low is None or figure.high is None:
+            return f"{head}, no CI (n = {figure.n})"
+        low, high = style.number(figure.low), style.number(figure.high)
+        return f"{head}, {conf} CI {low} \u2013 {high}{unit}, n = {figure.n}"
+    head = f"median {style.ratio(figure.value)} of {figure.reference}'s"
+    n = f"n = {figure.n} / {figure.n_reference}"
+    if figure.low is None or figure.high is None:
+        return f"{head}, no CI ({n})"
+    return f"{head}, {conf} CI [{style.ratio(figure.low)}, {style.ratio(figure.high)}], {n}"
+
+
+def _repetitions_to_settle(n: int, reach: float, distance: float) -> int | None:
+    """About how many more repetitions make a CI that reaches `reach` from its estimate towards
+    a threshold `distance` away (reach >= distance: it straddles) stop short of it.
+
+    The spread of a sample median shrinks as 1/sqrt(n), as that of a mean does (asymptotically
+    sqrt(pi/2) sigma / sqrt(n) for normal data; a ratio of medians likewise in log(ratio)), so
+    the reach at n' is about reach * sqrt(n / n'): settled once n' > n (reach / distance)^2.
+    A fair approximation, no more; see `_median_reach` for the reach it starts from.
+    """
+    if distance <= 0 or not math.isfinite(reach) or reach <= 0:
         return None
-    needed = math.ceil(n * (half / distance) ** 2)
+    needed = math.ceil(n * (reach / distance) ** 2)
     return max(needed - n, 1)
+
+
+def _median_half_width(values: Sequence[float], confidence: float, *, relative: bool) -> float:
+    """The normal-theory half-width of the median's CI, z sqrt(pi/2) s / sqrt(n) (relative: over
+    the median, the half-width in log units); 0 where undefined."""
+    if len(values) < 2:
+        return 0.0
+    z = t_quantile(0.5 + confidence / 2, math.inf)  # the normal quantile
+    width = z * math.sqrt(math.pi / 2) * statistics.stdev(values) / math.sqrt(len(values))
+    if not relative:
+        return width
+    median = statistics.median(values)
+    return width / median if median > 0 else 0.0
+
+
+def _median_reach(ci_reach: float, half_width: float) -> float:
+    """The reach the repetitions estimate starts from: the CI's side towards the threshold (a
+    percentile bootstrap interval need not be symmetric), but at least the normal-theory
+    half-width.  Up to 7 repetitions the bootstrap CI of a median is the data's range, narrower at
+    n = 3 than the median's real spread: scaled alone it asked for an eighth to a quarter of the
+    repetitions needed at n = 3 (simulated as below, without the floor).  With the floor the
+    estimate comes out at 0.8-1.3 times the repetitions needed for normal and lognormal data
+    (median of 150 draws each at n = 3, 5, 10; quartiles about half and twice that), 0.55-0.7
+    times for flat (uniform) data (benchmarks/certify_settle.py).
+    """
+    return max(ci_reach, half_width)
 
 
 def _judge(
     spec: CertifySpec,
-    low: float,
-    high: float,
+    figure: Figure,
     threshold: float,
-    n: int,
-    half: float,
-    distance: float,
-    observed: str,
     shown: str,
+    style: FigureStyle,
+    half_width: float,
+    scale: Callable[[float], float] = lambda x: x,
 ) -> Verdict:
+    """PASS / FAIL / INCONCLUSIVE of `figure` (with a CI) against `threshold`.  The repetitions
+    estimate measures the CI's reach and the threshold's distance on `scale` (log for a ratio),
+    `half_width` the normal-theory half-width on that scale (see `_median_reach`)."""
+    assert figure.low is not None and figure.high is not None
+    low, high = figure.low, figure.high
+    observed = observed_text(figure, style)
     ok_side = low >= threshold if spec.at_least else high <= threshold
     bad_side = high < threshold if spec.at_least else low > threshold
-    if ok_side:
+    if ok_side or bad_side:
         return Verdict(
             name=spec.describe(),
-            status=Status.PASS,
+            status=Status.PASS if ok_side else Status.FAIL,
             observed=observed,
             threshold=shown,
-            detail="the whole confidence interval meets the threshold",
+            detail=f"the whole confidence interval {'meets' if ok_side else 'misses'} the "
+            "threshold",
+            figure=figure,
         )
-    if bad_side:
-        return Verdict(
-            name=spec.describe(),
-            status=Status.FAIL,
-            observed=observed,
-            threshold=shown,
-            detail="the whole confidence interval misses the threshold",
-        )
-    more = _repetitions_to_settle(n, half, distance)
+    towards = high if threshold > figure.value else low
+    try:
+        reach = _median_reach(abs(scale(towards) - scale(figure.value)), half_width)
+        distance = abs(scale(threshold) - scale(figure.value))
+    except ValueError:  # a ratio or its CI bound at 0 has no log: the CI's reach as it is
+        reach, distance = abs(towards - figure.value), abs(threshold - figure.value)
+    n = min(figure.n, figure.n_reference or figure.n)  # a ratio: both modes repeat
+    more = _repetitions_to_settle(n, reach, distance)
     hint = (
         f"about {more} more repetitions (n = {n} -> {n + more}) would likely settle it"
         if more is not None
@@ -231,6 +320,7 @@ def _judge(
         threshold=shown,
         detail=f"the confidence interval straddles the threshold; {hint}",
         more_repetitions=more,
+        figure=figure,
     )
 
 
@@ -240,20 +330,17 @@ def _error(spec: CertifySpec, why: str) -> Verdict:
     )
 
 
-def _no_ci(spec: CertifySpec, observed: str, shown: str, why: str, more: int) -> Verdict:
-    """Inconclusive for want of a confidence interval (too few repetitions)."""
+def _no_ci(spec: CertifySpec, figure: Figure, shown: str, style: FigureStyle, why: str) -> Verdict:
+    """Inconclusive for want of a confidence interval (fewer than 2 repetitions)."""
     return Verdict(
         name=spec.describe(),
         status=Status.INCONCLUSIVE,
-        observed=observed,
+        observed=observed_text(figure, style),
         threshold=shown,
         detail=why,
-        more_repetitions=more,
+        more_repetitions=max(2 - min(figure.n, figure.n_reference or figure.n), 1),
+        figure=figure,
     )
-
-
-def _num(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def evaluate_metric(
@@ -261,9 +348,11 @@ def evaluate_metric(
     values: Sequence[float],
     unit: str,
     reference: Sequence[float] | None = None,
+    *,
+    style: FigureStyle,
 ) -> Verdict:
     """Judge a metric threshold on `values` (one per repetition, in `unit`); `reference` are the
-    reference mode's values for min_pct_of / max_pct_of."""
+    reference mode's values for min_pct_of / max_pct_of.  `style` writes the observed figure."""
     if not values:
         return _error(spec, f"the run has no {spec.metric} values for mode {spec.mode}")
     op = ">=" if spec.at_least else "<="
@@ -271,28 +360,36 @@ def evaluate_metric(
         if not reference:
             return _error(spec, f"the run has no {spec.metric} values for mode {spec.reference}")
         pct = float(spec.pct or 0)
+        # The same function as the report's "% of reference" column (`relative_changes`).
         rel = relative_change(values, reference)
         if rel is None:
-            return _error(spec, "a ratio needs positive means on both sides")
-        n = min(len(values), len(reference))
-        shown = f"{op} {pct:g} % of {spec.reference}"
-        if rel.ci_low is None or rel.ci_high is None:
-            return _no_ci(
+            return _error(
                 spec,
-                f"mean {100 + rel.percent:.1f} % of {spec.reference}, no CI (n = {n})",
-                shown,
-                "a confidence interval needs at least 2 repetitions of both modes",
-                max(2 - n, 1),
+                f"a ratio needs a positive median for {spec.reference} and a non-negative one "
+                f"for {spec.mode}",
             )
-        low, high = 100 + rel.ci_low, 100 + rel.ci_high
-        observed = (
-            f"mean {100 + rel.percent:.1f} % of {spec.reference}, "
-            f"{rel.confidence:.0%} CI [{low:.1f}, {high:.1f}] %, n = {n}"
+        shown = f"{op} {pct:g} % of {spec.reference}"
+        figure = Figure(
+            statistic="ratio of medians",
+            value=rel.ratio,
+            low=rel.ratio_low,
+            high=rel.ratio_high,
+            n=len(values),
+            reference=spec.reference,
+            n_reference=len(reference),
+            confidence=rel.confidence,
         )
-        # The interval is symmetric in log(ratio): measure half-width and distance there.
-        half = (math.log(high) - math.log(low)) / 2 if low > 0 else math.inf
-        distance = abs(math.log(100 + rel.percent) - math.log(pct))
-        return _judge(spec, low, high, pct, n, half, distance, observed, shown)
+        if figure.low is None or figure.high is None:
+            why = "a confidence interval needs at least 2 repetitions of both modes"
+            return _no_ci(spec, figure, shown, style, why)
+        # A ratio's spread is relative (its interval about symmetric in log(ratio)): measure the
+        # CI's reach and the threshold's distance there.
+        # log(ratio) = log(median) - log(reference's median): their spreads add in quadrature
+        half_width = math.hypot(
+            _median_half_width(values, rel.confidence, relative=True),
+            _median_half_width(reference, rel.confidence, relative=True),
+        )
+        return _judge(spec, figure, pct / 100.0, shown, style, half_width, scale=math.log)
     bound = spec.min if spec.min is not None else spec.max
     assert bound is not None  # the validator guarantees one form
     number, bound_unit = parse_quantity(bound)
@@ -301,23 +398,21 @@ def evaluate_metric(
     except ValueError as exc:
         return _error(spec, f"{spec.metric}: {exc}")
     shown = f"{op} {number:g} {bound_unit or unit}".rstrip()
-    s = summarize(values)
-    if s.ci_low is None or s.ci_high is None:
-        return _no_ci(
-            spec,
-            f"mean {_num(s.mean)} {unit}, no CI (n = {s.n})",
-            shown,
-            "a confidence interval needs at least 2 repetitions",
-            1,
-        )
-    observed = (
-        f"mean {_num(s.mean)} {unit}, {s.confidence:.0%} CI "
-        f"[{_num(s.ci_low)}, {_num(s.ci_high)}] {unit}, n = {s.n}"
+    s = summarize(values)  # the tables' median and its bootstrap CI
+    figure = Figure(
+        statistic="median",
+        value=s.median,
+        low=s.median_ci_low,
+        high=s.median_ci_high,
+        n=s.n,
+        unit=unit,
+        confidence=s.confidence,
     )
-    half = s.ci_half_width or 0.0
-    return _judge(
-        spec, s.ci_low, s.ci_high, threshold, s.n, half, abs(s.mean - threshold), observed, shown
-    )
+    if figure.low is None or figure.high is None:
+        why = "a confidence interval needs at least 2 repetitions"
+        return _no_ci(spec, figure, shown, style, why)
+    half_width = _median_half_width(values, s.confidence, relative=False)
+    return _judge(spec, figure, threshold, shown, style, half_width)
 
 
 def evaluate_ready(spec: CertifySpec, mode_id: str, checks: CheckDocument | None) -> Verdict:

@@ -1,7 +1,8 @@
 """A run's certification: its scenario's `[[certify]]` thresholds judged on its samples.
 
 The judging is `vbench.certify` (pure); this module picks each threshold's values out of the
-samples (mode, metric, workload case) and writes the JUnit XML (one testcase per threshold).
+samples (mode, metric, workload case), has the verdicts quote their figures in the tables' formats
+(`TABLE_STYLE`) and writes the JUnit XML (one testcase per threshold).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from vbench.certify import (
     CertifySpec,
+    FigureStyle,
     Status,
     Verdict,
     evaluate_metric,
@@ -21,11 +23,16 @@ from vbench.certify import (
     specs_from_scenario_text,
 )
 from vbench.model import ModeId
-from vbench.report.analysis import parse_parameters
+from vbench.report.analysis import parse_parameters, unit_label
+from vbench.report.render import fmt, fmt_ratio
 from vbench.results import MANIFEST, Manifest
 
 # `vbench report --check` exit codes
 EXIT_CODES = {Status.PASS: 0, Status.FAIL: 2, Status.INCONCLUSIVE: 2, Status.ERROR: 1}
+
+# A verdict's figures as the tables print them (`render.summary_cell`): the same digits, the same
+# units, so the verdict and the table never show the same figure two ways.
+TABLE_STYLE = FigureStyle(number=fmt, ratio=fmt_ratio, unit=unit_label)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ def _evaluate(spec: CertifySpec, manifest: Manifest, samples: pd.DataFrame) -> V
     if spec.workload:
         rows = rows[rows["workload"] == spec.workload]
     wanted = {k: str(v) for k, v in spec.case.items()}
-    rows = rows[[_matches(str(p), wanted) for p in rows["parameters"]]]
+    # a boolean Series: a plain empty list would select no columns instead of no rows
+    rows = rows[rows["parameters"].map(lambda p: _matches(str(p), wanted)).astype(bool)]
     cases = sorted(set(zip(rows["workload"], rows["parameters"], strict=True)))
     if len(cases) != 1:
         found = "; ".join(f"{w}[{p}]" for w, p in cases[:3]) or "none"
@@ -93,7 +101,7 @@ def _evaluate(spec: CertifySpec, manifest: Manifest, samples: pd.DataFrame) -> V
 
     units = sorted(set(case["unit"].astype(str)))
     reference = values(spec.reference) if spec.reference else None
-    return evaluate_metric(spec, values(spec.mode), "/".join(units), reference)
+    return evaluate_metric(spec, values(spec.mode), "/".join(units), reference, style=TABLE_STYLE)
 
 
 def certify_run(manifest: Manifest, samples: pd.DataFrame) -> Certification | None:
