@@ -46,7 +46,7 @@ from vbench.command import run as run_command
 from vbench.density import density_figures
 from vbench.derive import CrossCheck, Derived, derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.errors import AgentTimeout, GuestError, VbenchError
+from vbench.errors import AgentTimeout, GuestError, LibvirtUnavailable, VbenchError
 from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import DEFAULT_CMDLINE, Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
@@ -386,8 +386,7 @@ class Runner:
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        conn = open_connection(self.uri)  # fails before anything is created
-        self._driver = driver_of(conn)
+        conn = self._connect()  # fails before anything is created (a dry run goes on)
         try:
             if self.checks is None:
                 self.events.phase("checking the host (vbench check)")
@@ -403,6 +402,7 @@ class Runner:
                 )
             if self.dry_run:
                 return self._dry_run(plans)
+            assert conn is not None  # only a dry run goes on without libvirt
             self.events.phase("building the microguest (cached after the first time)")
             guest = build_microguest(progress=self.events.phase)
             self.events.phase("choosing the accelerator (KVM probe under QEMU, cached)")
@@ -414,11 +414,28 @@ class Runner:
                 )
             return self._run_trials(conn, guest, accel, plans)
         finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+
+    def _connect(self) -> libvirt.virConnect | None:
+        """libvirt, and its driver.  A dry run without a reachable libvirt (planning for a Xen
+        host from elsewhere) goes on: the driver the URI names, no device held by any guest."""
+        try:
+            conn = open_connection(self.uri)
+        except LibvirtUnavailable as exc:
+            if not self.dry_run:
+                raise
+            self.events.warn(
+                f"{exc}. The dry run plans for libvirt's {self._driver.name} driver without it "
+                "(devices that running guests hold are not known)"
+            )
+            return None
+        self._driver = driver_of(conn)
+        return conn
 
     # -- the modes: plan (devices, safety), host changes, dry run -------------------------------
-    def _host_view(self, conn: libvirt.virConnect) -> HostView:
+    def _host_view(self, conn: libvirt.virConnect | None) -> HostView:
         assert self.checks is not None  # the host is checked before planning
         report = self.checks.report()
         paths = self.paths
@@ -429,13 +446,13 @@ class Runner:
             inventory=report.inventory,
             blockers={} if xen else host_blockers(report.checks),
             hypervisor=self._driver.hypervisor,
-            assigned=assigned_pci(conn),
-            hostdev_networks=hostdev_networks(conn),
+            assigned=assigned_pci(conn) if conn else {},
+            hostdev_networks=hostdev_networks(conn) if conn else {},
             plan_vf=lambda pf, want, index: plan_vf(pf, paths, want, vf_index=index),
             prepare=self.prepare_host,
         )
 
-    def _plan(self, conn: libvirt.virConnect) -> list[ModePlan | Skip]:
+    def _plan(self, conn: libvirt.virConnect | None) -> list[ModePlan | Skip]:
         """Each mode entry's plan or skip; DeviceRefused when a named device is unsafe."""
         self._view = self._host_view(conn)
         plans: list[ModePlan | Skip] = []
