@@ -11,6 +11,10 @@ and rides out the agent's restart.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -22,7 +26,13 @@ import libvirt_qemu
 import pytest
 from support import qemu_reachable_dir
 
-from vbench.domxml import VBENCH_AGENT_NAME, AgentChannel, DomainSpec, build_domain_xml
+from vbench.domxml import (
+    QEMU_AGENT_NAME,
+    VBENCH_AGENT_NAME,
+    AgentChannel,
+    DomainSpec,
+    build_domain_xml,
+)
 from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest
 from vbench.samplers.guest import GuestSampler
@@ -105,3 +115,55 @@ def test_socket_transport_drives_a_real_guest(
         after = agent.exec(["pidof", "qemu-ga"], timeout_s=30).stdout.split()
         assert before and after and before != after
         assert agent.exec(["echo", "again"], timeout_s=30).stdout == b"again\n"
+
+
+@pytest.mark.parametrize("transport", ["socket", "libvirt"])
+def test_vbench_run_drives_its_guest_over_either_transport(tmp_path: Path, transport: str) -> None:
+    """The whole runner (boot wait, I/O target, fio, the guest sampler) over vbench's own agent
+    channel, as on libvirt's libxl driver (VBENCH_AGENT=socket under QEMU), and over libvirt's:
+    one code path above the transport."""
+    import pandas as pd
+
+    name = f"agsock-{uuid.uuid4().hex[:6]}"
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        f'format_version = 1\nname = "{name}"\n[guest]\nmemory_mib = 384\nboot_timeout_s = 180\n'
+        '[disk]\nsize_mib = 64\n[[modes]]\nid = "pv"\n[[workloads]]\nkind = "fio"\n'
+        'rw = ["randread"]\nbs = ["4k"]\niodepth = [8]\nruntime_s = 3\n[run]\nrepetitions = 1\n'
+    )
+    # short: the agent's socket lives in the scratch directory (a unix path has <= 107 bytes)
+    scratch = Path("/var/lib/vbench") / f"ts-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, VBENCH_AGENT=transport, VBENCH_SCRATCH=str(scratch))
+    out = tmp_path / "out"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vbench", "run", str(scenario), "-o", str(out), "--no-report"],
+            capture_output=True, text=True, env=env, timeout=900, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run,) = out.iterdir()
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["status"] == "complete"
+        assert [c["status"] for c in manifest["cases"]] == ["ok"]
+        domain = ET.parse(run / "raw" / "r0-pv" / "domain.xml").getroot()
+        target = domain.find("devices/channel/target")
+        own = VBENCH_AGENT_NAME if transport == "socket" else QEMU_AGENT_NAME
+        assert target is not None and target.get("name") == own
+        series = pd.read_csv(run / "series.csv")
+        guest = series[series["source"] == "guest"]  # the guest sampler, over the socket
+        assert not guest.empty and (guest[guest["metric"] == "cpu.busy"]["value"] > 0).all()
+        samples = pd.read_csv(run / "samples.csv")
+        assert (samples[samples["metric"] == "read.iops"]["value"] > 0).all()
+        assert not samples[samples["metric"] == "read.iops"].empty
+        assert not [d for d in _domains() if d.startswith(f"vbench-{name}-")]
+        assert not scratch.exists() or not any(scratch.iterdir())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _domains() -> list[str]:
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.split()
