@@ -176,3 +176,23 @@ def test_a_run_on_an_unreachable_xen_is_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "xen:///system" in lines[0] and "libxl" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_names_xen_as_the_accelerator(tmp_path: Path) -> None:
+    """A run on libvirt's libxl driver: the manifest's accelerator is xen, and the report says
+    so (no TCG warning)."""
+    from test_report import _make_run, _text
+
+    from vbench.report import build_report
+    from vbench.report.render import TCG_WARNING
+    from vbench.results import Accel, RunDir
+
+    run_path, _ = _make_run(tmp_path)
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    reason = "libvirt's libxl driver: Xen runs the guests (no KVM probe)"
+    manifest.accelerator = Accel(name=Accelerator.XEN.value, reason=reason)
+    run.write_manifest(manifest)
+    text = _text(build_report(run_path, pdf=False).html.read_text())
+    assert "accelerator XEN" in text
+    assert TCG_WARNING not in text
