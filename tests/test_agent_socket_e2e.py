@@ -87,6 +87,8 @@ def test_socket_transport_drives_a_real_guest(
         cmdline = agent.exec(["cat", "/proc/cmdline"], timeout_s=30).stdout.decode()
         assert f"vbench.agent=/dev/virtio-ports/{VBENCH_AGENT_NAME}" in cmdline
         assert agent.test_disk() == "/dev/vda"
+        # Xen's frontends stay unloaded off Xen (no xenbus): they cost a QEMU guest nothing
+        assert b"xen_blkfront" not in agent.exec(["cat", "/proc/modules"], timeout_s=30).stdout
         fio = agent.exec(
             [
                 "fio",

@@ -41,6 +41,10 @@ start_agent() {
 start_agent </dev/null >/dev/console 2>&1 &
 
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.devices
+# A Xen guest's frontends (blkfront, netfront, pcifront): only on Xen, where xenbus exists.
+if [ -d /sys/bus/xen/devices ]; then
+    while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.xen
+fi
 
 # Drivers of assigned devices (VFIO / SR-IOV: NVMe, NIC VFs) only for an unclaimed NVMe or network
 # PCI device, matched against the drivers' modalias patterns: emulated/virtio guests skip this.
