@@ -128,6 +128,7 @@ def test_a_xen_guest_needs_a_xen_channel_and_only_it() -> None:
         DomainSpec(domain_type="qemu", agent=LIBXL.agent_channel(Path("/a")), **spec)  # type: ignore[arg-type]
 
 
+@pytest.mark.libvirt_test
 def test_dry_run_for_a_xen_host_from_here_writes_xen_xml_with_the_agent_channel(
     tmp_path: Path,
 ) -> None:
@@ -162,6 +163,17 @@ def test_dry_run_for_a_xen_host_from_here_writes_xen_xml_with_the_agent_channel(
             assert res.returncode == 0, res.stderr
     hostdev = ET.parse(out / "raw/r0-vfio/domain.xml").getroot().find("devices/hostdev/driver")
     assert hostdev is not None and hostdev.get("name") == "xen"  # pciback, not VFIO
+    # libvirt's parser takes each one, channel and all (its test driver; no Xen here)
+    libvirt: Any = pytest.importorskip("libvirt")
+    conn = libvirt.open("test:///default")
+    try:
+        for mode in planned:
+            dom = conn.createXML((out / "raw" / f"r0-{mode}" / "domain.xml").read_text(), 0)
+            live = ET.fromstring(dom.XMLDesc(0)).find("devices/channel/target")
+            assert live is not None and live.get("type") == "xen"
+            dom.destroy()
+    finally:
+        conn.close()
 
 
 def test_a_run_on_an_unreachable_xen_is_one_line(tmp_path: Path) -> None:
