@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.guest.agent import GuestAgent
+from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.virt.connection import open_connection
 
@@ -68,7 +68,8 @@ def libvirt_boot(
         start = time.monotonic()
         dom = conn.createXML(build_domain_xml(spec), 0)
         try:
-            GuestAgent(dom).wait_ready(60)
+            with open_agent(dom, spec.agent) as agent:
+                agent.wait_ready(60)
             return time.monotonic() - start
         finally:
             dom.destroy()

@@ -36,7 +36,7 @@ from scipy import stats as st
 
 from vbench.command import run
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.guest.agent import GuestAgent
+from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import build_microguest
 from vbench.samplers import Sampler, Sampling, Value
 from vbench.samplers.guest import GuestSampler
@@ -143,7 +143,7 @@ def main() -> int:
             nic_model=None,
         )
         dom = conn.createXML(build_domain_xml(spec), 0)
-        agent = GuestAgent(dom)
+        agent = open_agent(dom, spec.agent)
         agent.wait_ready(60)
         agent.test_disk()  # the guest has finished probing: its idle CPU is steady from here
 

@@ -19,6 +19,8 @@ import pytest
 
 from vbench.domxml import (
     METADATA_NS,
+    VBENCH_AGENT_NAME,
+    AgentChannel,
     DomainSpec,
     HostdevSpec,
     build_domain_xml,
@@ -26,6 +28,7 @@ from vbench.domxml import (
 from vbench.inventory import Inventory, NetDevice, PciDevice
 from vbench.modes import HostView, ModePlan, Skip, provider_for
 from vbench.scenario import ModeSpec
+from vbench.virt.driver import LIBXL, QEMU
 
 DATA = Path(__file__).parent / "data"
 GOLDEN_DIR = DATA / "domxml"
@@ -81,6 +84,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "xen-pv": {"id": "pv", "xen": "pv"},
     "xen-pci-hvm": {"id": "sriov", "pf": NVME_PF},
     "xen-pci-pv": {"id": "vfio", "pci": PLAIN_NIC, "xen": "pv"},
+    # QEMU with vbench's own agent channel (a name libvirt leaves alone), as the socket
+    # transport's e2e test boots it (tests/test_agent_socket_e2e.py)
+    "pv-virtio-agent-socket": {"id": "pv"},
 }
 
 
@@ -100,17 +106,22 @@ def golden_spec(variant: str) -> DomainSpec:
     devs = golden_plan(variant).devices
     assert devs is not None
     cmdline = "console=ttyS0 panic=-1 quiet" + (f" {devs.cmdline}" if devs.cmdline else "")
+    driver = LIBXL if is_xen(variant) else QEMU  # the per-driver choices, as the runner makes them
+    console = Path(f"/var/lib/vbench/runs/golden/raw/r0-{variant}/console.log")
+    agent = driver.agent_channel(console.with_name(f"r0-{variant}.agent"))
+    if variant.endswith("-agent-socket"):
+        agent = AgentChannel(name=VBENCH_AGENT_NAME, socket=str(console.with_name("agent.sock")))
     return DomainSpec(
         name=f"vbench-golden-{variant}",
         run_id="20240101T000000Z-golden",
         case=f"r0-{variant}",
-        domain_type="xen" if is_xen(variant) else "qemu",
+        domain_type=driver.domain_type(None),
         vcpus=1,
         memory_mib=512,
         kernel="/var/lib/vbench/guest/vmlinuz",
         initrd="/var/lib/vbench/guest/initrd.img",
         cmdline=cmdline,
-        console_log=f"/var/lib/vbench/runs/golden/raw/r0-{variant}/console.log",
+        console_log=str(console),
         disk_path="/var/lib/vbench/runs/golden/disk.raw" if devs.disk_bus else None,
         disk_bus=devs.disk_bus,
         nic_model=devs.nic_model,
@@ -120,6 +131,7 @@ def golden_spec(variant: str) -> DomainSpec:
         pcie_root_ports=devs.pcie_root_ports,
         iommu=devs.iommu,
         os_type=devs.os_type,
+        agent=agent,
     )
 
 

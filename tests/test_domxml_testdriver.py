@@ -95,6 +95,7 @@ def test_there_is_a_golden_file_per_mode_variant() -> None:
         "xen-pv",
         "xen-pci-hvm",
         "xen-pci-pv",
+        "pv-virtio-agent-socket",
     }
 
 

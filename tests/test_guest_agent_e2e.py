@@ -12,9 +12,9 @@ import libvirt
 import pytest
 from support import qemu_reachable_dir
 
-from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.domxml import AgentChannel, DomainSpec, build_domain_xml
 from vbench.errors import AgentTimeout, GuestCommandFailed
-from vbench.guest.agent import GuestAgent, GuestExecFailed
+from vbench.guest.agent import GuestExecFailed, open_agent
 from vbench.guest.microguest import Microguest
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def test_agent_runs_fio_on_the_test_disk(
     dom, started = _boot(conn, microguest, workdir, bus)
     name = dom.name()
     try:
-        agent = GuestAgent(dom)
+        agent = open_agent(dom, AgentChannel())  # libvirt's channel, as the spec's default
         agent.wait_ready(AGENT_BOUND_S)
         assert time.monotonic() - started <= AGENT_BOUND_S
 

@@ -353,3 +353,23 @@ def test_modules_in_dep_agrees_with_the_full_parse() -> None:
     wanted = ["virtio_pci", "virtio_blk", "nvme", "nvme_core", "e1000"]
     assert gk.modules_in_dep(text, wanted) == {"virtio_pci", "nvme", "nvme_core"}
     assert gk.modules_in_dep(text, wanted) == set(gk.parse_modules_dep(text)) & set(wanted)
+
+
+def test_xen_frontends_are_in_the_image_and_loaded_only_on_xen(
+    built: tuple[Path, mg.Microguest],
+) -> None:
+    _, guest = built
+    members = _cpio_members(guest.initrd)
+    xen = members["etc/vbench/modules.xen"].decode().split()
+    moddir = Path("/lib/modules") / guest.kernel_release
+    deps = mg.parse_modules_dep((moddir / "modules.dep").read_text())
+    have = {m for m in mg.XEN_MODULES if m in deps}
+    assert have <= {mg.module_name(p) for p in xen}  # each one the kernel has, deps first
+    pos = _position(xen)
+    for name in have:
+        for dep in deps[name][1]:
+            assert mg.module_name(dep) not in pos or pos[mg.module_name(dep)] < pos[name]
+    for p in xen:
+        assert f"usr/lib/modules/{p}" in members
+    init = members["init"].decode()
+    assert "if [ -d /sys/bus/xen/devices ]; then" in init and "modules.xen" in init

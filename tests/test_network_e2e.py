@@ -23,8 +23,8 @@ import libvirt
 import pytest
 from support import qemu_reachable_dir
 
-from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.guest.agent import GuestAgent
+from vbench.domxml import AgentChannel, DomainSpec, build_domain_xml
+from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import Microguest
 from vbench.host.netns import GuestLink, RunNetwork, list_namespaces, run_hash
 from vbench.model import Sample
@@ -63,7 +63,7 @@ def _spec(run_id: str, guest: Microguest, link: GuestLink, nic: str, console: Pa
 
 
 def _ready_agent(dom: libvirt.virDomain) -> GuestAgent:
-    agent = GuestAgent(dom)
+    agent = open_agent(dom, AgentChannel())  # the spec's default: libvirt's channel
     agent.wait_ready(BOOT_BOUND_S)
     deadline = time.monotonic() + 30
     while agent.exec(["test", "-e", "/run/vbench-ready"], timeout_s=10, check=False).exitcode:

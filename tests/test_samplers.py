@@ -16,8 +16,9 @@ import libvirt
 import pytest
 from support import needs_umockdev
 
+from vbench.domxml import AgentChannel
 from vbench.errors import VbenchError
-from vbench.guest.agent import GuestAgent
+from vbench.guest.agent import open_agent
 from vbench.host.paths import HostPaths
 from vbench.samplers import Reading, Sampling, Value
 from vbench.samplers.guest import GuestSampler, parse_cpustats, parse_diskstats
@@ -255,7 +256,7 @@ def test_guest_diskstats_recorded() -> None:
 def test_guest_sampler_fails_one_tick_on_a_driver_without_agent(
     testconn: libvirt.virConnect,
 ) -> None:
-    sampler = GuestSampler(GuestAgent(testconn.lookupByName("test")))
+    sampler = GuestSampler(open_agent(testconn.lookupByName("test"), AgentChannel()))
     with pytest.raises(VbenchError, match="guest-get-cpustats"):
         sampler.sample()
 
@@ -275,7 +276,7 @@ def test_sampling_thread_ticks_first_and_last_and_survives_a_failing_sampler(
         batches.append(batch)
 
     host = HostSampler()
-    failing = GuestSampler(GuestAgent(testconn.lookupByName("test")))
+    failing = GuestSampler(open_agent(testconn.lookupByName("test"), AgentChannel()))
     sampling = Sampling([host, failing], sink, interval_s=0.1)
     sampling.start()
     assert len(batches) == 1  # the baseline is read before start() returns
@@ -372,7 +373,7 @@ def test_partition_walked_to_its_disk_under_umockdev(tmp_path: Path) -> None:
 
 @pytest.mark.libvirt_test
 def test_the_sets_a_case_runs_with(testconn: libvirt.virConnect, tmp_path: Path) -> None:
-    agent = GuestAgent(testconn.lookupByName("test"))
+    agent = open_agent(testconn.lookupByName("test"), AgentChannel())
     assert [s.name for s in guest_samplers(testconn, agent, tmp_path)] == [
         "libvirt",
         "host",

@@ -18,7 +18,7 @@ from support import qemu_reachable_dir
 
 from vbench.derive import derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.guest.agent import GuestAgent
+from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest
 from vbench.samplers import Sampling
 from vbench.samplers.host import find_block_device
@@ -59,7 +59,7 @@ def test_all_samplers_beside_fio_in_a_guest(
     )
     dom = conn.createXML(build_domain_xml(spec), 0)
     try:
-        agent = GuestAgent(dom)
+        agent = open_agent(dom, spec.agent)
         agent.wait_ready(60)
         device = agent.test_disk()
         block = find_block_device(workdir)

@@ -36,10 +36,11 @@ MODE_TITLES: dict[ModeId, str] = {
 class Accelerator(StrEnum):
     KVM = "kvm"
     TCG = "tcg"
+    XEN = "xen"  # libvirt's libxl driver: Xen runs the guests (no KVM probe)
 
     @property
     def libvirt_domain_type(self) -> str:
-        return "kvm" if self is Accelerator.KVM else "qemu"
+        return {Accelerator.KVM: "kvm", Accelerator.TCG: "qemu", Accelerator.XEN: "xen"}[self]
 
 
 ParamValue = str | int | float | bool

@@ -143,6 +143,9 @@ DEVICE_MODULES: tuple[str, ...] = (
 # kernel has go into the image; /init loads one only when an unclaimed PCI device matches its
 # modules.alias patterns, so that emulated/virtio guests boot as fast as without them.
 PASSTHROUGH_MODULES: tuple[str, ...] = ("nvme", "ixgbevf", "iavf", "igbvf", "mlx5_core", "igb")
+# A Xen guest's paravirtual drivers (blkfront disk, netfront NIC, pcifront for PV pass-through):
+# those the kernel has go into the image, loaded only on Xen (/init: /sys/bus/xen exists).
+XEN_MODULES: tuple[str, ...] = ("xen_blkfront", "xen_netfront", "xen_pcifront")
 # `vbench check` (guest.kernel) asks a kernel for exactly these: nvme is the one pass-through
 # driver every kernel must have (the NIC VF drivers are taken where present).
 MICROGUEST_MODULES: tuple[str, ...] = (*AGENT_MODULES, *DEVICE_MODULES, "nvme")

@@ -46,8 +46,8 @@ from vbench.command import run as run_command
 from vbench.density import density_figures
 from vbench.derive import CrossCheck, Derived, derive_case
 from vbench.domxml import DomainSpec, build_domain_xml
-from vbench.errors import AgentTimeout, GuestError, VbenchError
-from vbench.guest.agent import GuestAgent
+from vbench.errors import AgentTimeout, GuestError, LibvirtUnavailable, VbenchError
+from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import DEFAULT_CMDLINE, Microguest, build_microguest
 from vbench.host.baremetal import run_on_host
 from vbench.host.changes import ChangeJournal
@@ -92,6 +92,7 @@ from vbench.scenario import LoadedScenario, ModeSpec
 from vbench.series import SERIES, SERIES_COLUMNS, SeriesWriter
 from vbench.virt.accel import AccelVerdict, choose_accelerator
 from vbench.virt.connection import open_connection, resolve_uri
+from vbench.virt.driver import driver_for_uri, driver_of
 from vbench.virt.guests import RunScratch, running_guest
 from vbench.virt.hostdevs import assigned_pci, hostdev_networks
 from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, workload
@@ -317,7 +318,8 @@ def _versions(conn: libvirt.virConnect, guest: Microguest) -> dict[str, str]:
         "vbench": __version__,
         "python": platform.python_version(),
         "libvirt": _libvirt_version(conn.getLibVersion()),
-        "qemu": _libvirt_version(conn.getVersion()),
+        # the hypervisor's version: QEMU's, or Xen's on libvirt's libxl driver
+        ("xen" if driver_of(conn).is_xen else "qemu"): _libvirt_version(conn.getVersion()),
         "host_kernel": read_system_facts().kernel,
         "guest_kernel": guest.kernel_release,
         **{kind: _tool_version(list(w.version_argv)) for kind, w in WORKLOADS.items()},
@@ -380,10 +382,11 @@ class Runner:
         self.require_all_modes = require_all_modes
         self.paths = paths or HostPaths()  # a testbed's, for --dry-run --testbed
         self._view: HostView | None = None
+        self._driver = driver_for_uri(self.uri)  # domain type, agent channel (virt.driver)
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        conn = open_connection(self.uri)  # fails before anything is created
+        conn = self._connect()  # fails before anything is created (a dry run goes on)
         try:
             if self.checks is None:
                 self.events.phase("checking the host (vbench check)")
@@ -399,9 +402,10 @@ class Runner:
                 )
             if self.dry_run:
                 return self._dry_run(plans)
+            assert conn is not None  # only a dry run goes on without libvirt
             self.events.phase("building the microguest (cached after the first time)")
             guest = build_microguest(progress=self.events.phase)
-            self.events.phase("choosing the accelerator (functional KVM probe, cached)")
+            self.events.phase("choosing the accelerator (KVM probe under QEMU, cached)")
             accel = choose_accelerator(conn, guest)
             if accel.accelerator is Accelerator.TCG:
                 self.events.warn(
@@ -410,28 +414,45 @@ class Runner:
                 )
             return self._run_trials(conn, guest, accel, plans)
         finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+
+    def _connect(self) -> libvirt.virConnect | None:
+        """libvirt, and its driver.  A dry run without a reachable libvirt (planning for a Xen
+        host from elsewhere) goes on: the driver the URI names, no device held by any guest."""
+        try:
+            conn = open_connection(self.uri)
+        except LibvirtUnavailable as exc:
+            if not self.dry_run:
+                raise
+            self.events.warn(
+                f"{exc}. The dry run plans for libvirt's {self._driver.name} driver without it "
+                "(devices that running guests hold are not known)"
+            )
+            return None
+        self._driver = driver_of(conn)
+        return conn
 
     # -- the modes: plan (devices, safety), host changes, dry run -------------------------------
-    def _host_view(self, conn: libvirt.virConnect) -> HostView:
+    def _host_view(self, conn: libvirt.virConnect | None) -> HostView:
         assert self.checks is not None  # the host is checked before planning
         report = self.checks.report()
         paths = self.paths
-        # libvirt's libxl driver says "Xen": the guests are Xen's, and the KVM/VFIO host checks
-        # (which `vbench check` marks as not applying on a dom0) block nothing
-        xen = str(conn.getType()).lower() == "xen"
+        # libvirt's libxl driver: the guests are Xen's, and the KVM/VFIO host checks (which
+        # `vbench check` marks as not applying on a dom0) block nothing
+        xen = self._driver.is_xen
         return HostView(
             inventory=report.inventory,
             blockers={} if xen else host_blockers(report.checks),
-            hypervisor="xen" if xen else "kvm",
-            assigned=assigned_pci(conn),
-            hostdev_networks=hostdev_networks(conn),
+            hypervisor=self._driver.hypervisor,
+            assigned=assigned_pci(conn) if conn else {},
+            hostdev_networks=hostdev_networks(conn) if conn else {},
             plan_vf=lambda pf, want, index: plan_vf(pf, paths, want, vf_index=index),
             prepare=self.prepare_host,
         )
 
-    def _plan(self, conn: libvirt.virConnect) -> list[ModePlan | Skip]:
+    def _plan(self, conn: libvirt.virConnect | None) -> list[ModePlan | Skip]:
         """Each mode entry's plan or skip; DeviceRefused when a named device is unsafe."""
         self._view = self._host_view(conn)
         plans: list[ModePlan | Skip] = []
@@ -747,13 +768,7 @@ class Runner:
             name=f"vbench-{run_id}-{tid}",
             run_id=run_id,
             case=tid,
-            domain_type=(
-                "xen"
-                if self._view is not None and self._view.is_xen
-                else accel.accelerator.libvirt_domain_type
-                if accel
-                else "qemu"
-            ),
+            domain_type=self._driver.domain_type(accel.accelerator if accel else None),
             vcpus=self.scenario.guest.vcpus,
             memory_mib=self.scenario.guest.memory_mib,
             kernel=str(guest.kernel if guest else dry / "vmlinuz"),
@@ -770,6 +785,8 @@ class Runner:
             pcie_root_ports=devices.pcie_root_ports,
             iommu=devices.iommu,
             os_type=devices.os_type,
+            # beside the console: the socket vbench talks to the agent over (libxl), if any
+            agent=self._driver.agent_channel((console or dry / "x").with_name(f"{tid}.agent")),
         )
 
     def _run_trial(
@@ -803,9 +820,8 @@ class Runner:
                 xml = build_domain_xml(_with_link(spec, link))
                 state.rundir.write_raw(tid, "domain.xml", xml)
                 self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
-                with running_guest(conn, xml) as dom:
+                with running_guest(conn, xml) as dom, open_agent(dom, spec.agent) as agent:
                     self._attach(state, link)  # QEMU has the tap open: into the namespace with it
-                    agent = GuestAgent(dom)
                     record.boot_to_agent_s = round(
                         agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
                     )
@@ -915,7 +931,8 @@ class Runner:
                     spec = self._domain_spec(run_id, part, plan, guest, accel, disk, console)
                     xml = build_domain_xml(_with_link(spec, link))
                     state.rundir.write_raw(tid, "domain.xml", xml)
-                    agents.append(GuestAgent(stack.enter_context(running_guest(conn, xml))))
+                    dom = stack.enter_context(running_guest(conn, xml))
+                    agents.append(stack.enter_context(open_agent(dom, spec.agent)))
                     self._attach(state, link)  # QEMU has the tap open: into the namespace
                 # They boot at once on shared CPUs: each gets N times one guest's boot time.
                 boot_timeout = self.scenario.guest.boot_timeout_s * n

@@ -3,6 +3,9 @@
 from vbench.domxml.builder import (
     METADATA_NS,
     METADATA_PREFIX,
+    QEMU_AGENT_NAME,
+    VBENCH_AGENT_NAME,
+    AgentChannel,
     DomainSpec,
     HostdevNicSpec,
     HostdevSpec,
@@ -16,6 +19,9 @@ from vbench.domxml.builder import (
 __all__ = [
     "METADATA_NS",
     "METADATA_PREFIX",
+    "QEMU_AGENT_NAME",
+    "VBENCH_AGENT_NAME",
+    "AgentChannel",
     "DomainSpec",
     "HostdevNicSpec",
     "HostdevSpec",

@@ -3,7 +3,8 @@
 Element order is fixed so that golden files stay stable.  One small function per element, in the
 spirit of virt-manager's virtinst.  The domain is transient, boots a kernel + initramfs directly,
 has at most one test disk and one NIC in the mode's models, the mode's PCI host devices, a
-guest-agent channel and a serial console written to a file.
+guest-agent channel (`AgentChannel`: with its port on the guest's kernel command line) and a
+serial console written to a file.
 
 Pure: no libvirt import, no I/O, no global state (no `ET.register_namespace`).
 """
@@ -126,6 +127,66 @@ class NetworkNicSpec:
             raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
 
 
+# The name libvirt's QEMU driver connects to itself (its agent API); vbench's own channel under
+# QEMU takes another one, which libvirt leaves alone.
+QEMU_AGENT_NAME = "org.qemu.guest_agent.0"
+VBENCH_AGENT_NAME = "org.vbench.agent.0"
+CHANNEL_TARGETS = ("virtio", "xen")
+# A unix socket's path: sun_path is 108 bytes with its NUL
+_SOCKET_PATH_MAX = 107
+
+
+@dataclass(frozen=True)
+class AgentChannel:
+    """Where the guest's qemu-ga listens and who on the host talks to it.
+
+    `socket` None: libvirt's QEMU driver owns the channel (virtio `org.qemu.guest_agent.0`) and
+    vbench goes through libvirt's agent API.  Otherwise libvirt makes a unix socket at `socket`
+    (`<source mode='bind'>`) and vbench speaks the agent protocol over it itself: the only way
+    on libvirt's libxl driver, which has no agent API (target `xen`: a Xen PV console channel).
+    """
+
+    target: str = "virtio"  # virtio (virtio-serial port) | xen (a Xen PV console channel)
+    name: str = QEMU_AGENT_NAME
+    socket: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in CHANNEL_TARGETS:
+            raise ValueError(f"agent channel target must be virtio or xen, not {self.target!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
+            raise ValueError(f"{self.name!r} is not a channel name (e.g. {VBENCH_AGENT_NAME})")
+        if self.socket is None and (self.target, self.name) != ("virtio", QEMU_AGENT_NAME):
+            raise ValueError(
+                f"only libvirt's own agent channel ({QEMU_AGENT_NAME}) goes without a socket"
+            )
+        if self.socket is not None:
+            if not self.socket.startswith("/") or len(self.socket.encode()) > _SOCKET_PATH_MAX:
+                raise ValueError(
+                    f"the agent socket {self.socket!r} must be an absolute path of at most "
+                    f"{_SOCKET_PATH_MAX} bytes (a unix socket's limit)"
+                )
+            if (self.target, self.name) == ("virtio", QEMU_AGENT_NAME):
+                raise ValueError(
+                    f"libvirt's QEMU driver connects to {QEMU_AGENT_NAME} itself: a channel "
+                    f"vbench talks to over its socket needs another name (e.g. {VBENCH_AGENT_NAME})"
+                )
+
+    @property
+    def guest_port(self) -> str:
+        """The guest's device for the channel.  A Xen channel is PV console N, /dev/hvcN (see
+        xen-pv-channel(7)); console 0 is the guest's own, so vbench's one channel is hvc1."""
+        if self.target == "xen":
+            return "/dev/hvc1"
+        return f"/dev/virtio-ports/{self.name}"
+
+    @property
+    def kernel_arg(self) -> str:
+        """What tells the microguest's /init where its qemu-ga listens ('' for the default)."""
+        if self.socket is None:
+            return ""  # libvirt's channel: /init's default port
+        return f"vbench.agent={self.guest_port}"
+
+
 @dataclass(frozen=True)
 class DomainSpec:
     name: str
@@ -154,6 +215,7 @@ class DomainSpec:
     pcie_root_ports: int = 0  # q35: explicit root ports (index 1..n) for the devices above
     iommu: bool = False  # an emulated Intel IOMMU in the guest (q35 only)
     os_type: str = "hvm"  # "xen": a Xen PV guest (machine xenpv)
+    agent: AgentChannel = AgentChannel()  # per libvirt driver: vbench.virt.driver
 
     @property
     def is_xen(self) -> bool:
@@ -168,6 +230,8 @@ class DomainSpec:
             )
         if self.os_type not in OS_TYPES or (self.os_type == "xen" and not self.is_xen):
             raise ValueError(f"os_type {self.os_type!r} needs a xen domain (hvm, or xen for PV)")
+        if (self.agent.target == "xen") != self.is_xen:
+            raise ValueError("a Xen guest's agent channel is a xen one (and only a Xen guest's)")
         if self.is_xen and (self.iommu or self.pcie_root_ports):
             raise ValueError("a Xen guest has no q35 root ports or emulated IOMMU")
         if self.vcpus < 1:
@@ -229,7 +293,8 @@ def _os(root: ET.Element, spec: DomainSpec) -> None:
     _sub(os_el, "type", spec.os_type, arch="x86_64", machine=spec.machine)
     _sub(os_el, "kernel", spec.kernel)
     _sub(os_el, "initrd", spec.initrd)
-    _sub(os_el, "cmdline", spec.cmdline)
+    # the agent's port goes with the channel: the two must agree
+    _sub(os_el, "cmdline", " ".join(p for p in (spec.cmdline, spec.agent.kernel_arg) if p))
 
 
 def _disk(devices: ET.Element, spec: DomainSpec) -> None:
@@ -329,13 +394,12 @@ def _console(devices: ET.Element, spec: DomainSpec) -> None:
 
 
 def _agent_channel(devices: ET.Element, spec: DomainSpec) -> None:
+    agent = spec.agent
     channel = _sub(devices, "channel", type="unix")
-    if spec.is_xen:
-        # libxl wants the socket path; the channel is a Xen PV console named in xenstore
-        _sub(channel, "source", mode="bind", path=spec.console_log + ".agent")
-        _sub(channel, "target", type="xen", name="org.qemu.guest_agent.0")
-        return
-    _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
+    if agent.socket is not None:
+        # libvirt (QEMU driver) or libxl's device model listens there; vbench connects
+        _sub(channel, "source", mode="bind", path=agent.socket)
+    _sub(channel, "target", type=agent.target, name=agent.name)
 
 
 def build_domain_xml(spec: DomainSpec) -> str:

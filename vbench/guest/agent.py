@@ -1,30 +1,49 @@
-"""Running commands in a guest through the QEMU guest agent (qemu-ga), via libvirt.
+"""Running commands in a guest through the QEMU guest agent (qemu-ga).
 
-Every command goes through `libvirt_qemu.qemuAgentCommand`; libvirt precedes each one with a
-`guest-sync`, so replies are never confused across calls.  Commands are argv lists, never shell
-strings: `guest-exec` with `capture-output`, then `guest-exec-status` polled until it exits.
-qemu-ga keeps at most 16 MiB of each captured stream (GUEST_EXEC_MAX_OUTPUT) and returns it
-base64-encoded; fio's JSON for one job is ~10-20 KB, far below that.
+One code path for every use (ping, guest-exec, the ready file, the test disk, the guest sampler's
+cpustats/diskstats): `GuestAgent`, which sends JSON commands through an `AgentTransport` that
+carries one command and its reply.  Two transports, chosen by the domain's agent channel
+(`open_agent`; which channel a libvirt driver gets: vbench.virt.driver):
+
+- `LibvirtTransport`: libvirt's agent API (`libvirt_qemu.qemuAgentCommand`), which only the QEMU
+  driver has; libvirt precedes each command with a `guest-sync`.
+- `SocketTransport`: vbench speaks the agent protocol itself over the unix socket libvirt makes
+  from `<channel type='unix'><source mode='bind' path=.../>` (libvirt's libxl driver has no agent
+  API; a Xen channel is a PV console).  `guest-sync-delimited` after connecting and after any
+  timeout, a fresh connection when the other end went away (a restarted device model).
+
+Commands are argv lists, never shell strings: `guest-exec` with `capture-output`, then
+`guest-exec-status` polled until it exits.  qemu-ga keeps at most 16 MiB of each captured stream
+(GUEST_EXEC_MAX_OUTPUT) and returns it base64-encoded; fio's JSON for one job is ~10-20 KB.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import math
+import secrets
 import shlex
+import socket
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import libvirt
 import libvirt_qemu
 
+from vbench.domxml import AgentChannel
 from vbench.errors import AgentTimeout, GuestCommandFailed, GuestError
 
-# Seconds libvirt waits for qemu-ga to answer one agent command (not the guest command itself).
+# Seconds the transport waits for qemu-ga to answer one agent command (not the guest command).
 _AGENT_REPLY_TIMEOUT_S = 10
-_DISK_PREFIXES = ("vd", "sd", "hd", "nvme")
+_DISK_PREFIXES = ("vd", "sd", "hd", "nvme", "xvd")
 _READY_FILE = "/run/vbench-ready"  # written by the microguest's /init once drivers are probed
+# qemu-ga's flush byte: its JSON parser resets on it, and it precedes guest-sync-delimited's reply
+SENTINEL = b"\xff"
 
 
 @dataclass(frozen=True)
@@ -55,11 +74,190 @@ def _tail(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-class GuestAgent:
-    """The guest agent of one running libvirt domain."""
+class AgentTransport(Protocol):
+    """Carries one agent command (JSON text) to qemu-ga and returns its reply (JSON text).
+
+    Raises AgentTimeout when no reply came within `timeout_s`, GuestError for anything else
+    (no channel, connection lost); the message says what, GuestAgent adds which guest and command.
+    """
+
+    def call(self, request: str, timeout_s: float) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class LibvirtTransport:
+    """libvirt's agent API: the QEMU driver connects to the channel `org.qemu.guest_agent.0`."""
 
     def __init__(self, domain: libvirt.virDomain) -> None:
         self._domain = domain
+
+    def call(self, request: str, timeout_s: float) -> str:
+        try:
+            reply = libvirt_qemu.qemuAgentCommand(
+                self._domain, request, max(1, math.ceil(timeout_s)), 0
+            )
+        except libvirt.libvirtError as exc:
+            msg = (exc.get_error_message() or str(exc)).strip()
+            if exc.get_error_code() in (
+                libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+                getattr(libvirt, "VIR_ERR_AGENT_COMMAND_TIMEOUT", -1),
+            ):
+                raise AgentTimeout(msg) from None
+            raise GuestError(msg) from None
+        if reply is None:
+            raise GuestError("no reply")
+        return str(reply)
+
+    def close(self) -> None:
+        pass  # libvirt owns the channel
+
+
+class _Lost(Exception):
+    """The socket's other end went away (or never was there)."""
+
+
+class SocketTransport:
+    """The agent protocol spoken by vbench itself over a unix socket to the guest's channel.
+
+    qemu-ga answers each command with one line of JSON, in order.  Replies are matched to
+    commands by keeping the stream in step: `guest-sync-delimited` (preceded by a 0xFF byte that
+    resets qemu-ga's parser; its reply is preceded by 0xFF too) is sent on every new connection and
+    after any timeout, and everything up to the reply carrying its id is dropped, so a late reply
+    to a timed-out command is never taken for the next one's.  One command at a time (a lock): the
+    guest sampler's thread and the case's commands share the connection.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._synced = False
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1 + secrets.randbelow(1 << 30))
+
+    def call(self, request: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        payload = request.encode() + b"\n"
+        with self._lock:
+            for attempt in (1, 2):
+                sent = False
+                try:
+                    sock = self._connected(deadline)
+                    if not self._synced:
+                        self._sync(sock, deadline)
+                    self._send(sock, payload)
+                    sent = True
+                    return self._line(sock, deadline).decode(errors="replace")
+                except _Lost as exc:
+                    self._drop()
+                    # Before the command went out a new connection is safe (a restarted device
+                    # model, e.g. after a guest reboot); after it, the command may have run.
+                    if sent or attempt == 2:
+                        raise GuestError(f"agent socket {self.path}: {exc}") from None
+                except AgentTimeout:
+                    self._synced = False  # its reply may still come: sync before the next one
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    # -- the wire ---------------------------------------------------------------------------
+    def _connected(self, deadline: float) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(self.path)
+        except TimeoutError:
+            sock.close()
+            raise AgentTimeout(f"no connection to {self.path} in time") from None
+        except OSError as exc:
+            sock.close()
+            raise _Lost(f"cannot connect: {exc.strerror or exc}") from None
+        self._sock = sock
+        self._buf.clear()
+        self._synced = False
+        return sock
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buf.clear()
+        self._synced = False
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.settimeout(5.0)  # a unix socket takes a command at once unless the peer is gone
+            sock.sendall(data)
+        except TimeoutError:
+            raise _Lost("the other end takes no data") from None
+        except OSError as exc:
+            raise _Lost(exc.strerror or str(exc)) from None
+
+    def _line(self, sock: socket.socket, deadline: float) -> bytes:
+        """The next non-empty line from the agent (without its newline)."""
+        scanned = 0
+        while True:
+            end = self._buf.find(b"\n", scanned)
+            if end >= 0:
+                line = bytes(self._buf[:end])
+                del self._buf[: end + 1]
+                scanned = 0
+                if line.strip():
+                    return line
+                continue
+            scanned = len(self._buf)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AgentTimeout("no reply in time")
+            try:
+                sock.settimeout(remaining)
+                chunk = sock.recv(1 << 16)
+            except TimeoutError:
+                raise AgentTimeout("no reply in time") from None
+            except OSError as exc:
+                raise _Lost(f"connection lost ({exc.strerror or exc})") from None
+            if not chunk:
+                raise _Lost("connection lost (closed by the other end)")
+            self._buf += chunk
+
+    def _sync(self, sock: socket.socket, deadline: float) -> None:
+        sync_id = next(self._ids)
+        request = {"execute": "guest-sync-delimited", "arguments": {"id": sync_id}}
+        self._send(sock, SENTINEL + json.dumps(request).encode() + b"\n")
+        while True:
+            line = self._line(sock, deadline)
+            at = line.rfind(SENTINEL)
+            if at < 0:
+                continue  # stale: a reply to a command before the sync
+            try:
+                reply = json.loads(line[at + 1 :])
+            except ValueError:
+                continue
+            if isinstance(reply, dict) and reply.get("return") == sync_id:
+                self._synced = True
+                return
+
+
+def open_agent(domain: libvirt.virDomain, channel: AgentChannel) -> GuestAgent:
+    """The guest agent of a running domain, over the transport its agent channel asks for."""
+    if channel.socket is None:
+        return GuestAgent(domain, LibvirtTransport(domain))
+    return GuestAgent(domain, SocketTransport(channel.socket))
+
+
+class GuestAgent:
+    """The guest agent of one running libvirt domain, over one transport.  Close it (or use it
+    as a context manager) when done: a socket transport holds a connection."""
+
+    def __init__(self, domain: libvirt.virDomain, transport: AgentTransport) -> None:
+        self._domain = domain
+        self._transport = transport
         self.name: str = domain.name()
 
     @property
@@ -67,41 +265,52 @@ class GuestAgent:
         """The libvirt domain this agent belongs to."""
         return self._domain
 
-    # --- the wire -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> GuestAgent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- one command ----------------------------------------------------------------------------
 
     def command(
-        self, execute: str, arguments: dict[str, Any] | None = None, *, timeout_s: int = 0
+        self, execute: str, arguments: dict[str, Any] | None = None, *, timeout_s: float = 0
     ) -> Any:
         """Send one agent command and return its `return` value."""
         payload: dict[str, Any] = {"execute": execute}
         if arguments is not None:
             payload["arguments"] = arguments
-        wait = max(1, timeout_s or _AGENT_REPLY_TIMEOUT_S)
+        wait = max(1.0, timeout_s or _AGENT_REPLY_TIMEOUT_S)
         try:
-            reply = libvirt_qemu.qemuAgentCommand(self._domain, json.dumps(payload), wait, 0)
-        except libvirt.libvirtError as exc:
-            msg = (exc.get_error_message() or str(exc)).strip()
-            code = exc.get_error_code()
-            if code in (
-                libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-                getattr(libvirt, "VIR_ERR_AGENT_COMMAND_TIMEOUT", -1),
-            ):
-                raise AgentTimeout(
-                    f"guest agent of {self.name} did not answer {execute}: {msg}"
-                ) from None
-            if code == libvirt.VIR_ERR_OPERATION_INVALID and not self._is_active():
+            reply = self._transport.call(json.dumps(payload), wait)
+        except AgentTimeout as exc:
+            raise AgentTimeout(
+                f"guest agent of {self.name} did not answer {execute}: {exc}"
+            ) from None
+        except GuestError as exc:
+            if not self._is_active():
                 raise GuestError(
                     f"guest {self.name} is not running (while sending {execute})"
                 ) from None
-            raise GuestError(f"guest agent of {self.name}: {execute} failed: {msg}") from None
-        if reply is None:
-            raise GuestError(f"guest agent of {self.name} sent no reply to {execute}")
+            raise GuestError(f"guest agent of {self.name}: {execute} failed: {exc}") from None
         try:
             decoded = json.loads(reply)
         except json.JSONDecodeError:
             raise GuestError(
                 f"guest agent of {self.name} sent unreadable JSON for {execute}: {_tail(reply)}"
             ) from None
+        if not isinstance(decoded, dict):
+            raise GuestError(
+                f"guest agent of {self.name} sent no JSON object for {execute}: {_tail(reply)}"
+            )
         if "error" in decoded:
             desc = decoded["error"].get("desc", decoded["error"])
             raise GuestError(f"guest agent of {self.name}: {execute} failed: {desc}")
@@ -136,7 +345,8 @@ class GuestAgent:
                 raise AgentTimeout(
                     f"guest agent of {self.name} did not answer within {timeout_s:.0f} s ({last})"
                 )
-            # Not connected yet: libvirt answers at once, so poll briskly but not in a hot loop.
+            # Not connected yet (libvirt, or a socket not yet listening, answers at once): poll
+            # briskly but not in a hot loop.
             time.sleep(0.05)
 
     def wait_init(self, timeout_s: float) -> None:

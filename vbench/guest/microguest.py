@@ -35,6 +35,7 @@ from vbench.packages import (
     DEVICE_MODULES,
     MICROGUEST_PROGRAMS,
     PASSTHROUGH_MODULES,
+    XEN_MODULES,
 )
 
 BUILDER_VERSION = "4"
@@ -476,11 +477,16 @@ def _plan(src: HostSources, stub_dir: Path | None = None) -> _Plan:
             paths = [m for m in resolve_modules(dep_text, [name]) if m not in loaded_early]
             passthrough[name] = paths
     extra = list(dict.fromkeys(p for paths in passthrough.values() for p in paths))
+    # Xen's frontends the kernel has (Debian's: modules), with what the image lacks so far
+    have_xen = [name for name in XEN_MODULES if name in present]
+    xen = [m for m in resolve_modules(dep_text, have_xen) if m not in loaded_early]
+    extra += [m for m in xen if m not in extra]
     for rel in [*agent, *devices, *extra]:
         plan.add_file(f"usr/lib/modules/{rel}", src.modules_dir / rel, 0o644)
     plan.modules = [*agent, *devices, *extra]
     plan.data["etc/vbench/modules.agent"] = ("\n".join(agent) + "\n").encode(), 0o644
     plan.data["etc/vbench/modules.devices"] = ("\n".join(devices) + "\n").encode(), 0o644
+    plan.data["etc/vbench/modules.xen"] = "".join(f"{m}\n" for m in xen).encode(), 0o644
     alias_path = src.modules_dir / "modules.alias"
     try:
         alias_text = alias_path.read_text(encoding="utf-8")

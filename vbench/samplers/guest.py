@@ -7,7 +7,8 @@ carries the host's qemu-ga, 7.2 on Debian 12).  Values (source "guest"), all cou
 qemu-ga converts jiffies to milliseconds.  busy = user + nice + system + irq + softirq + steal.
 Memory-backed and loop devices (ram*, loop*, zram*) are left out.
 
-Each tick is two agent round trips (libvirt adds a guest-sync to each): measured here under TCG,
+Each tick is two agent round trips (through libvirt, which adds a guest-sync to each; the socket
+transport syncs only after connecting or a timeout): measured here under TCG (libvirt),
 10-25 ms wall, under 0.5 ms of this process's CPU, but ~4 ms of the guest's QEMU process (it
 emulates the guest's qemu-ga), so a case asks it on every 5th tick (`samplers.sets.GUEST_EVERY`).
 """

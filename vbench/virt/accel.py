@@ -3,7 +3,8 @@
 On some hosts /dev/kvm exists but guests hang under it (e.g. a kvm_pvm-backed /dev/kvm on a CPU
 without vmx/svm).  So: start the microguest under KVM and wait, for a bounded time, for its guest
 agent.  It answers -> KVM; otherwise TCG, with the reason.  The verdict is cached per host, kernel,
-CPU flags and QEMU/libvirt version, so the seconds are paid once.
+CPU flags and QEMU/libvirt version, so the seconds are paid once.  On libvirt's libxl driver there
+is nothing to probe: Xen runs the guests (accelerator "xen", vbench.virt.driver).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import libvirt
 
 from vbench.domxml import DomainSpec, build_domain_xml
 from vbench.errors import GuestError
-from vbench.guest.agent import GuestAgent
+from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest, default_cache_root
 from vbench.host.facts import read_system_facts
 from vbench.host.paths import HostPaths
 from vbench.model import Accelerator
+from vbench.virt.driver import QEMU, driver_of
 from vbench.virt.guests import RunScratch, running_guest
 
 PROBE_TIMEOUT_S = 20.0
@@ -80,7 +82,7 @@ def _probe(conn: libvirt.virConnect, guest: Microguest, timeout_s: float) -> Acc
             name=f"vbench-{run_id}",
             run_id=run_id,
             case="accel-probe",
-            domain_type="kvm",
+            domain_type=QEMU.domain_type(Accelerator.KVM),
             vcpus=1,
             memory_mib=256,
             kernel=str(guest.kernel),
@@ -90,10 +92,14 @@ def _probe(conn: libvirt.virConnect, guest: Microguest, timeout_s: float) -> Acc
             disk_path=None,
             nic_model=None,
             owner_pid=os.getpid(),
+            agent=QEMU.agent_channel(scratch.path / "probe.agent"),
         )
         try:
-            with running_guest(conn, build_domain_xml(spec)) as dom:
-                waited = GuestAgent(dom).wait_ready(timeout_s)
+            with (
+                running_guest(conn, build_domain_xml(spec)) as dom,
+                open_agent(dom, spec.agent) as agent,
+            ):
+                waited = agent.wait_ready(timeout_s)
         except GuestError as exc:
             return AccelVerdict(
                 Accelerator.TCG,
@@ -117,7 +123,13 @@ def choose_accelerator(
     cache_dir: Path | None = None,
     use_cache: bool = True,
 ) -> AccelVerdict:
-    """KVM when a guest really boots under it here, else TCG; always with the reason."""
+    """KVM when a guest really boots under it here, else TCG; always with the reason.  On
+    libvirt's libxl driver: Xen, without a probe."""
+    fixed = driver_of(conn).accelerator
+    if fixed is not None:
+        return AccelVerdict(
+            fixed, f"libvirt's {driver_of(conn).name} driver: Xen runs the guests (no KVM probe)"
+        )
     forced = os.environ.get("VBENCH_ACCEL", "").lower()
     if forced in ("tcg", "kvm"):
         return AccelVerdict(Accelerator(forced), f"forced by VBENCH_ACCEL={forced}")

@@ -45,6 +45,14 @@ def open_connection(uri: str | None = None) -> libvirt.virConnect:
         )
         if target.startswith("test://"):
             hint = "check the test driver file path"
+        elif "no connection driver available" in msg:
+            # this libvirt lacks the URI's driver (xen:// needs the libxl one, on a Xen dom0)
+            hint = (
+                "this libvirt has no driver for it (Xen: run on a dom0 with libvirt's libxl "
+                "driver, Debian: `apt-get install libvirt-daemon-driver-xen`)"
+                if target.startswith("xen")
+                else "this libvirt has no driver for it: install the hypervisor's libvirt driver"
+            )
         raise LibvirtUnavailable(f"cannot connect to libvirt at {target}: {msg}; {hint}") from None
     if conn is None:  # pragma: no cover - old bindings returned None instead of raising
         raise LibvirtUnavailable(f"cannot connect to libvirt at {target}")

@@ -14,6 +14,8 @@ echo "vbench: init started" >/dev/console
 # the disk and NIC drivers follow, listed in dependency order by the builder.
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.agent
 
+# The agent's port: vbench.agent=DEV on the kernel command line (a Xen channel is a PV console,
+# /dev/hvc1; vbench's own virtio channel /dev/virtio-ports/NAME), else libvirt's virtio port.
 start_agent() {
     mkdir -p /dev/virtio-ports
     for p in /sys/class/virtio-ports/*; do
@@ -22,16 +24,27 @@ start_agent() {
         [ -n "$n" ] && ln -sf "../${p##*/}" "/dev/virtio-ports/$n"
     done
     port=/dev/virtio-ports/org.qemu.guest_agent.0
-    [ -e "$port" ] || { echo "vbench: no guest agent port" >/dev/console; return; }
+    for arg in $(cat /proc/cmdline); do
+        case "$arg" in vbench.agent=*) port=${arg#vbench.agent=} ;; esac
+    done
+    case "$port" in
+        /dev/virtio-ports/*) method=virtio-serial ;;
+        *) method=isa-serial ;; # a tty: qemu-ga sets it raw
+    esac
+    [ -e "$port" ] || { echo "vbench: no guest agent port $port" >/dev/console; return; }
     # Respawn: a crashed agent would leave the host waiting for nothing.
     while :; do
-        qemu-ga -m virtio-serial -p "$port" -f /run/qemu-ga.pid -t /var/run/qemu-ga
+        qemu-ga -m "$method" -p "$port" -f /run/qemu-ga.pid -t /var/run/qemu-ga
         sleep 0.2
     done
 }
 start_agent </dev/null >/dev/console 2>&1 &
 
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.devices
+# A Xen guest's frontends (blkfront, netfront, pcifront): only on Xen, where xenbus exists.
+if [ -d /sys/bus/xen/devices ]; then
+    while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done </etc/vbench/modules.xen
+fi
 
 # Drivers of assigned devices (VFIO / SR-IOV: NVMe, NIC VFs) only for an unclaimed NVMe or network
 # PCI device, matched against the drivers' modalias patterns: emulated/virtio guests skip this.
