@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vbench.host.checks import LibvirtFacts, check_libvirt, read_facts
 from vbench.host.paths import HostPaths
 from vbench.host.xen import NOT_ON_XEN_DOM0, xen_checks, xen_role
 from vbench.readiness import CheckResult, Status
@@ -48,3 +49,12 @@ def test_domu_and_plain_hosts_keep_their_checks(tmp_path: Path) -> None:
     plain = _host(tmp_path / "b", None, None)
     assert xen_role(plain) is None
     assert xen_checks(plain, CHECKS) == CHECKS
+
+
+def test_qemu_version_does_not_apply_under_libxl() -> None:
+    # libvirt's libxl driver names itself "Xen"; QEMU there is only the device model
+    lv = LibvirtFacts(uri="xen:///system", driver="Xen", lib_version="9.0.0", hv_version="4.17.0")
+    out = {c.id: c for c in check_libvirt(lv, read_facts(HostPaths()))}
+    qemu = out["qemu.version"]
+    assert qemu.status is Status.SKIP
+    assert "does not apply on Xen 4.17.0" in qemu.observed and not qemu.remedy

@@ -1114,6 +1114,15 @@ def check_libvirt(lv: LibvirtFacts, f: HostFacts) -> list[CheckResult]:
                 gates=ALL,
             )
         )
+    elif lv.driver == "Xen":  # libxl: Xen is the hypervisor, QEMU only its device model
+        out.append(
+            _skip(
+                "qemu.version",
+                t_qemu,
+                f"does not apply on Xen {lv.hv_version or ''} ({lv.uri}): "
+                "libxl runs QEMU as the device model only",
+            )
+        )
     else:
         out.append(
             CheckResult(

@@ -58,7 +58,9 @@ ACCEL_WARNING = (
     "These runs used different accelerators ({accels}): under TCG QEMU emulates the CPU in "
     "software, so the ratios below measure mostly the accelerator, not the hosts or their settings."
 )
-ACCEL_HEADER = "Warning: TCG and KVM runs compared; the ratios measure mostly the accelerator"
+ACCEL_HEADER = (
+    "Warning: a TCG run compared with accelerated ones; the ratios measure mostly the accelerator"
+)
 COLUMNS = (
     "run",
     "workload",
