@@ -2,8 +2,9 @@
 
 One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
 A run is rounds of trials: a fixed count, or with adaptive repetitions rounds are added until the
-headline figures' CIs are tight enough (`vbench.adaptive`).  A density trial boots N guests of one
-mode and starts each case in all of them at once (`vbench.density` for its figures).
+headline figures' CIs are tight enough (`vbench.adaptive`).  A trial boots the guests of its mode
+(one; N in a density trial) and starts each case in all of them at once (one path, `_run_trial`;
+`vbench.density` for a density trial's figures).
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
 Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
 success, error, Ctrl-C, SIGTERM.
@@ -98,8 +99,8 @@ from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, wo
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
 CONSOLE_TAIL_LINES = 30
-# How long the guests of a density trial wait for each other before a case (they are all up)
-DENSITY_BARRIER_TIMEOUT_S = 120.0
+# How long the guests of a trial wait for each other before a case (they are all up)
+BARRIER_TIMEOUT_S = 120.0
 # A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
 # (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
 BAREMETAL_PEER = "127.0.0.1"
@@ -626,8 +627,6 @@ class Runner:
         plan = plans[trial.mode_index]
         if isinstance(plan, Skip):
             self._record_trial_skipped(state, trial, mode)
-        elif trial.density is not None:
-            self._run_density_trial(conn, guest, accel, state, scratch, trial, mode, plan)
         else:
             self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
 
@@ -783,105 +782,27 @@ class Runner:
         mode: ModeSpec,
         plan: ModePlan,
     ) -> None:
-        run_id = state.manifest.run_id
-        tid = trial.id
-        record = TrialRecord(
-            mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
-        )
-        state.manifest.trials.append(record)
-        assert plan.devices is not None
-        disk = (
-            scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
-            if plan.devices.disk_bus
-            else None
-        )
-        console = scratch.file(f"{tid}.console.log")
-        done: set[str] = set()
-        try:
-            with self._guest_link(state, trial) as link:
-                spec = self._domain_spec(run_id, trial, plan, guest, accel, disk, console)
-                xml = build_domain_xml(_with_link(spec, link))
-                state.rundir.write_raw(tid, "domain.xml", xml)
-                self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
-                with running_guest(conn, xml) as dom:
-                    self._attach(state, link)  # QEMU has the tap open: into the namespace with it
-                    agent = GuestAgent(dom)
-                    record.boot_to_agent_s = round(
-                        agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
-                    )
-                    state.add_samples(
-                        [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
-                    )
-                    place = self._guest_place(
-                        conn,
-                        state,
-                        scratch,
-                        trial,
-                        mode,
-                        plan,
-                        agent,
-                        link,
-                        self.scenario.guest.boot_timeout_s,
-                    )
-                    self._run_cases(
-                        state,
-                        trial,
-                        mode.id.value,
-                        place.executor,
-                        place.target,
-                        place.watch,
-                        done=done,
-                    )
-        except GuestError as exc:
-            record.status = "failed"
-            record.error = str(exc)
-            record.console_tail = _console_tail(console)
-            for wl in trial.workloads:
-                if wl.slug not in done:
-                    state.manifest.cases.append(
-                        self._case_record(trial, mode.id.value, wl, "failed", str(exc))
-                    )
-                    self.events.advance()
-            self.events.warn(f"{tid} failed: {exc}")
-        finally:
-            with contextlib.suppress(OSError):
-                state.rundir.write_raw(tid, "console.log", console.read_bytes())
-            if disk is not None:
-                disk.unlink(missing_ok=True)
-            state.save()
-
-    def _run_density_trial(
-        self,
-        conn: libvirt.virConnect,
-        guest: Microguest,
-        accel: AccelVerdict,
-        state: _State,
-        scratch: RunScratch,
-        trial: Trial,
-        mode: ModeSpec,
-        plan: ModePlan,
-    ) -> None:
-        """N guests of one mode at once (`trial.density`), each with its own disk, test link
-        (when a case needs a network) and agent.
+        """The guests of one trial: one, or N of the mode at once (`trial.density`), each with
+        its own disk, test link (when a case needs a network) and agent.
 
         They boot together; each case starts in all of them at the same moment (their threads
-        meet at a barrier) and runs through `_run_case` as in any trial, so each guest's samples
-        are its own (case ids `r<rep>-<mode>-n<N>g<i>-...`).  Then the case's aggregate record
-        (`r<rep>-<mode>-n<N>-...`) gets the sums, the fairness and the host's CPU
-        (`vbench.density`).  A guest that fails to boot or hangs fails the trial: a density with
-        fewer guests is not that density.  Guests and disks go on every way out.
+        meet at a barrier) and runs through `_run_case`, so each guest's samples are its own
+        (case ids `r<rep>-<mode>-...`, in a density trial `r<rep>-<mode>-n<N>g<i>-...`).  A
+        density trial's case then gets its aggregate record (`r<rep>-<mode>-n<N>-...`) with the
+        sums, the fairness and the host's CPU (`vbench.density`).  A guest that fails to boot or
+        hangs fails the trial (a density with fewer guests is not that density) and its cases
+        still to run; its console tail is kept.  Guests, taps and disks go on every way out.
         """
-        n = trial.density
-        assert n is not None
+        n = trial.density or 1
         run_id = state.manifest.run_id
-        parts = [replace(trial, guest=g) for g in range(n)]
+        parts = [trial] if trial.density is None else [replace(trial, guest=g) for g in range(n)]
         records = [
             TrialRecord(
                 mode=trial.mode,
                 mode_id=mode.id.value,
                 repetition=trial.repetition,
                 status="ok",
-                density=n,
+                density=part.density,
                 guest=part.guest,
             )
             for part in parts
@@ -889,7 +810,8 @@ class Runner:
         state.manifest.trials += records
         consoles: list[Path] = []
         done: set[str] = set()
-        self.events.case(f"{trial.id}: booting {n} guest(s) at once ({mode.id.display_name})")
+        at_once = "the guest" if trial.density is None else f"{n} guest(s) at once"
+        self.events.case(f"{trial.id}: booting {at_once} ({mode.id.display_name})")
         try:
             with contextlib.ExitStack() as stack:
                 # LIFO: guests are destroyed, consoles kept and disks removed before the pool
@@ -936,23 +858,24 @@ class Runner:
                 def one(
                     part: Trial, place: _GuestPlace, wl: WorkloadCase, barrier: threading.Barrier
                 ) -> tuple[CaseRecord, float]:
-                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
+                    barrier.wait(BARRIER_TIMEOUT_S)
                     released = time.monotonic()
                     record = self._run_case(
                         state, part, mode.id.value, wl, place.executor, place.target, place.watch
                     )
                     return record, released
 
+                in_all = "" if trial.density is None else f" in {at_once}"
                 for wl in trial.workloads:
-                    self.events.case(f"{trial.id}: {wl.slug} in {n} guest(s) at once")
+                    self.events.case(f"{trial.id}: {wl.slug}{in_all}")
                     barrier = threading.Barrier(n + 1)  # the guests' threads and this one
                     barriers.append(barrier)
                     futures = [
                         pool.submit(one, part, place, wl, barrier)
                         for part, place in zip(parts, where, strict=True)
                     ]
-                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
-                    hung = self._density_case(state, trial, mode, wl, parts, futures)
+                    barrier.wait(BARRIER_TIMEOUT_S)
+                    hung = self._collect_case(state, trial, mode, wl, parts, futures)
                     done.add(wl.slug)
                     state.save()
                     self.events.advance()
@@ -973,7 +896,7 @@ class Runner:
         finally:
             state.save()
 
-    def _density_case(
+    def _collect_case(
         self,
         state: _State,
         trial: Trial,
@@ -982,11 +905,11 @@ class Runner:
         parts: list[Trial],
         futures: list[Future[tuple[CaseRecord, float]]],
     ) -> GuestError | None:
-        """Collect one case of a density trial: each guest's record, then the aggregate record
-        and its samples.  Returns the error of a guest that stopped answering (ends the trial)."""
+        """Collect one case from the trial's guests: each guest's record, then in a density trial
+        the aggregate record and its samples.  Returns the error of a guest that stopped
+        answering (it ends the trial)."""
         hung: GuestError | None = None
         released: list[float] = []
-        failed: list[str] = []
         records: list[CaseRecord] = []
         for part, future in zip(parts, futures, strict=True):
             try:
@@ -998,36 +921,51 @@ class Runner:
                 at = math.nan
             records.append(record)
             released.append(at)
-            if record.status != "ok":
-                failed.append(f"guest {part.guest}: {record.error}")
         state.manifest.cases += records
+        if trial.density is not None:
+            state.manifest.cases.append(
+                self._density_aggregate(state, trial, mode, wl, parts, records, released)
+            )
+        return hung
+
+    def _density_aggregate(
+        self,
+        state: _State,
+        trial: Trial,
+        mode: ModeSpec,
+        wl: WorkloadCase,
+        parts: list[Trial],
+        records: list[CaseRecord],
+        released: list[float],
+    ) -> CaseRecord:
+        """A density trial's case over all its guests: failed if one guest's failed, else the
+        sums and fairness of their figures (samples added) and how far apart they started."""
         aggregate = self._case_record(trial, mode.id.value, wl, "ok")
         aggregate.started_at = min((r.started_at for r in records if r.started_at), default=None)
         aggregate.ended_at = utc_now()
+        failed = [
+            f"guest {part.guest}: {record.error}"
+            for part, record in zip(parts, records, strict=True)
+            if record.status != "ok"
+        ]
         if failed:
             aggregate.status = "failed"
             aggregate.error = "; ".join(failed)
-        else:
-            aggregate.start_spread_ms = round(1000 * (max(released) - min(released)), 3)
-            per_guest = [
-                [s for s in state.samples if s.case_id == part.case_id(wl)] for part in parts
-            ]
-            labels = SampleLabels.for_case(
-                wl,
-                run_id=state.manifest.run_id,
-                case_id=trial.case_id(wl),
-                mode=trial.mode,
-                repetition=trial.repetition,
-                timestamp=time.time(),
-            )
-            state.add_samples(
-                [
-                    labels.sample(name, value, unit)
-                    for name, value, unit in density_figures(per_guest)
-                ]
-            )
-        state.manifest.cases.append(aggregate)
-        return hung
+            return aggregate
+        aggregate.start_spread_ms = round(1000 * (max(released) - min(released)), 3)
+        per_guest = [[s for s in state.samples if s.case_id == part.case_id(wl)] for part in parts]
+        labels = SampleLabels.for_case(
+            wl,
+            run_id=state.manifest.run_id,
+            case_id=trial.case_id(wl),
+            mode=trial.mode,
+            repetition=trial.repetition,
+            timestamp=time.time(),
+        )
+        state.add_samples(
+            [labels.sample(name, value, unit) for name, value, unit in density_figures(per_guest)]
+        )
+        return aggregate
 
     def _keep_console(self, state: _State, tid: str, console: Path) -> None:
         with contextlib.suppress(OSError):
@@ -1128,7 +1066,7 @@ class Runner:
         )
         watch = CaseWatch(samplers=lambda: host_samplers(scratch.path))
         try:
-            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch, done=set())
+            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch)
         finally:
             if disk is not None:
                 disk.unlink(missing_ok=True)
@@ -1146,17 +1084,14 @@ class Runner:
         executor: Executor,
         target: Target,
         watch: CaseWatch,
-        *,
-        done: set[str],
     ) -> None:
-        """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
+        """Every case of the bare-metal trial in turn, on the host."""
         where = " (on the host)" if executor.where == "host" else ""
         for wl in trial.workloads:
             self.events.case(f"{trial.id}: {wl.slug}{where}")
             state.manifest.cases.append(
                 self._run_case(state, trial, mode_id, wl, executor, target, watch)
             )
-            done.add(wl.slug)
             state.save()
             self.events.advance()
 
