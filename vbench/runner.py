@@ -73,7 +73,6 @@ from vbench.results import (
     Accel,
     CaseRecord,
     CrossCheckRecord,
-    HostChange,
     Manifest,
     RepetitionsRecord,
     RoundRecord,
@@ -229,11 +228,6 @@ class _State:
         with self.lock:
             self.rundir.append_samples(samples)
             self.samples += samples
-
-    def host_change(self, what: str) -> None:
-        """RunNetwork's journal: each change to the host is in the manifest before it is made."""
-        self.manifest.host_changes.append(HostChange(at=utc_now(), what=what))
-        self.save()
 
     def next_guest_index(self) -> int:
         self.guests += 1
@@ -447,12 +441,12 @@ class Runner:
         return plans
 
     def _prepare(
-        self, stack: contextlib.ExitStack, rundir: RunDir, plans: list[ModePlan | Skip]
+        self, stack: contextlib.ExitStack, journal: ChangeJournal, plans: list[ModePlan | Skip]
     ) -> list[ModePlan | Skip]:
-        """Make the modes' host changes (journal in the run dir), then plan the VFs they made."""
+        """Make the modes' host changes (through the run's journal), then plan the VFs they
+        made."""
         if not any(isinstance(p, ModePlan) and p.changes for p in plans):
             return plans
-        journal = ChangeJournal(rundir.path)
         out: list[ModePlan | Skip] = []
         for mode, plan in zip(self.scenario.modes, plans, strict=True):
             if isinstance(plan, ModePlan) and plan.changes:
@@ -560,12 +554,13 @@ class Runner:
             ):
                 # inside the scratch lock (it tells `vbench cleanup` the run lives); closed first
                 state.series = stack.enter_context(SeriesWriter(rundir.path / SERIES, run_id))
+                # The one record of the run's host changes (the modes' and the network's), each
+                # written before it is made; undone newest first on every way out (the stack
+                # unwinds: the network, made last, goes first), replayed by `vbench cleanup`.
+                journal = ChangeJournal(rundir.path)
+                plans = self._prepare(stack, journal, plans)
                 if any(self._needs(t, Needs.NETWORK) for t in runnable):
-                    state.network = stack.enter_context(
-                        RunNetwork(run_id, record=state.host_change)
-                    )
-                # host changes are undone on every way out (the stack unwinds), first of all
-                plans = self._prepare(stack, rundir, plans)
+                    state.network = stack.enter_context(RunNetwork(run_id, journal))
                 rounds = 0
                 while True:
                     for trial in self.scenario.round_trials(rounds):
