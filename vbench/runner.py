@@ -914,6 +914,8 @@ class Runner:
                     hung = hung or exc
                 record = self._case_record(part, mode.id.value, wl, "failed", str(exc))
                 at = math.nan
+            else:
+                self._warn_failed(record)
             records.append(record)
             released.append(at)
         state.manifest.cases += records
@@ -1084,9 +1086,9 @@ class Runner:
         where = " (on the host)" if executor.where == "host" else ""
         for wl in trial.workloads:
             self.events.case(f"{trial.id}: {wl.slug}{where}")
-            state.manifest.cases.append(
-                self._run_case(state, trial, mode_id, wl, executor, target, watch)
-            )
+            record = self._run_case(state, trial, mode_id, wl, executor, target, watch)
+            self._warn_failed(record)
+            state.manifest.cases.append(record)
             state.save()
             self.events.advance()
 
@@ -1208,9 +1210,15 @@ class Runner:
             log = agent.exec(["dmesg"], timeout_s=10, check=False)
             state.rundir.write_raw(tid, "dmesg.txt", log.stdout)
 
-    def _case_failed(self, record: CaseRecord, exc: VbenchError) -> CaseRecord:
+    @staticmethod
+    def _case_failed(record: CaseRecord, exc: VbenchError) -> CaseRecord:
+        """The case's record, failed; its caller tells the terminal (`_warn_failed`), so a case
+        a Ctrl-C cut short (its guest destroyed under it) is not reported as failed."""
         record.status = "failed"
         record.error = str(exc)
         record.ended_at = utc_now()
-        self.events.warn(f"{record.case_id} failed: {exc}")
         return record
+
+    def _warn_failed(self, record: CaseRecord) -> None:
+        if record.status == "failed":
+            self.events.warn(f"{record.case_id} failed: {record.error}")
