@@ -61,11 +61,13 @@ def run_peer_case_in_namespace(workload: Any, case: Any, prefix: str) -> bytes:
     import subprocess
     import uuid
 
+    from vbench.host.changes import ChangeJournal
     from vbench.host.netns import RunNetwork
     from vbench.workloads import Target
 
     with (
-        RunNetwork(f"{prefix}-{uuid.uuid4().hex[:8]}") as net,
+        tempfile.TemporaryDirectory(prefix="vbench-journal-") as journal_dir,
+        RunNetwork(f"{prefix}-{uuid.uuid4().hex[:8]}", ChangeJournal(Path(journal_dir))) as net,
         net.server(workload.server_argv(case, "127.0.0.1")),
     ):
         argv = workload.argv(case, Target("host", peer_address="127.0.0.1"))

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from test_report import _check_document, _make_run
 
-from vbench.bundle import BundleError, verify_bundle, write_bundle
+from vbench.bundle import HOST_CHANGES, BundleError, verify_bundle, write_bundle
 from vbench.errors import RunDirError
+from vbench.host.changes import JOURNAL, ChangeJournal, HostChange
 from vbench.report import build_report
 from vbench.results import RunDir
 
@@ -46,6 +47,28 @@ def bundled(tmp_path: Path) -> tuple[Path, Path]:
     out = _vbench("bundle", str(run_path), "-o", str(tmp_path / "evidence.tar.gz"))
     assert out.returncode == 0, out.stderr
     return run_path, tmp_path / "evidence.tar.gz"
+
+
+def test_the_bundle_carries_the_runs_host_change_journal(tmp_path: Path) -> None:
+    """The journal is the run's one record of its host changes: it rides along, verified."""
+    run_path, _ = _make_run(tmp_path / "reports", checks=_check_document())
+    run = RunDir(run_path)
+    manifest = run.read_manifest()
+    manifest.scenario.sha256 = hashlib.sha256(manifest.scenario.text.encode()).hexdigest()
+    run.write_manifest(manifest)
+    build_report(run_path, pdf=False)
+    attr = tmp_path / "sriov_drivers_autoprobe"  # a plain file stands in for the attribute
+    attr.write_text("1\n")
+    journal = ChangeJournal(run_path)
+    journal.apply(HostChange("sysfs_write", str(attr), "1", "0", "autoprobe 1 -> 0"))
+    assert journal.restore() == []
+    assert HOST_CHANGES == JOURNAL
+    bundle = write_bundle(run_path, tmp_path / "b.tar.gz").path
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile(f"{run_path.name}/{JOURNAL}")
+        assert member is not None
+        assert member.read() == (run_path / JOURNAL).read_bytes()
+    assert verify_bundle(bundle)[1] == []
 
 
 def _repack(bundle: Path, tmp_path: Path, edit: str, offset: int = 10) -> Path:

@@ -1,12 +1,14 @@
 """`vbench cleanup` after a run killed with SIGKILL (no chance to clean up itself).
 
 It must destroy that run's guest, network namespace, taps, peer servers and scratch files, and
-leave alone a guest that merely has the `vbench-` name prefix without vbench's metadata.
+leave alone a guest that merely has the `vbench-` name prefix without vbench's metadata.  The
+namespace and the taps go by the run's host-change journal (`-o` names the runs' directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -130,20 +132,29 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
     assert all(_alive(p) for p in servers)
     assert any(scratch.iterdir())
 
+    out = tmp_path / "out"
     dry = subprocess.run(
-        [sys.executable, "-m", "vbench", "cleanup", "--dry-run"],
+        [sys.executable, "-m", "vbench", "cleanup", "--dry-run", "-o", str(out)],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     assert all(name in dry.stderr + dry.stdout for name in ours)
-    assert f"namespace {namespace}" in dry.stderr + dry.stdout
+    said = dry.stderr + dry.stdout
+    assert f"would undo: create network namespace {namespace}" in said
+    assert f"would undo: create tap vbt{run_hash(run_id)}0 (guest 0)" in said
+    assert f"would remove namespace {namespace}" not in said  # the journal's, listed once
     assert _names() - {decoy} == ours  # a dry run changes nothing
     assert _namespaces() == {namespace}
 
-    subprocess.run([sys.executable, "-m", "vbench", "cleanup"], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "vbench", "cleanup", "-o", str(out)], env=env, check=True)
     assert _names() == {decoy}
     assert _namespaces() == set() and _taps(run_id) == []
     assert not any(_alive(p) for p in servers)
     assert not any(scratch.iterdir())
+    journal = json.loads((out / run_id / "host-changes.json").read_text())["changes"]
+    assert [(c["kind"], c["state"]) for c in journal] == [
+        ("netns", "restored"),
+        ("tap", "restored"),
+    ]

@@ -113,6 +113,59 @@ def test_failed_change_is_recorded_and_the_rest_restored(tmp_path: Path) -> None
     assert _journal_states(run_dir) == ["restored", "restored", "restore-failed"]
 
 
+def test_one_change_undone_before_the_rest(tmp_path: Path) -> None:
+    """`undo`: a guest's tap goes when its trial ends; the rest stays in force until `restore`."""
+    pf = _tree(tmp_path)
+    run_dir = tmp_path / "run"
+    journal = ChangeJournal(run_dir)
+    first = _write(pf / "sriov_drivers_autoprobe", "1", "0")
+    journal.apply(first)
+    journal.apply(_write(pf / "sriov_numvfs", "0", "2"))
+    journal.undo(first)
+    assert (_val(pf / "sriov_drivers_autoprobe"), _val(pf / "sriov_numvfs")) == ("1", "2")
+    assert _journal_states(run_dir) == ["restored", "made"]
+    (pf / "sriov_drivers_autoprobe").write_text("7\n")
+    journal.undo(first)  # not in force any more: left as it is
+    assert _val(pf / "sriov_drivers_autoprobe") == "7"
+    assert journal.restore() == []
+    assert _journal_states(run_dir) == ["restored", "restored"]
+
+
+def test_an_undo_that_fails_stays_in_force(tmp_path: Path) -> None:
+    pf = _tree(tmp_path)
+    run_dir = tmp_path / "run"
+    journal = ChangeJournal(run_dir)
+    change = _write(pf / "sriov_numvfs", "0", "2")
+    journal.apply(change)
+    (pf / "sriov_numvfs").unlink()
+    (pf / "sriov_numvfs").mkdir()  # the undo fails (EISDIR)
+    with pytest.raises(HostError, match="could not undo 'set sriov_numvfs from 0 to 2'"):
+        journal.undo(change)
+    assert _journal_states(run_dir) == ["restore-failed"]
+    assert journal.pending() == [change]  # for restore and `vbench cleanup`
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "message"),
+    [
+        ("netns", "eth0", "'eth0' in the journal is not a vbench network namespace"),
+        ("netns", "vbench-../x", "not a vbench network namespace"),
+        ("tap", "eth0 netns vbench-r1", "'eth0' in the journal is not a tap of run r1"),
+        ("tap", "vbt000000000 netns vbench-r1", "is not a tap of run r1"),  # another run's hash
+        ("tap", "eth0", "unreadable tap target 'eth0'"),
+    ],
+)
+def test_network_entries_touch_only_vbench_names(
+    tmp_path: Path, kind: str, target: str, message: str
+) -> None:
+    """A journal edited by hand (or damaged) cannot make cleanup delete a device of the host's."""
+    entry = {"kind": kind, "target": target, "before": "absent", "after": "present"}
+    doc = {"format": 1, "changes": [{**entry, "describe": "x", "state": "made"}]}
+    (tmp_path / JOURNAL).write_text(json.dumps(doc))
+    (problem,) = ChangeJournal.load(tmp_path).restore()
+    assert message in problem
+
+
 def test_undo_failing_mid_way_keeps_going(tmp_path: Path) -> None:
     pf = _tree(tmp_path)
     journal = ChangeJournal(tmp_path / "run")

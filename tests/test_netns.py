@@ -1,13 +1,15 @@
 """The run's network (vbench/host/netns.py): names and addresses, then the real thing.
 
 The second half creates real network namespaces, taps and servers (root and iproute2 needed; no
-guest): everything is named after a per-test run id and checked gone afterwards.  Traffic only
-flows inside the namespaces the tests create.
+guest): everything is named after a per-test run id and checked gone afterwards.  The namespace
+and the taps are host changes in a real journal (vbench.host.changes) in the test's directory.
+Traffic only flows inside the namespaces the tests create.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -23,6 +25,7 @@ from support import qemu_reachable_dir
 
 from vbench.errors import HostError
 from vbench.host import netns
+from vbench.host.changes import JOURNAL, ChangeJournal, JournalBusy, leftover_journals
 from vbench.host.netns import (
     LINK_PREFIXLEN,
     MAX_GUESTS,
@@ -168,9 +171,20 @@ def run_id() -> Iterator[str]:
             remove_leftover(left)
 
 
+@pytest.fixture
+def journal(tmp_path: Path) -> ChangeJournal:
+    return ChangeJournal(tmp_path / "run")
+
+
+def _states(journal: ChangeJournal) -> list[tuple[str, str, str]]:
+    """(kind, target, state) of every entry of the journal as it is on disk."""
+    doc = json.loads(journal.path.read_text())
+    return [(e["kind"], e["target"], e["state"]) for e in doc["changes"]]
+
+
 @needs_root
-def test_network_lifecycle_leaves_nothing(run_id: str) -> None:
-    with RunNetwork(run_id) as net:
+def test_network_lifecycle_leaves_nothing(run_id: str, journal: ChangeJournal) -> None:
+    with RunNetwork(run_id, journal) as net:
         link = net.add_guest(0)
         assert _taps_of(run_id) == [link.tap]
         # the tap waits in the root namespace, down and without an address, for QEMU
@@ -199,49 +213,62 @@ def test_network_lifecycle_leaves_nothing(run_id: str) -> None:
 
 
 @needs_root
-def test_every_host_change_is_recorded_before_it_is_made(run_id: str) -> None:
-    seen: list[tuple[str, bool, bool]] = []
+def test_every_host_change_is_in_the_journal_before_it_is_made(run_id: str, tmp_path: Path) -> None:
     ns = namespace_name(run_id)
+    seen: list[tuple[list[tuple[str, str, str]], bool, bool]] = []
 
-    def record(what: str) -> None:  # what exists at the moment the change is announced
-        seen.append((what, ns in list_namespaces(), bool(_taps_of(run_id))))
+    class Watched(ChangeJournal):
+        """The real journal; what exists on the host each time it is written."""
 
-    with RunNetwork(run_id, record=record) as net, net.guest(0) as link:
+        def _save(self) -> None:
+            super()._save()
+            seen.append((_states(self), ns in list_namespaces(), bool(_taps_of(run_id))))
+
+    journal = Watched(tmp_path / "run")
+    with RunNetwork(run_id, journal) as net, net.guest(0) as link:
         net.attach(link)
         with net.server(["iperf3", "-s", "-B", str(link.host_address)]):
             pass
-    whats = [w.split()[0] + " " + w.split()[1] for w, _, _ in seen]
-    assert whats == [
-        "create network",
-        "create tap",
-        "move tap",
-        "start `iperf3",
-        "stop `iperf3",
-        "delete tap",
-        "delete network",
+    tap = f"{link.tap} netns {ns}"
+    # each change planned (nothing made yet), made, then undone newest first
+    assert [(states[-1][0], states[-1][2]) for states, _, _ in seen[:4]] == [
+        ("netns", "planned"),
+        ("netns", "made"),
+        ("tap", "planned"),
+        ("tap", "made"),
     ]
-    assert seen[0][1:] == (False, False)  # announced before the namespace existed
-    assert seen[1][1:] == (True, False)  # ... and the tap
-    assert seen[2][2] is True  # the tap is still in the root namespace when its move is announced
+    assert seen[0][1:] == (False, False)  # recorded before the namespace existed
+    assert seen[2][1:] == (True, False)  # ... and the tap
+    assert [s for s, _, _ in seen[4:]] == [
+        [("netns", ns, "made"), ("tap", tap, "restored")],
+        [("netns", ns, "restored"), ("tap", tap, "restored")],
+    ]
+    assert journal.pending() == []
+    assert "server" not in journal.path.read_text()  # processes in the namespace: not changes
     _gone(run_id)
 
 
 @needs_root
-def test_an_exception_inside_leaves_nothing(run_id: str) -> None:
+def test_an_exception_inside_leaves_nothing(run_id: str, journal: ChangeJournal) -> None:
     pids: list[int] = []
-    with pytest.raises(RuntimeError, match="boom"), RunNetwork(run_id) as net:
+    with pytest.raises(RuntimeError, match="boom"), RunNetwork(run_id, journal) as net:
         link = net.add_guest(0)
         net.attach(link)
         net.add_guest(1)  # a second tap never moved: still in the root namespace
         pids.append(net.start_server(["sockperf", "server", "-i", str(link.host_address)]).pid)
         raise RuntimeError("boom")
     _gone(run_id, pids)
+    assert journal.pending() == []
 
 
 @needs_root
-def test_ctrl_c_inside_leaves_nothing(run_id: str) -> None:
+def test_ctrl_c_inside_leaves_nothing(run_id: str, journal: ChangeJournal) -> None:
     pids: list[int] = []
-    with pytest.raises(KeyboardInterrupt), RunNetwork(run_id) as net, net.guest(0) as link:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        RunNetwork(run_id, journal) as net,
+        net.guest(0) as link,
+    ):
         net.attach(link)
         with net.server(["iperf3", "-s", "-B", str(link.host_address)]) as srv:
             pids.append(srv.pid)
@@ -250,8 +277,10 @@ def test_ctrl_c_inside_leaves_nothing(run_id: str) -> None:
 
 
 @needs_root
-def test_a_server_that_cannot_bind_is_one_line_and_leaves_nothing(run_id: str) -> None:
-    with RunNetwork(run_id) as net:
+def test_a_server_that_cannot_bind_is_one_line_and_leaves_nothing(
+    run_id: str, journal: ChangeJournal
+) -> None:
+    with RunNetwork(run_id, journal) as net:
         # 169.254.1.1 is not in the namespace until a tap is attached: bind fails
         with pytest.raises(HostError, match=r"peer server .* exited"):
             net.start_server(["iperf3", "-s", "-B", "169.254.1.1"])
@@ -260,15 +289,35 @@ def test_a_server_that_cannot_bind_is_one_line_and_leaves_nothing(run_id: str) -
 
 
 @needs_root
-def test_an_existing_namespace_is_refused(run_id: str) -> None:
-    with RunNetwork(run_id), pytest.raises(HostError, match="already exists"):
-        RunNetwork(run_id).create()
+def test_an_existing_namespace_is_refused(run_id: str, tmp_path: Path) -> None:
+    other = ChangeJournal(tmp_path / "other")
+    with (
+        RunNetwork(run_id, ChangeJournal(tmp_path / "run")),
+        pytest.raises(HostError, match="already exists"),
+    ):
+        RunNetwork(run_id, other).create()
+    assert not other.path.exists()  # refused before anything was recorded (not its to undo)
     _gone(run_id)
 
 
 @needs_root
-def test_guest_context_deletes_its_tap_but_keeps_the_namespace(run_id: str) -> None:
-    with RunNetwork(run_id) as net:
+def test_an_existing_tap_is_refused_and_left_alone(run_id: str, journal: ChangeJournal) -> None:
+    name = tap_name(run_id, 0)
+    subprocess.run(["ip", "tuntap", "add", name, "mode", "tap"], check=True)
+    try:
+        with RunNetwork(run_id, journal) as net, pytest.raises(HostError, match="exists already"):
+            net.add_guest(0)
+        assert _taps_of(run_id) == [name]  # not recorded, so not undone
+        assert [k for k, _, _ in _states(journal)] == ["netns"]
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)
+
+
+@needs_root
+def test_guest_context_deletes_its_tap_but_keeps_the_namespace(
+    run_id: str, journal: ChangeJournal
+) -> None:
+    with RunNetwork(run_id, journal) as net:
         with net.guest(0) as link:
             net.attach(link)
         assert _taps_of(run_id) == []
@@ -280,8 +329,10 @@ def test_guest_context_deletes_its_tap_but_keeps_the_namespace(run_id: str) -> N
 
 _KILLED_RUN = """
 import sys, time
+from pathlib import Path
+from vbench.host.changes import ChangeJournal
 from vbench.host.netns import RunNetwork
-net = RunNetwork(sys.argv[1]); net.create()
+net = RunNetwork(sys.argv[1], ChangeJournal(Path(sys.argv[2]))); net.create()
 a = net.add_guest(0); net.attach(a)
 net.add_guest(1)
 net.start_server(["iperf3", "-s", "-B", str(a.host_address)])
@@ -291,10 +342,10 @@ time.sleep(600)
 """
 
 
-def _start_and_kill_a_run(run_id: str) -> None:
+def _start_and_kill_a_run(run_id: str, run_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_RUN, run_id], stdout=subprocess.PIPE, env=env
+        [sys.executable, "-c", _KILLED_RUN, run_id, str(run_dir)], stdout=subprocess.PIPE, env=env
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"up\n"
@@ -304,6 +355,8 @@ def _start_and_kill_a_run(run_id: str) -> None:
 
 _INTERRUPTED_RUN = """
 import signal, sys, time
+from pathlib import Path
+from vbench.host.changes import ChangeJournal
 from vbench.host.netns import RunNetwork
 
 def term(*_):  # as the runner does: SIGTERM is handled like Ctrl-C
@@ -311,7 +364,7 @@ def term(*_):  # as the runner does: SIGTERM is handled like Ctrl-C
 
 signal.signal(signal.SIGTERM, term)
 try:
-    with RunNetwork(sys.argv[1]) as net:
+    with RunNetwork(sys.argv[1], ChangeJournal(Path(sys.argv[2]))) as net:
         a = net.add_guest(0); net.attach(a)
         net.add_guest(1)
         net.start_server(["iperf3", "-s", "-B", str(a.host_address)])
@@ -325,10 +378,12 @@ except KeyboardInterrupt:
 
 @needs_root
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_ctrl_c_leave_nothing(run_id: str, sig: signal.Signals) -> None:
+def test_sigterm_and_ctrl_c_leave_nothing(run_id: str, sig: signal.Signals, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPTED_RUN, run_id], stdout=subprocess.PIPE, env=env
+        [sys.executable, "-c", _INTERRUPTED_RUN, run_id, str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        env=env,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"up\n"
@@ -337,11 +392,13 @@ def test_sigterm_and_ctrl_c_leave_nothing(run_id: str, sig: signal.Signals) -> N
     proc.send_signal(sig)
     assert proc.wait(30) == 130
     _gone(run_id, servers)
+    assert ChangeJournal.load(tmp_path / "run").pending() == []
 
 
 @needs_root
-def test_cleanup_removes_what_a_killed_run_left(run_id: str) -> None:
-    _start_and_kill_a_run(run_id)
+def test_cleanup_removes_what_a_killed_run_left(run_id: str, tmp_path: Path) -> None:
+    """By name, as for a run whose journal `vbench cleanup` does not see (another --output)."""
+    _start_and_kill_a_run(run_id, tmp_path / "run")
     ns = namespace_name(run_id)
     server_pids = netns._namespace_pids(ns)
     assert len(server_pids) == 2  # the servers outlive their run
@@ -359,11 +416,64 @@ def test_cleanup_removes_what_a_killed_run_left(run_id: str) -> None:
 
 
 @needs_root
-def test_cleanup_never_touches_a_live_run(run_id: str) -> None:
+def test_a_killed_runs_journal_undoes_its_network(run_id: str, tmp_path: Path) -> None:
+    """What `vbench cleanup` replays: the journal the killed run left, newest first."""
+    _start_and_kill_a_run(run_id, tmp_path / "run")
+    ns = namespace_name(run_id)
+    server_pids = netns._namespace_pids(ns)
+    assert len(server_pids) == 2
+    journals, problems = leftover_journals(tmp_path)
+    assert problems == []
+    [journal] = journals
+    assert [(c.kind, c.target) for c in journal.pending()] == [
+        ("netns", ns),
+        ("tap", f"{tap_name(run_id, 0)} netns {ns}"),
+        ("tap", f"{tap_name(run_id, 1)} netns {ns}"),
+    ]
+    assert journal.restore() == []
+    time.sleep(0.1)
+    _gone(run_id, server_pids)
+    assert {state for _, _, state in _states(journal)} == {"restored"}
+
+
+_LIVE_RUN = _KILLED_RUN.replace("time.sleep(600)", "sys.stdin.read()")
+
+
+@needs_root
+def test_a_live_runs_network_is_never_undone_from_a_journal(run_id: str, tmp_path: Path) -> None:
+    """Even from a journal whose lock is out of sight (a copy): the namespace's owner lives."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LIVE_RUN, run_id, str(tmp_path / "run")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"
+        with pytest.raises(JournalBusy):  # the run holds its journal's lock
+            ChangeJournal.load(tmp_path / "run")
+        (tmp_path / "copy").mkdir()
+        shutil.copy(tmp_path / "run" / JOURNAL, tmp_path / "copy" / JOURNAL)
+        problems = ChangeJournal.load(tmp_path / "copy").restore()
+        assert len(problems) == 3
+        assert all(f"still runs (pid {proc.pid})" in p for p in problems), problems
+        assert namespace_name(run_id) in list_namespaces()
+        assert len(_taps_of(run_id)) == 1  # tap 1, still in the root namespace
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ChangeJournal.load(tmp_path / "run").restore() == []
+    _gone(run_id)
+
+
+@needs_root
+def test_cleanup_never_touches_a_live_run(run_id: str, journal: ChangeJournal) -> None:
     with (
         qemu_reachable_dir("vbench-netns-") as root,
         RunScratch(run_id, root=root),
-        RunNetwork(run_id) as net,
+        RunNetwork(run_id, journal) as net,
     ):
         net.add_guest(0)
         live = live_run_ids(root)
@@ -398,14 +508,16 @@ def test_cleanup_spares_a_foreign_tap_named_like_ours(run_id: str) -> None:
 
 
 @needs_root
-def test_vbench_cleanup_lists_a_killed_runs_network_but_not_a_live_ones(run_id: str) -> None:
+def test_vbench_cleanup_lists_a_killed_runs_network_but_not_a_live_ones(
+    run_id: str, tmp_path: Path
+) -> None:
     """The real CLI, with --dry-run: a real cleanup here could take other people's leftovers."""
     live_id = _run_id()
-    _start_and_kill_a_run(run_id)
+    _start_and_kill_a_run(run_id, tmp_path / "killed")
     with (
         qemu_reachable_dir("vbench-netns-") as root,
         RunScratch(live_id, root=root),
-        RunNetwork(live_id) as live_net,
+        RunNetwork(live_id, ChangeJournal(tmp_path / "live")) as live_net,
     ):
         live_net.add_guest(0)
         env = {
@@ -430,9 +542,11 @@ def test_vbench_cleanup_lists_a_killed_runs_network_but_not_a_live_ones(run_id: 
 
 
 @needs_root
-def test_a_servers_log_is_kept_and_its_tail_explains_a_failure(run_id: str, tmp_path: Path) -> None:
+def test_a_servers_log_is_kept_and_its_tail_explains_a_failure(
+    run_id: str, tmp_path: Path, journal: ChangeJournal
+) -> None:
     log = tmp_path / "server.log"
-    with RunNetwork(run_id) as net, pytest.raises(HostError) as err:
+    with RunNetwork(run_id, journal) as net, pytest.raises(HostError) as err:
         net.start_server(["iperf3", "-s", "-B", "169.254.1.1"], log=log)
     assert "Cannot assign requested address" in log.read_text()
     assert "Cannot assign requested address" in str(err.value)

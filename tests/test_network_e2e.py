@@ -26,6 +26,7 @@ from support import qemu_reachable_dir
 from vbench.domxml import AgentChannel, DomainSpec, build_domain_xml
 from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import Microguest
+from vbench.host.changes import ChangeJournal
 from vbench.host.netns import GuestLink, RunNetwork, list_namespaces, run_hash
 from vbench.model import Sample
 from vbench.virt.guests import RunScratch, running_guest
@@ -96,7 +97,7 @@ def _labels(run_id: str, mode: str, case_id: str, kind: str, params: str) -> Sam
 
 @pytest.mark.parametrize(("mode", "nic"), [("fv", "e1000"), ("pv", "virtio")])
 def test_iperf3_and_sockperf_over_the_modes_nic(
-    mode: str, nic: str, conn: libvirt.virConnect, microguest: Microguest
+    mode: str, nic: str, conn: libvirt.virConnect, microguest: Microguest, tmp_path: Path
 ) -> None:
     run_id = f"e2e-net-{mode}-{uuid.uuid4().hex[:6]}"
     iperf3, sockperf = Iperf3(), Sockperf()
@@ -105,7 +106,7 @@ def test_iperf3_and_sockperf_over_the_modes_nic(
     with (
         qemu_reachable_dir("vbench-net-e2e-") as root,
         RunScratch(run_id, root=root) as scratch,
-        RunNetwork(run_id) as net,
+        RunNetwork(run_id, ChangeJournal(tmp_path)) as net,
         net.guest(0) as link,
     ):
         xml = build_domain_xml(_spec(run_id, microguest, link, nic, scratch.file("console.log")))
@@ -144,7 +145,7 @@ def test_iperf3_and_sockperf_over_the_modes_nic(
 
 
 def test_an_exception_with_a_guest_and_servers_up_leaves_nothing(
-    conn: libvirt.virConnect, microguest: Microguest
+    conn: libvirt.virConnect, microguest: Microguest, tmp_path: Path
 ) -> None:
     run_id = f"e2e-net-exc-{uuid.uuid4().hex[:6]}"
     pids: list[int] = []
@@ -152,7 +153,7 @@ def test_an_exception_with_a_guest_and_servers_up_leaves_nothing(
         pytest.raises(RuntimeError, match="mid-run"),
         qemu_reachable_dir("vbench-net-e2e-") as root,
         RunScratch(run_id, root=root) as scratch,
-        RunNetwork(run_id) as net,
+        RunNetwork(run_id, ChangeJournal(tmp_path)) as net,
         net.guest(0) as link,
     ):
         xml = build_domain_xml(

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -85,7 +86,8 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 
 def test_the_run_records_are_typed_and_complete(real_run: Path) -> None:
     data = json.loads((real_run / "manifest.json").read_text())
-    assert data["format_version"] == 2 and data["checks"]["format_version"] == 2
+    assert data["format_version"] == 3 and data["checks"]["format_version"] == 2
+    assert "host_changes" not in data  # the run's journal holds them (host-changes.json)
     manifest = RunDir.open(real_run).read_manifest()
     assert manifest.checks is not None
     pv = next(v for v in manifest.checks.verdicts if v.mode.value == "pv")
@@ -120,6 +122,8 @@ def test_bundle_of_the_real_run_verifies_and_catches_a_changed_byte(
 ) -> None:
     bundle = tmp_path / "evidence.tar.gz"
     assert _vbench("bundle", str(real_run), "-o", str(bundle)).returncode == 0
+    with tarfile.open(bundle) as tar:  # the run's one record of its host changes rides along
+        assert f"{real_run.name}/host-changes.json" in tar.getnames()
     ok = _vbench("bundle", "--verify", str(bundle))
     assert ok.returncode == 0, ok.stderr
     work = tmp_path / "x"

@@ -575,7 +575,7 @@ def test_a_run_of_manifest_format_1_still_renders(tmp_path: Path) -> None:
     shutil.copytree(V1_RUN, run_path)
     assert json.loads((run_path / "manifest.json").read_text())["format_version"] == 1
     manifest = RunDir.open(run_path).read_manifest()
-    assert manifest.format_version == 2 and manifest.checks is not None
+    assert manifest.format_version == 3 and manifest.checks is not None
     vfio = manifest.checks.verdict(ModeId.VFIO)
     assert vfio is not None and not vfio.ready
     assert vfio.remedies[0].checks == ("vfio.modules",)

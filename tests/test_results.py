@@ -17,7 +17,6 @@ from vbench.model import SAMPLE_COLUMNS, Sample
 from vbench.results import (
     CaseRecord,
     CrossCheckRecord,
-    HostChange,
     Manifest,
     RunDir,
     RunTiming,
@@ -77,7 +76,7 @@ def test_manifest_and_samples_round_trip(tmp_path: Path) -> None:
     assert frame["parameters"].tolist() == ["bs=4k", "bs=4k"]
 
 
-def test_cross_checks_host_changes_and_timing_round_trip(tmp_path: Path) -> None:
+def test_cross_checks_and_timing_round_trip(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path, "r1")
     m = _manifest()
     m.cases[0].workload_s = 5.2
@@ -92,7 +91,6 @@ def test_cross_checks_host_changes_and_timing_round_trip(tmp_path: Path) -> None
         )
     ]
     m.cases[0].flags = ["net_bytes_tx"]
-    m.host_changes = [HostChange(at="2026-12-01T10:00:00+00:00", what="create tap vbt00000000")]
     m.timing = RunTiming.of(200.0, 50.0)
     run.write_manifest(m)
     back = RunDir.open(tmp_path / "r1").read_manifest()
@@ -128,6 +126,32 @@ def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
     (run.path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(RunDirError, match="format_version 99"):
         run.read_manifest()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_manifests_host_changes_are_left_out(tmp_path: Path, version: int) -> None:
+    """v1/v2 kept the network's host changes as lines; since v3 the run's journal holds them."""
+    run = RunDir.create(tmp_path, "r1")
+    run.write_manifest(_manifest())
+    data = json.loads((run.path / "manifest.json").read_text())
+    assert data["format_version"] == 3 and "host_changes" not in data
+    data["format_version"] = version
+    data["host_changes"] = [{"at": "2026-12-01T10:00:00+00:00", "what": "create tap vbt0"}]
+    (run.path / "manifest.json").write_text(json.dumps(data))
+    back = run.read_manifest()
+    assert back.format_version == 3
+    assert back == _manifest().model_copy(update={"started_at": back.started_at})
+
+
+def test_host_changes_in_a_v3_manifest_are_refused_in_one_line(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "r1")
+    run.write_manifest(_manifest())
+    data = json.loads((run.path / "manifest.json").read_text())
+    data["host_changes"] = []
+    (run.path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(RunDirError, match=r"manifest.json: host_changes: Extra inputs") as err:
+        run.read_manifest()
+    assert "\n" not in str(err.value)
 
 
 def test_a_broken_manifest_names_the_key(tmp_path: Path) -> None:

@@ -223,10 +223,17 @@ def test_fv_and_pv_run_to_a_report(tmp_path: Path, env: dict[str, str]) -> None:
     virtio = (run / "raw" / "r0-pv" / "domain.xml").read_text()
     assert '<interface type="ethernet">' in e1000 and '<model type="e1000"' in e1000
     assert '<model type="virtio"' in virtio and "vbench.ip=169.254." in virtio
-    changes = [c["what"] for c in manifest["host_changes"]]
-    assert changes[0].startswith("create network namespace vbench-")
-    assert changes[-1].startswith("delete network namespace vbench-")
-    assert any(c.startswith("move tap vbt") for c in changes)
+    # the run's host changes are its journal: the namespace, a tap per guest, all undone
+    assert "host_changes" not in manifest
+    journal = json.loads((run / "host-changes.json").read_text())["changes"]
+    ns = f"vbench-{manifest['run_id']}"
+    assert [(c["kind"], c["state"]) for c in journal] == [
+        ("netns", "restored"),
+        ("tap", "restored"),
+        ("tap", "restored"),
+    ]
+    assert journal[0]["target"] == ns
+    assert all(c["target"].endswith(f" netns {ns}") for c in journal[1:])
     # the samplers: a series per case, host cost derived from it, cross-checks within 5 %
     series = pd.read_csv(run / "series.csv")
     assert set(series["case_id"]) == {c["case_id"] for c in manifest["cases"]}
@@ -349,5 +356,7 @@ def test_interrupted_run_leaves_nothing_and_stays_readable(
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert manifest["ended_at"]
-    assert manifest["host_changes"][-1]["what"] == f"delete network namespace {namespace}"
+    journal = json.loads((run / "host-changes.json").read_text())["changes"]
+    assert (journal[0]["kind"], journal[0]["target"]) == ("netns", namespace)
+    assert {c["state"] for c in journal} == {"restored"}  # undone on the way out
     assert watch.left_behind(manifest["run_id"], Path(env["VBENCH_SCRATCH"])) == []

@@ -4,6 +4,7 @@
     <run-id>/checks.json          the host-check document (as `vbench check --json` writes it)
     <run-id>/scenario.toml        the scenario text the run used
     <run-id>/samples.csv          tidy samples; series*.csv (time series) when the run has them
+    <run-id>/host-changes.json    the run's host changes and their undoing, when it made any
     <run-id>/raw/...              domain XML, console logs, tool outputs (fio.json, ...)
     <run-id>/report.html, report.pdf
     <run-id>/SHA256SUMS           `sha256sum -c` format, paths relative to <run-id>/
@@ -32,6 +33,8 @@ SUMS = "SHA256SUMS"
 CHECKS = "checks.json"
 SCENARIO = "scenario.toml"
 REPORT_FILES = ("report.html", "report.pdf")
+# the run's host-change journal: vbench.host.changes.JOURNAL (a sibling layer, not imported here)
+HOST_CHANGES = "host-changes.json"
 
 
 class BundleError(VbenchError):
@@ -51,7 +54,7 @@ def _sha256(data: bytes) -> str:
 def _run_files(run_path: Path) -> list[tuple[str, Path]]:
     """(name in the bundle, file on disk) for everything of the run a bundle carries."""
     files = [(MANIFEST, run_path / MANIFEST)]
-    for name in (SAMPLES, *REPORT_FILES):
+    for name in (SAMPLES, HOST_CHANGES, *REPORT_FILES):
         if (run_path / name).is_file():
             files.append((name, run_path / name))
     files += [(p.name, p) for p in sorted(run_path.glob("series*.csv")) if p.is_file()]

@@ -6,6 +6,8 @@
                          as cases finish
       raw/<case-id>/     the workload's output (fio.json, stress-ng.yaml), domain.xml, console.log
                          (listed in the manifest)
+      host-changes.json  the run's host changes (network namespace, taps, --prepare-host's), each
+                         recorded before it was made, and their undoing (vbench.host.changes)
       report.html, report.pdf
 
 Every other file is written to a temporary name and renamed, so a reader never sees half a file;
@@ -17,8 +19,11 @@ line naming the file and the line (a malformed sample row, a truncated manifest,
 manifest names but the directory lacks, samples of a case the manifest does not list).
 
 Manifest format history: 1 stored the host-check document as an open mapping; 2 stores the typed
-`vbench.checkdoc.CheckDocument` and lists the raw files.  A v1 manifest is upgraded on reading
-(its check document through `load_check_document`; no raw-file list, so none is checked).
+`vbench.checkdoc.CheckDocument` and lists the raw files; 3 drops `host_changes` (the network's
+host changes), since every host change of a run is in its journal, `host-changes.json`
+(vbench.host.changes).  Older manifests are upgraded on reading: v1's check document through
+`load_check_document` (no raw-file list, so none is checked); v1's and v2's `host_changes` are
+left out (lines of text for a reader, never what `vbench cleanup` undid from).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from vbench.model import SAMPLE_COLUMNS, Sample, trial_id
 if TYPE_CHECKING:
     import pandas as pd
 
-MANIFEST_FORMAT_VERSION: Final = 2
+MANIFEST_FORMAT_VERSION: Final = 3
 MANIFEST = "manifest.json"
 SAMPLES = "samples.csv"
 RAW = "raw"
@@ -171,13 +176,6 @@ class ScenarioRecord(_Record):
     text: str
 
 
-class HostChange(_Record):
-    """One change to the host (network namespace, tap, peer server), recorded before it is made."""
-
-    at: str
-    what: str
-
-
 class RunTiming(_Record):
     """Where the run's time went: workload commands vs everything else (boot, teardown, disk
     fill, servers, sampling, checks)."""
@@ -193,7 +191,7 @@ class RunTiming(_Record):
 
 
 class Manifest(_Record):
-    format_version: Literal[2] = MANIFEST_FORMAT_VERSION
+    format_version: Literal[3] = MANIFEST_FORMAT_VERSION
     run_id: str
     status: RunStatus = "running"
     started_at: str = Field(default_factory=utc_now)
@@ -208,7 +206,6 @@ class Manifest(_Record):
     cases: list[CaseRecord] = Field(default_factory=list)
     skipped_modes: list[SkippedMode] = Field(default_factory=list)
     error: str | None = None
-    host_changes: list[HostChange] = Field(default_factory=list)
     timing: RunTiming | None = None
     repetitions: RepetitionsRecord | None = None
     # Every file this run wrote under raw/, relative to the run directory (RunDir keeps it).
@@ -227,18 +224,21 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def load_manifest(data: object, source: str) -> Manifest:
-    """The one loader of a manifest (parsed JSON): v2 as is, v1 upgraded, else RunDirError."""
+    """The one loader of a manifest (parsed JSON): v3 as is, v1 and v2 upgraded, else
+    RunDirError."""
     if not isinstance(data, Mapping):
         raise RunDirError(f"{source}: not a vbench manifest (a JSON object)")
     version = data.get("format_version")
-    if version not in (1, MANIFEST_FORMAT_VERSION):
+    if version not in (1, 2, MANIFEST_FORMAT_VERSION):
         raise RunDirError(
             f"{source}: format_version {version!r} is not one this vbench reads "
-            f"(1 or {MANIFEST_FORMAT_VERSION}); use the vbench version that wrote it"
+            f"(1 to {MANIFEST_FORMAT_VERSION}); use the vbench version that wrote it"
         )
     fields = dict(data)
-    if version == 1:
+    if version != MANIFEST_FORMAT_VERSION:
         fields["format_version"] = MANIFEST_FORMAT_VERSION
+        # the network's host changes: in the run's journal since v3 (an undone list here)
+        fields.pop("host_changes", None)
     if fields.get("checks") is not None:
         try:
             fields["checks"] = load_check_document(fields["checks"], f"{source}: checks")

@@ -2,8 +2,9 @@
 
 One guest boot serves every workload of its (mode, repetition); repetitions interleave the modes.
 A run is rounds of trials: a fixed count, or with adaptive repetitions rounds are added until the
-headline figures' CIs are tight enough (`vbench.adaptive`).  A density trial boots N guests of one
-mode and starts each case in all of them at once (`vbench.density` for its figures).
+headline figures' CIs are tight enough (`vbench.adaptive`).  A trial boots the guests of its mode
+(one; N in a density trial) and starts each case in all of them at once (one path, `_run_trial`;
+`vbench.density` for a density trial's figures).
 A trial whose guest fails is recorded as failed (with its console tail) and the run goes on.
 Every guest, tap, network namespace, peer server and scratch file is removed on every way out:
 success, error, Ctrl-C, SIGTERM.
@@ -72,7 +73,6 @@ from vbench.results import (
     Accel,
     CaseRecord,
     CrossCheckRecord,
-    HostChange,
     Manifest,
     RepetitionsRecord,
     RoundRecord,
@@ -99,8 +99,8 @@ from vbench.workloads import WORKLOADS, Needs, SampleLabels, Tallies, Target, wo
 from vbench.workloads.common import BOOT, BOOT_METRIC
 
 CONSOLE_TAIL_LINES = 30
-# How long the guests of a density trial wait for each other before a case (they are all up)
-DENSITY_BARRIER_TIMEOUT_S = 120.0
+# How long the guests of a trial wait for each other before a case (they are all up)
+BARRIER_TIMEOUT_S = 120.0
 # A bare-metal NETWORK case: client and server both in the run's namespace, over its loopback
 # (the host's own TCP/UDP stack without any NIC: the ceiling the modes' NICs are measured against)
 BAREMETAL_PEER = "127.0.0.1"
@@ -229,11 +229,6 @@ class _State:
         with self.lock:
             self.rundir.append_samples(samples)
             self.samples += samples
-
-    def host_change(self, what: str) -> None:
-        """RunNetwork's journal: each change to the host is in the manifest before it is made."""
-        self.manifest.host_changes.append(HostChange(at=utc_now(), what=what))
-        self.save()
 
     def next_guest_index(self) -> int:
         self.guests += 1
@@ -467,12 +462,12 @@ class Runner:
         return plans
 
     def _prepare(
-        self, stack: contextlib.ExitStack, rundir: RunDir, plans: list[ModePlan | Skip]
+        self, stack: contextlib.ExitStack, journal: ChangeJournal, plans: list[ModePlan | Skip]
     ) -> list[ModePlan | Skip]:
-        """Make the modes' host changes (journal in the run dir), then plan the VFs they made."""
+        """Make the modes' host changes (through the run's journal), then plan the VFs they
+        made."""
         if not any(isinstance(p, ModePlan) and p.changes for p in plans):
             return plans
-        journal = ChangeJournal(rundir.path)
         out: list[ModePlan | Skip] = []
         for mode, plan in zip(self.scenario.modes, plans, strict=True):
             if isinstance(plan, ModePlan) and plan.changes:
@@ -580,12 +575,13 @@ class Runner:
             ):
                 # inside the scratch lock (it tells `vbench cleanup` the run lives); closed first
                 state.series = stack.enter_context(SeriesWriter(rundir.path / SERIES, run_id))
+                # The one record of the run's host changes (the modes' and the network's), each
+                # written before it is made; undone newest first on every way out (the stack
+                # unwinds: the network, made last, goes first), replayed by `vbench cleanup`.
+                journal = ChangeJournal(rundir.path)
+                plans = self._prepare(stack, journal, plans)
                 if any(self._needs(t, Needs.NETWORK) for t in runnable):
-                    state.network = stack.enter_context(
-                        RunNetwork(run_id, record=state.host_change)
-                    )
-                # host changes are undone on every way out (the stack unwinds), first of all
-                plans = self._prepare(stack, rundir, plans)
+                    state.network = stack.enter_context(RunNetwork(run_id, journal))
                 rounds = 0
                 while True:
                     for trial in self.scenario.round_trials(rounds):
@@ -647,8 +643,6 @@ class Runner:
         plan = plans[trial.mode_index]
         if isinstance(plan, Skip):
             self._record_trial_skipped(state, trial, mode)
-        elif trial.density is not None:
-            self._run_density_trial(conn, guest, accel, state, scratch, trial, mode, plan)
         else:
             self._run_trial(conn, guest, accel, state, scratch, trial, mode, plan)
 
@@ -800,104 +794,27 @@ class Runner:
         mode: ModeSpec,
         plan: ModePlan,
     ) -> None:
-        run_id = state.manifest.run_id
-        tid = trial.id
-        record = TrialRecord(
-            mode=trial.mode, mode_id=mode.id.value, repetition=trial.repetition, status="ok"
-        )
-        state.manifest.trials.append(record)
-        assert plan.devices is not None
-        disk = (
-            scratch.make_disk(f"{tid}.raw", self.scenario.disk.size_mib)
-            if plan.devices.disk_bus
-            else None
-        )
-        console = scratch.file(f"{tid}.console.log")
-        done: set[str] = set()
-        try:
-            with self._guest_link(state, trial) as link:
-                spec = self._domain_spec(run_id, trial, plan, guest, accel, disk, console)
-                xml = build_domain_xml(_with_link(spec, link))
-                state.rundir.write_raw(tid, "domain.xml", xml)
-                self.events.case(f"{tid}: booting the guest ({mode.id.display_name})")
-                with running_guest(conn, xml) as dom, open_agent(dom, spec.agent) as agent:
-                    self._attach(state, link)  # QEMU has the tap open: into the namespace with it
-                    record.boot_to_agent_s = round(
-                        agent.wait_ready(self.scenario.guest.boot_timeout_s), 3
-                    )
-                    state.add_samples(
-                        [self._boot_sample(run_id, trial, mode, record.boot_to_agent_s)]
-                    )
-                    place = self._guest_place(
-                        conn,
-                        state,
-                        scratch,
-                        trial,
-                        mode,
-                        plan,
-                        agent,
-                        link,
-                        self.scenario.guest.boot_timeout_s,
-                    )
-                    self._run_cases(
-                        state,
-                        trial,
-                        mode.id.value,
-                        place.executor,
-                        place.target,
-                        place.watch,
-                        done=done,
-                    )
-        except GuestError as exc:
-            record.status = "failed"
-            record.error = str(exc)
-            record.console_tail = _console_tail(console)
-            for wl in trial.workloads:
-                if wl.slug not in done:
-                    state.manifest.cases.append(
-                        self._case_record(trial, mode.id.value, wl, "failed", str(exc))
-                    )
-                    self.events.advance()
-            self.events.warn(f"{tid} failed: {exc}")
-        finally:
-            with contextlib.suppress(OSError):
-                state.rundir.write_raw(tid, "console.log", console.read_bytes())
-            if disk is not None:
-                disk.unlink(missing_ok=True)
-            state.save()
-
-    def _run_density_trial(
-        self,
-        conn: libvirt.virConnect,
-        guest: Microguest,
-        accel: AccelVerdict,
-        state: _State,
-        scratch: RunScratch,
-        trial: Trial,
-        mode: ModeSpec,
-        plan: ModePlan,
-    ) -> None:
-        """N guests of one mode at once (`trial.density`), each with its own disk, test link
-        (when a case needs a network) and agent.
+        """The guests of one trial: one, or N of the mode at once (`trial.density`), each with
+        its own disk, test link (when a case needs a network) and agent.
 
         They boot together; each case starts in all of them at the same moment (their threads
-        meet at a barrier) and runs through `_run_case` as in any trial, so each guest's samples
-        are its own (case ids `r<rep>-<mode>-n<N>g<i>-...`).  Then the case's aggregate record
-        (`r<rep>-<mode>-n<N>-...`) gets the sums, the fairness and the host's CPU
-        (`vbench.density`).  A guest that fails to boot or hangs fails the trial: a density with
-        fewer guests is not that density.  Guests and disks go on every way out.
+        meet at a barrier) and runs through `_run_case`, so each guest's samples are its own
+        (case ids `r<rep>-<mode>-...`, in a density trial `r<rep>-<mode>-n<N>g<i>-...`).  A
+        density trial's case then gets its aggregate record (`r<rep>-<mode>-n<N>-...`) with the
+        sums, the fairness and the host's CPU (`vbench.density`).  A guest that fails to boot or
+        hangs fails the trial (a density with fewer guests is not that density) and its cases
+        still to run; its console tail is kept.  Guests, taps and disks go on every way out.
         """
-        n = trial.density
-        assert n is not None
+        n = trial.density or 1
         run_id = state.manifest.run_id
-        parts = [replace(trial, guest=g) for g in range(n)]
+        parts = [trial] if trial.density is None else [replace(trial, guest=g) for g in range(n)]
         records = [
             TrialRecord(
                 mode=trial.mode,
                 mode_id=mode.id.value,
                 repetition=trial.repetition,
                 status="ok",
-                density=n,
+                density=part.density,
                 guest=part.guest,
             )
             for part in parts
@@ -905,7 +822,8 @@ class Runner:
         state.manifest.trials += records
         consoles: list[Path] = []
         done: set[str] = set()
-        self.events.case(f"{trial.id}: booting {n} guest(s) at once ({mode.id.display_name})")
+        at_once = "the guest" if trial.density is None else f"{n} guest(s) at once"
+        self.events.case(f"{trial.id}: booting {at_once} ({mode.id.display_name})")
         try:
             with contextlib.ExitStack() as stack:
                 # LIFO: guests are destroyed, consoles kept and disks removed before the pool
@@ -953,23 +871,24 @@ class Runner:
                 def one(
                     part: Trial, place: _GuestPlace, wl: WorkloadCase, barrier: threading.Barrier
                 ) -> tuple[CaseRecord, float]:
-                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
+                    barrier.wait(BARRIER_TIMEOUT_S)
                     released = time.monotonic()
                     record = self._run_case(
                         state, part, mode.id.value, wl, place.executor, place.target, place.watch
                     )
                     return record, released
 
+                in_all = "" if trial.density is None else f" in {at_once}"
                 for wl in trial.workloads:
-                    self.events.case(f"{trial.id}: {wl.slug} in {n} guest(s) at once")
+                    self.events.case(f"{trial.id}: {wl.slug}{in_all}")
                     barrier = threading.Barrier(n + 1)  # the guests' threads and this one
                     barriers.append(barrier)
                     futures = [
                         pool.submit(one, part, place, wl, barrier)
                         for part, place in zip(parts, where, strict=True)
                     ]
-                    barrier.wait(DENSITY_BARRIER_TIMEOUT_S)
-                    hung = self._density_case(state, trial, mode, wl, parts, futures)
+                    barrier.wait(BARRIER_TIMEOUT_S)
+                    hung = self._collect_case(state, trial, mode, wl, parts, futures)
                     done.add(wl.slug)
                     state.save()
                     self.events.advance()
@@ -990,7 +909,7 @@ class Runner:
         finally:
             state.save()
 
-    def _density_case(
+    def _collect_case(
         self,
         state: _State,
         trial: Trial,
@@ -999,11 +918,11 @@ class Runner:
         parts: list[Trial],
         futures: list[Future[tuple[CaseRecord, float]]],
     ) -> GuestError | None:
-        """Collect one case of a density trial: each guest's record, then the aggregate record
-        and its samples.  Returns the error of a guest that stopped answering (ends the trial)."""
+        """Collect one case from the trial's guests: each guest's record, then in a density trial
+        the aggregate record and its samples.  Returns the error of a guest that stopped
+        answering (it ends the trial)."""
         hung: GuestError | None = None
         released: list[float] = []
-        failed: list[str] = []
         records: list[CaseRecord] = []
         for part, future in zip(parts, futures, strict=True):
             try:
@@ -1013,38 +932,55 @@ class Runner:
                     hung = hung or exc
                 record = self._case_record(part, mode.id.value, wl, "failed", str(exc))
                 at = math.nan
+            else:
+                self._warn_failed(record)
             records.append(record)
             released.append(at)
-            if record.status != "ok":
-                failed.append(f"guest {part.guest}: {record.error}")
         state.manifest.cases += records
+        if trial.density is not None:
+            state.manifest.cases.append(
+                self._density_aggregate(state, trial, mode, wl, parts, records, released)
+            )
+        return hung
+
+    def _density_aggregate(
+        self,
+        state: _State,
+        trial: Trial,
+        mode: ModeSpec,
+        wl: WorkloadCase,
+        parts: list[Trial],
+        records: list[CaseRecord],
+        released: list[float],
+    ) -> CaseRecord:
+        """A density trial's case over all its guests: failed if one guest's failed, else the
+        sums and fairness of their figures (samples added) and how far apart they started."""
         aggregate = self._case_record(trial, mode.id.value, wl, "ok")
         aggregate.started_at = min((r.started_at for r in records if r.started_at), default=None)
         aggregate.ended_at = utc_now()
+        failed = [
+            f"guest {part.guest}: {record.error}"
+            for part, record in zip(parts, records, strict=True)
+            if record.status != "ok"
+        ]
         if failed:
             aggregate.status = "failed"
             aggregate.error = "; ".join(failed)
-        else:
-            aggregate.start_spread_ms = round(1000 * (max(released) - min(released)), 3)
-            per_guest = [
-                [s for s in state.samples if s.case_id == part.case_id(wl)] for part in parts
-            ]
-            labels = SampleLabels.for_case(
-                wl,
-                run_id=state.manifest.run_id,
-                case_id=trial.case_id(wl),
-                mode=trial.mode,
-                repetition=trial.repetition,
-                timestamp=time.time(),
-            )
-            state.add_samples(
-                [
-                    labels.sample(name, value, unit)
-                    for name, value, unit in density_figures(per_guest)
-                ]
-            )
-        state.manifest.cases.append(aggregate)
-        return hung
+            return aggregate
+        aggregate.start_spread_ms = round(1000 * (max(released) - min(released)), 3)
+        per_guest = [[s for s in state.samples if s.case_id == part.case_id(wl)] for part in parts]
+        labels = SampleLabels.for_case(
+            wl,
+            run_id=state.manifest.run_id,
+            case_id=trial.case_id(wl),
+            mode=trial.mode,
+            repetition=trial.repetition,
+            timestamp=time.time(),
+        )
+        state.add_samples(
+            [labels.sample(name, value, unit) for name, value, unit in density_figures(per_guest)]
+        )
+        return aggregate
 
     def _keep_console(self, state: _State, tid: str, console: Path) -> None:
         with contextlib.suppress(OSError):
@@ -1145,7 +1081,7 @@ class Runner:
         )
         watch = CaseWatch(samplers=lambda: host_samplers(scratch.path))
         try:
-            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch, done=set())
+            self._run_cases(state, trial, BAREMETAL, HostExecutor(), target, watch)
         finally:
             if disk is not None:
                 disk.unlink(missing_ok=True)
@@ -1163,17 +1099,14 @@ class Runner:
         executor: Executor,
         target: Target,
         watch: CaseWatch,
-        *,
-        done: set[str],
     ) -> None:
-        """Every case of a trial in turn, wherever it runs; `done` collects the finished slugs."""
+        """Every case of the bare-metal trial in turn, on the host."""
         where = " (on the host)" if executor.where == "host" else ""
         for wl in trial.workloads:
             self.events.case(f"{trial.id}: {wl.slug}{where}")
-            state.manifest.cases.append(
-                self._run_case(state, trial, mode_id, wl, executor, target, watch)
-            )
-            done.add(wl.slug)
+            record = self._run_case(state, trial, mode_id, wl, executor, target, watch)
+            self._warn_failed(record)
+            state.manifest.cases.append(record)
             state.save()
             self.events.advance()
 
@@ -1295,9 +1228,15 @@ class Runner:
             log = agent.exec(["dmesg"], timeout_s=10, check=False)
             state.rundir.write_raw(tid, "dmesg.txt", log.stdout)
 
-    def _case_failed(self, record: CaseRecord, exc: VbenchError) -> CaseRecord:
+    @staticmethod
+    def _case_failed(record: CaseRecord, exc: VbenchError) -> CaseRecord:
+        """The case's record, failed; its caller tells the terminal (`_warn_failed`), so a case
+        a Ctrl-C cut short (its guest destroyed under it) is not reported as failed."""
         record.status = "failed"
         record.error = str(exc)
         record.ended_at = utc_now()
-        self.events.warn(f"{record.case_id} failed: {exc}")
         return record
+
+    def _warn_failed(self, record: CaseRecord) -> None:
+        if record.status == "failed":
+            self.events.warn(f"{record.case_id} failed: {record.error}")

@@ -198,11 +198,13 @@ def cleanup_command(
     and undo their host changes.
 
     Only guests whose name starts with `vbench-` AND that carry vbench's run metadata are touched,
-    and never those of a run that is still going; scratch directories, network namespaces
-    (`vbench-<run-id>`, with the peer servers in them) and taps (`vbt...`) are removed only when
-    no live run holds their run's lock.  Host changes (VF counts, NVMe secondary controllers,
-    driver bindings) recorded in `<output>/<run-id>/host-changes.json` and still in force are
-    undone, newest first, after the guests that may use them are gone.
+    and never those of a run that is still going.  Host changes recorded in
+    `<output>/<run-id>/host-changes.json` and still in force (the run's network namespace with
+    the peer servers in it, its taps, VF counts, NVMe secondary controllers, driver bindings) are
+    undone, newest first, after the guests that may use them are gone; never those of a live run
+    (it holds the journal's lock; its namespace's owner process runs).  Then network namespaces
+    (`vbench-<run-id>`) and taps (`vbt...`) of runs whose journal is not under --output, and
+    scratch directories, are removed when no live run holds their run's lock.
     """
     from vbench.host.changes import leftover_journals
     from vbench.host.netns import find_leftovers as find_net_leftovers
@@ -219,9 +221,19 @@ def cleanup_command(
             )
             if not dry_run:
                 destroy_guest(dom)
-    # After the guests (their QEMU no longer holds the taps), with the locks read afresh: a run
+    # After the guests (their QEMU no longer holds the taps or the devices): the runs' journals
+    journals, problems = leftover_journals(output)
+    for journal in journals:
+        for change in reversed(journal.pending()):
+            console.print(f"{'would undo' if dry_run else 'undoing'}: {change.describe}")
+        if not dry_run:
+            problems += journal.restore()
+    # What a journal out of sight (another --output) left, with the locks read afresh: a run
     # that started meanwhile holds its lock before it creates its namespace.
-    net_leftovers = find_net_leftovers(live_run_ids())
+    journalled = {
+        c.target.split()[0] for j in journals for c in j.pending() if c.kind in ("netns", "tap")
+    }  # listed above (a dry run): once is enough
+    net_leftovers = [n for n in find_net_leftovers(live_run_ids()) if n.name not in journalled]
     for left in net_leftovers:
         console.print(f"{'would remove' if dry_run else 'removing'} {left.describe()}")
         if not dry_run:
@@ -231,12 +243,6 @@ def cleanup_command(
         console.print(f"{'would remove' if dry_run else 'removing'} {d}")
         if not dry_run:
             shutil.rmtree(d, ignore_errors=True)
-    journals, problems = leftover_journals(output)
-    for journal in journals:
-        for change in reversed(journal.pending()):
-            console.print(f"{'would undo' if dry_run else 'undoing'}: {change.describe}")
-        if not dry_run:
-            problems += journal.restore()
     for line in problems:
         console.print(f"vbench: error: {line}", markup=False)
     if not leftovers and not net_leftovers and not stale and not journals and not problems:

@@ -1,5 +1,8 @@
 """Host changes: explicit, recorded in the run directory before they are made, always restored.
 
+The journal is the one record of what a run changes on the host: the modes' sysfs and nvme-cli
+changes (`--prepare-host`) and the run's own network namespace and taps (vbench.host.netns).
+
 A `HostChange` says what changes (kind, target), from what (before) to what (after), in a line a
 user reads.  `ChangeJournal.apply` writes the change to `<run dir>/host-changes.json` (atomically,
 fsynced) marked *planned*, makes it, then marks it *made*; `restore` undoes every change that was
@@ -22,6 +25,15 @@ Kinds and their targets (the record alone must be enough to undo a change after 
                          flexible resources, "VQ <n> VI <n>"; takes effect after the PF reset that
                          is part of the change.
   nvme_attach_ns         "<ctrl dev> ns <nsid> ctrl <id>"; before/after are detached/attached.
+  netns                  a run's network namespace `vbench-<run-id>`; before/after are
+                         absent/present.  Undone = deleted, with whatever runs in it (peer
+                         servers) and the taps moved into it.
+  tap                    "<tap> netns <namespace>": a guest's tap, made in the root namespace
+                         and moved into the run's namespace once its guest runs; before/after are
+                         absent/present.  Undone = deleted, wherever it is.
+  Neither is undone while the process that made the namespace still runs (its owner marker in
+  /run/vbench/netns names a live pid other than the one undoing): a live run's network is never
+  touched.
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ JOURNAL = "host-changes.json"
 LOCK = "host-changes.lock"
 FORMAT = 1
 NONE = "none"
+ABSENT, PRESENT = "absent", "present"  # before/after of the network kinds
 
 PLANNED, MADE, FAILED, RESTORED, RESTORE_FAILED = (
     "planned",  # recorded, maybe made (the process died or the change failed half-way)
@@ -196,6 +209,11 @@ def _set(change: HostChange, value: str, nvme: NvmeCli) -> None:
         nvme.virt_mgmt(dev, ctrl, RT_VI, ACT_PRIMARY_FLEXIBLE, vi)
         nvme.virt_mgmt(dev, ctrl, RT_VQ, ACT_PRIMARY_FLEXIBLE, vq)
         _write(Path(m["pf"]) / "reset", "1")  # the primary's new allocation takes effect
+    elif kind in ("netns", "tap"):
+        # the network's own module makes and deletes them (imported here: it imports this one)
+        from vbench.host import netns
+
+        netns.set_journalled(kind, change.target, present=value == PRESENT)
     elif kind == "nvme_attach_ns":
         m = _match(_ATTACH, change)
         dev, ns, ctrl = Path(m["dev"]), int(m["ns"]), int(m["ctrl"])
@@ -313,25 +331,51 @@ class ChangeJournal:
         entry["state"] = MADE
         self._save()
 
+    def _undo(self, entry: dict[str, str]) -> str | None:
+        """Undo one entry's change and save its new state; the problem line if it failed."""
+        change = _change(entry)
+        was = entry["state"]
+        try:
+            _set(change, change.before, self.nvme)
+        except Exception as exc:
+            entry["state"] = RESTORE_FAILED
+            entry["error"] = str(exc)
+            maybe = "" if was in (MADE, RESTORE_FAILED) else " (it may not have been made)"
+            problem: str | None = f"could not undo '{change.describe}'{maybe}: {exc}"
+        else:
+            entry["state"] = RESTORED
+            problem = None
+        with contextlib.suppress(OSError):
+            self._save()
+        return problem
+
+    def undo(self, change: HostChange) -> None:
+        """Undo one change now, before the rest (a guest's tap when its trial ends).
+
+        HostError when it cannot be undone: it stays in force, for `restore` and `vbench cleanup`.
+        A change not in force (never recorded, or undone already) is left as it is.
+        """
+        entry = next(
+            (e for e in reversed(self._entries) if e["state"] in IN_FORCE and _change(e) == change),
+            None,
+        )
+        if entry is None:
+            return
+        problem = self._undo(entry)
+        if not self.pending():
+            self._unlock()
+        if problem is not None:
+            raise HostError(problem)
+
     def restore(self) -> list[str]:
         """Undo every change still in force, newest first.  Returns one line per problem."""
         problems: list[str] = []
         for entry in reversed(self._entries):
             if entry["state"] not in IN_FORCE:
                 continue
-            change = _change(entry)
-            was = entry["state"]
-            try:
-                _set(change, change.before, self.nvme)
-            except Exception as exc:  # one failed undo must not keep the others from running
-                entry["state"] = RESTORE_FAILED
-                entry["error"] = str(exc)
-                maybe = "" if was in (MADE, RESTORE_FAILED) else " (it may not have been made)"
-                problems.append(f"could not undo '{change.describe}'{maybe}: {exc}")
-            else:
-                entry["state"] = RESTORED
-            with contextlib.suppress(OSError):
-                self._save()
+            # one failed undo must not keep the others from running
+            if (problem := self._undo(entry)) is not None:
+                problems.append(problem)
         if not self.pending():
             self._unlock()
         return problems

@@ -12,8 +12,11 @@ namespace), `.2` the guest end (set by the microguest's /init from `vbench.ip=` 
 command line, on the NIC whose MAC is `vbench.mac=`).  The first and last /24 are left out, as
 RFC 3927 reserves them.
 
-Everything is removed on every way out (`RunNetwork` is a context manager; SIGTERM arrives as
-KeyboardInterrupt, like Ctrl-C).  What a `kill -9` leaves is found by `find_leftovers`: namespaces
+The namespace and the taps are host changes in the run's journal (vbench.host.changes, kinds
+`netns` and `tap`): recorded before they are made, and the journal makes and undoes them through
+`set_journalled`.  Everything is removed on every way out (`RunNetwork` is a context manager;
+SIGTERM arrives as KeyboardInterrupt, like Ctrl-C).  What a `kill -9` leaves, `vbench cleanup`
+undoes from the journal; for runs whose journal it does not see, `find_leftovers` finds namespaces
 named `vbench-<run-id>` and taps named `vbt<hash><n>` whose run does not hold its lock.
 
 Every command goes through `_run` (argv lists, never a shell); servers through `ServerProcess`.
@@ -31,13 +34,14 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from vbench import command
 from vbench.errors import CommandFailed, HostError
+from vbench.host.changes import ABSENT, PRESENT, ChangeJournal, HostChange
 
 NETNS_PREFIX = "vbench-"
 TAP_PREFIX = "vbt"
@@ -323,6 +327,24 @@ class ServerProcess:
 # --- the run's network --------------------------------------------------------------------------
 
 
+def namespace_change(namespace: str) -> HostChange:
+    """The journal entry of a run's namespace (vbench.host.changes, kind `netns`)."""
+    return HostChange("netns", namespace, ABSENT, PRESENT, f"create network namespace {namespace}")
+
+
+def tap_change(link: GuestLink, namespace: str) -> HostChange:
+    """The journal entry of a guest's tap (kind `tap`): made in the root namespace, moved into
+    the run's namespace once the guest runs; deleting it is its undoing, wherever it is."""
+    return HostChange(
+        "tap",
+        f"{link.tap} netns {namespace}",
+        ABSENT,
+        PRESENT,
+        f"create tap {link.tap} (guest {link.index}), moved into {namespace} as "
+        f"{link.host_address}/{LINK_PREFIXLEN} once its guest runs",
+    )
+
+
 @dataclass
 class RunNetwork:
     """The network namespace of one run, its guests' taps and its peer servers.
@@ -330,19 +352,21 @@ class RunNetwork:
     Use as a context manager around the run (inside the run's scratch lock, which tells
     `vbench cleanup` the run is alive)::
 
-        with RunNetwork(run_id) as net, net.guest(0) as link:
+        with RunNetwork(run_id, journal) as net, net.guest(0) as link:
             ... DomainSpec(nic_tap=link.tap, nic_mac=link.mac, cmdline=... + link.kernel_args)
             with running_guest(conn, xml):
                 net.attach(link)                      # once QEMU has opened the tap
                 with net.server(["iperf3", "-s", "-B", str(link.host_address)]):
                     ...                               # the guest talks to link.host_address
 
-    `record`, when given, is called with one line describing each change to the host *before* it
-    is made (and each undo), for the run's journal of host changes.
+    The namespace and each tap are host changes of the run's `ChangeJournal`: recorded before
+    they are made (the journal makes them), undone (deleted) through it, replayed by
+    `vbench cleanup` after a SIGKILL.  The peer servers are processes inside the namespace, not
+    host changes: deleting the namespace ends them.
     """
 
     run_id: str
-    record: Callable[[str], None] | None = None
+    journal: ChangeJournal
     namespace: str = field(init=False)
     _links: dict[str, GuestLink] = field(default_factory=dict, init=False)
     _servers: list[ServerProcess] = field(default_factory=list, init=False)
@@ -350,10 +374,6 @@ class RunNetwork:
 
     def __post_init__(self) -> None:
         self.namespace = namespace_name(self.run_id)
-
-    def _record(self, what: str) -> None:
-        if self.record is not None:
-            self.record(what)
 
     def __enter__(self) -> RunNetwork:
         self.create()
@@ -363,7 +383,7 @@ class RunNetwork:
         self.close()
 
     def create(self) -> None:
-        ip = _ip()
+        _ip()
         if os.geteuid() != 0:
             raise HostError("the run's network namespace needs root (run vbench as root)")
         if self.namespace in list_namespaces():
@@ -371,12 +391,11 @@ class RunNetwork:
                 f"network namespace {self.namespace} already exists: another run with this id, "
                 "or a leftover (`vbench cleanup` removes leftovers)"
             )
-        self._record(f"create network namespace {self.namespace}")
-        _write_owner(self.namespace)
-        _run([ip, "netns", "add", self.namespace])
+        # From here the namespace is ours: close() undoes whatever of it was made, even when a
+        # Ctrl-C lands inside the making.
         self._created = True
         try:
-            _run([ip, "-n", self.namespace, "link", "set", "lo", "up"])
+            self.journal.apply(namespace_change(self.namespace))
         except BaseException:
             self.close()
             raise
@@ -390,26 +409,23 @@ class RunNetwork:
         link = GuestLink.for_guest(self.run_id, index)
         if link.tap in self._links:
             raise ValueError(f"guest {index} already has a tap ({link.tap})")
-        ip = _ip()
-        self._record(f"create tap {link.tap} (guest {index}) in the root namespace, down")
-        # Registered first: a Ctrl-C landing inside `ip tuntap add` still has close() delete it.
+        if _link_exists(link.tap):  # not ours to record: undoing it would delete it
+            raise HostError(
+                f"cannot create the tap {link.tap}: it exists already (a leftover: "
+                "`vbench cleanup` removes leftovers)"
+            )
+        # Registered first: a Ctrl-C landing inside the making still has close() undo it.
         self._links[link.tap] = link
         try:
-            _run([ip, "tuntap", "add", "dev", link.tap, "mode", "tap"])
-        except CommandFailed as exc:
-            del self._links[link.tap]  # not ours: it may be another run's
-            raise HostError(
-                f"cannot create the tap {link.tap}: {exc.output_tail.strip()}"
-            ) from None
-        _run([ip, "link", "set", "dev", link.tap, "alias", TAP_ALIAS_PREFIX + self.run_id])
+            self.journal.apply(tap_change(link, self.namespace))
+        except HostError:
+            self.remove_guest(link)
+            raise
         return link
 
     def attach(self, link: GuestLink) -> None:
         """Move the tap (already opened by the running guest) into the namespace and address it."""
         ip = _ip()
-        self._record(
-            f"move tap {link.tap} into {self.namespace} as {link.host_address}/{LINK_PREFIXLEN}"
-        )
         _run([ip, "link", "set", "dev", link.tap, "netns", self.namespace])
         ns = [ip, "-n", self.namespace]
         _run([*ns, "addr", "add", f"{link.host_address}/{LINK_PREFIXLEN}", "dev", link.tap])
@@ -417,12 +433,10 @@ class RunNetwork:
 
     def remove_guest(self, link: GuestLink) -> None:
         """Delete the tap, wherever it is (root namespace or ours); already gone is fine."""
-        ip = _ip()
-        self._record(f"delete tap {link.tap}")
-        for where in ([ip, "-n", self.namespace], [ip]):
-            if _run([*where, "link", "del", "dev", link.tap], check=False).returncode == 0:
-                break
-        self._links.pop(link.tap, None)
+        try:
+            self.journal.undo(tap_change(link, self.namespace))
+        finally:
+            self._links.pop(link.tap, None)
 
     @contextlib.contextmanager
     def guest(self, index: int) -> Iterator[GuestLink]:
@@ -445,7 +459,6 @@ class RunNetwork:
         """Start a peer server in the namespace; returns once it listens (or is bound)."""
         if not self._created:
             raise RuntimeError("RunNetwork.start_server before create()")
-        self._record(f"start `{' '.join(argv)}` in {self.namespace}")
         server = ServerProcess(self.namespace, argv, log)
         self._servers.append(server)
         try:
@@ -456,7 +469,6 @@ class RunNetwork:
         return server
 
     def stop_server(self, server: ServerProcess) -> None:
-        self._record(f"stop `{' '.join(server.argv)}` (pid {server.pid})")
         try:
             server.stop()
         finally:
@@ -475,10 +487,11 @@ class RunNetwork:
     # --- teardown ---
 
     def close(self) -> None:
-        """Stop servers, delete taps and the namespace.
+        """Stop servers, delete taps and the namespace (through the journal).
 
         Every step runs even when one fails or a second Ctrl-C/SIGTERM lands in the middle (the
-        namespace must go whatever happened); the first error is raised at the end.
+        namespace must go whatever happened); the first error is raised at the end.  What could
+        not be undone stays in force in the journal, for `vbench cleanup`.
         """
         if not self._created:
             return
@@ -494,13 +507,84 @@ class RunNetwork:
             except BaseException as exc:
                 errors.append(exc)
         try:
-            self._record(f"delete network namespace {self.namespace}")
-            remove_namespace(self.namespace)
+            self.journal.undo(namespace_change(self.namespace))
             self._created = False
         except BaseException as exc:
             errors.append(exc)
         if errors:
             raise errors[0]
+
+
+# --- making and deleting them (the journal's kinds `netns` and `tap`) ---------------------------
+
+_TAP_TARGET = re.compile(rf"^(?P<tap>\S+) netns (?P<ns>{NETNS_PREFIX}\S+)$")
+
+
+def set_journalled(kind: str, target: str, *, present: bool) -> None:
+    """Make (`present`) or delete a journal entry's namespace or tap (vbench.host.changes).
+
+    Only names vbench gives are touched (`vbench-<run-id>`, `vbt<hash of that run><n>`), and
+    nothing of a namespace whose owner is another live process.
+    """
+    if kind == "netns":
+        namespace, tap = target, None
+    elif kind == "tap":
+        m = _TAP_TARGET.match(target)
+        if m is None:
+            raise HostError(f"unreadable tap target {target!r} in the journal")
+        namespace, tap = m["ns"], m["tap"]
+    else:
+        raise ValueError(f"{kind!r} is not a network change")
+    run_id = namespace.removeprefix(NETNS_PREFIX)
+    if not namespace.startswith(NETNS_PREFIX) or not _RUN_ID.match(run_id):
+        raise HostError(f"{namespace!r} in the journal is not a vbench network namespace")
+    owner = _live_owner(namespace)
+    if owner is not None and owner != os.getpid():
+        raise HostError(
+            f"{namespace} belongs to a vbench process that still runs (pid {owner}): left alone"
+        )
+    if tap is None:
+        if present:
+            _make_namespace(namespace)
+        else:
+            remove_namespace(namespace)
+        return
+    m = _TAP_NAME.match(tap)
+    if m is None or m.group(1) != run_hash(run_id):
+        raise HostError(f"{tap!r} in the journal is not a tap of run {run_id}")
+    if present:
+        _make_tap(tap, run_id)
+    else:
+        _delete_tap(tap, namespace)
+
+
+def _make_namespace(namespace: str) -> None:
+    ip = _ip()
+    _write_owner(namespace)
+    _run([ip, "netns", "add", namespace])
+    _run([ip, "-n", namespace, "link", "set", "lo", "up"])
+
+
+def _make_tap(tap: str, run_id: str) -> None:
+    ip = _ip()
+    try:
+        _run([ip, "tuntap", "add", "dev", tap, "mode", "tap"])
+    except CommandFailed as exc:
+        raise HostError(f"cannot create the tap {tap}: {exc.output_tail.strip()}") from None
+    # says which run it belongs to (survives the move): `vbench cleanup` matches it
+    _run([ip, "link", "set", "dev", tap, "alias", TAP_ALIAS_PREFIX + run_id])
+
+
+def _delete_tap(tap: str, namespace: str) -> None:
+    """Delete the tap in the namespace or the root namespace; gone already is fine."""
+    ip = _ip()
+    for where in ([ip, "-n", namespace], [ip]):
+        if _run([*where, "link", "del", "dev", tap], check=False).returncode == 0:
+            return
+
+
+def _link_exists(name: str) -> bool:
+    return _run([_ip(), "link", "show", "dev", name], check=False).returncode == 0
 
 
 def remove_namespace(namespace: str) -> None:
@@ -522,21 +606,26 @@ def _write_owner(namespace: str) -> None:
     (OWNER_DIR / f"{namespace}.pid").write_text(f"{os.getpid()}\n")
 
 
-def owner_alive(namespace: str) -> bool:
-    """Whether the process that made `namespace` still runs (its marker names a live pid)."""
+def _live_owner(namespace: str) -> int | None:
+    """The pid of the process that made `namespace` if it still runs (this one included)."""
     try:
         pid = int((OWNER_DIR / f"{namespace}.pid").read_text().strip())
     except (OSError, ValueError):
-        return False
+        return None
     if pid == os.getpid():
-        return True
+        return pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:
-        return True
-    return True
+        return pid
+    return pid
+
+
+def owner_alive(namespace: str) -> bool:
+    """Whether the process that made `namespace` still runs (its marker names a live pid)."""
+    return _live_owner(namespace) is not None
 
 
 # --- leftovers of killed runs -------------------------------------------------------------------
