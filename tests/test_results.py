@@ -287,3 +287,31 @@ def test_damaged_run_dir_is_one_line_on_the_command_line(tmp_path: Path) -> None
         f"vbench: error: {path}:4: malformed sample row (value 'NaN' is not a finite number); "
         "fix or delete that line"
     ]
+
+
+def test_timing_counts_a_density_case_once() -> None:
+    # a density case in 2 guests at once: each guest's record and the aggregate carry ~its wall
+    # time; the run spent it once (a single-guest case and the bare-metal one: guest None)
+    def case(cid: str, seconds: float, guest: int | None, density: int | None) -> CaseRecord:
+        return CaseRecord(
+            case_id=cid,
+            mode="pv",
+            mode_id="pv",
+            workload="fio",
+            parameters="bs=4k",
+            repetition=0,
+            status="ok",
+            workload_s=seconds,
+            density=density,
+            guest=guest,
+        )
+
+    cases = [
+        case("r0-pv-n2g0-fio", 3.0, 0, 2),
+        case("r0-pv-n2g1-fio", 3.1, 1, 2),
+        case("r0-pv-n2-fio", 3.1, None, 2),
+        case("r0-pv-fio", 3.0, None, None),
+    ]
+    timing = RunTiming.of_cases(10.0, cases)
+    assert timing.workload_s == pytest.approx(6.1)
+    assert timing.overhead_ratio == pytest.approx(0.39)

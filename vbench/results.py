@@ -34,7 +34,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,13 +181,20 @@ class RunTiming(_Record):
     fill, servers, sampling, checks)."""
 
     wall_s: float  # from the run directory's creation to the run's end
-    workload_s: float  # the workload commands alone (CaseRecord.workload_s summed)
+    workload_s: float  # the workload commands alone (`of_cases`)
     overhead_ratio: float  # (wall_s - workload_s) / wall_s
 
     @classmethod
     def of(cls, wall_s: float, workload_s: float) -> RunTiming:
         ratio = max(0.0, wall_s - workload_s) / wall_s if wall_s > 0 else 0.0
         return cls(wall_s=round(wall_s, 3), workload_s=round(workload_s, 3), overhead_ratio=ratio)
+
+    @classmethod
+    def of_cases(cls, wall_s: float, cases: Sequence[CaseRecord]) -> RunTiming:
+        """The cases' workload time: a density case runs in its N guests at once, and its
+        aggregate record (guest None) holds that wall time once, so the per-guest records
+        are not added again."""
+        return cls.of(wall_s, sum(c.workload_s or 0.0 for c in cases if c.guest is None))
 
 
 class Manifest(_Record):

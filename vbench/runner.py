@@ -622,8 +622,7 @@ class Runner:
 
     @staticmethod
     def _timing(manifest: Manifest, started: float) -> RunTiming:
-        workload_s = sum(c.workload_s or 0.0 for c in manifest.cases)
-        return RunTiming.of(time.monotonic() - started, workload_s)
+        return RunTiming.of_cases(time.monotonic() - started, manifest.cases)
 
     def _dispatch(
         self,
@@ -958,6 +957,7 @@ class Runner:
         aggregate = self._case_record(trial, mode.id.value, wl, "ok")
         aggregate.started_at = min((r.started_at for r in records if r.started_at), default=None)
         aggregate.ended_at = utc_now()
+        aggregate.workload_s = max((r.workload_s or 0.0 for r in records), default=None)  # at once
         failed = [
             f"guest {part.guest}: {record.error}"
             for part, record in zip(parts, records, strict=True)
