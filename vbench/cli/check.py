@@ -1,15 +1,18 @@
-"""`vbench check`: can this host do FV, PV-on-HVM, VFIO and SR-IOV, and if not, what to change."""
+"""`vbench check`: can this host do FV, PV-on-HVM, VFIO and SR-IOV, and if not, what to change.
+
+Typer-free on purpose: `vbench.cli.main` runs `main(argv)` here without building the Typer app
+(Typer and its pydantic option validators cost about as much as the check itself); check_app.py
+puts the same command on the app for `vbench --help` and Typer's test runner.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import typer
+from typing import TYPE_CHECKING, NoReturn
 
 from vbench.checkdoc import CheckDocument, VerdictRecord
-from vbench.cli import app
 from vbench.errors import VbenchError
 from vbench.host.checks import run_checks
 from vbench.host.paths import HostPaths
@@ -158,48 +161,80 @@ def _reexec_argv(
     return [sys.executable, "-c", "from vbench.cli import main; main()", *args]
 
 
-@app.command("check")
-def check(
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one versioned JSON document (checks, devices, verdicts)."
-    ),
-    junit: Path | None = typer.Option(
-        None, "--junit", metavar="FILE", help="Also write JUnit XML: one testcase per check."
-    ),
-    modes: list[str] = typer.Option(
-        [],
+DESCRIPTION = """\
+Can this host do FV, PV-on-HVM, VFIO and SR-IOV?  And if not, what exactly to change.
+
+Checks everything `virt-host-validate qemu` does and more (KVM backend, IOMMU on the kernel
+command line, interrupt remapping, vfio, hugepages, NUMA, libvirt domain capabilities, tools),
+lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
+the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
+
+Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready; 1 an error: the
+host could not be assessed (libvirtd unreachable: a FAIL line with the fix, the other checks
+still shown), a bad option, an unreadable testbed.  Requested modes: --mode (repeatable),
+default fv and pv.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one line and exit 1 (a bad option), never 2: 2 means "a requested mode is not ready"
+        raise UsageError(f"{message} (see `vbench check --help`)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of `vbench check` (the one definition: `main` and the Typer entry use it)."""
+    p = _Parser(
+        prog="vbench check",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        action="store_true",
+        help="Print one versioned JSON document (checks, devices, verdicts).",
+    )
+    p.add_argument(
+        "--junit", type=Path, metavar="FILE", help="Also write JUnit XML: one testcase per check."
+    )
+    p.add_argument(
         "--mode",
+        dest="modes",
+        action="append",
+        default=[],
         metavar="fv|pv|vfio|sriov",
         help="A mode that must be ready (repeatable). Default: fv and pv. "
         "All four modes are always evaluated and shown.",
-    ),
-    strict: bool = typer.Option(False, "--strict", help="Count WARN as not ready."),
-    probe: bool = typer.Option(
-        False, "--probe", help="Boot a probe guest to see whether KVM really works (seconds)."
-    ),
-    connect: str | None = typer.Option(
-        None,
+    )
+    p.add_argument("--strict", action="store_true", help="Count WARN as not ready.")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="Boot a probe guest to see whether KVM really works (seconds).",
+    )
+    p.add_argument(
         "-c",
         "--connect",
         metavar="URI",
         help="libvirt URI (default: $LIBVIRT_DEFAULT_URI or qemu:///system).",
-    ),
-    testbed: Path | None = typer.Option(
-        None, "--testbed", hidden=True, help="Read a recorded testbed directory (tests, demos)."
-    ),
-) -> None:
-    """Can this host do FV, PV-on-HVM, VFIO and SR-IOV?  And if not, what exactly to change.
+    )
+    # a recorded testbed directory instead of this host (tests, demos)
+    p.add_argument("--testbed", type=Path, help=argparse.SUPPRESS)
+    return p
 
-    Checks everything `virt-host-validate qemu` does and more (KVM backend, IOMMU on the kernel
-    command line, interrupt remapping, vfio, hugepages, NUMA, libvirt domain capabilities, tools),
-    lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
-    the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
 
-    Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready; 1 an error: the
-    host could not be assessed (libvirtd unreachable: a FAIL line with the fix, the other checks
-    still shown), a bad option, an unreadable testbed.  Requested modes: --mode (repeatable),
-    default fv and pv.
-    """
+def main(argv: list[str]) -> int:
+    """Run `vbench check` with its arguments (after the word `check`); returns the exit code."""
+    args = parser().parse_args(argv)
+    json_out: bool = args.json_out
+    junit: Path | None = args.junit
+    modes: list[str] = args.modes
+    strict: bool = args.strict
+    probe: bool = args.probe
+    connect: str | None = args.connect
+    testbed: Path | None = args.testbed
     try:
         requested = parse_modes(modes) if modes else DEFAULT_REQUESTED
     except ValueError as exc:
@@ -225,4 +260,4 @@ def check(
         from rich.console import Console
 
         render(doc, Console(highlight=False))
-    raise typer.Exit(doc.exit_code)
+    return doc.exit_code
