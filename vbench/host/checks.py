@@ -19,13 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 import pyudev
 
 from vbench import __version__
-from vbench.checkdoc import CheckDocument
 from vbench.errors import LibvirtUnavailable
 from vbench.guest.kernel import kernel_candidates
 from vbench.host.facts import SystemFacts, read_system_facts
@@ -47,6 +46,9 @@ from vbench.readiness import (
     module_load_remedy,
 )
 from vbench.virt.connection import open_connection, resolve_uri
+
+if TYPE_CHECKING:  # pydantic: loaded by check_document (the run), never by `vbench check`
+    from vbench.checkdoc import CheckDocument
 
 FV, PV, VFIO, SRIOV = ModeId.FV, ModeId.PV, ModeId.VFIO, ModeId.SRIOV
 ALL = (FV, PV, VFIO, SRIOV)
@@ -1452,4 +1454,6 @@ def check_document(
 
     Its `verdicts` say which modes the host could not do, and why.
     """
+    from vbench.checkdoc import CheckDocument
+
     return CheckDocument.build(run_checks(paths, uri, probe=False), strict, tuple(requested))
