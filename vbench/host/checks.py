@@ -32,6 +32,7 @@ from vbench.host.inventory import collect_inventory
 from vbench.host.nvme import NvmeQuery, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import NVME_CLASS_PREFIX, read_pf, vf_address
+from vbench.host.udev import udev_context
 from vbench.host.xen import xen_checks
 from vbench.inventory import Inventory
 from vbench.model import ModeId
@@ -673,7 +674,7 @@ def _ecaps(f: HostFacts) -> list[str]:
     testbed), else from sysfs below the injectable root."""
     values: list[str] = []
     try:
-        for dev in pyudev.Context().list_devices(subsystem="iommu"):
+        for dev in udev_context().list_devices(subsystem="iommu"):
             raw = dev.attributes.get("intel-iommu/ecap")
             if raw:
                 values.append(bytes(raw).decode(errors="replace").strip())
