@@ -1189,6 +1189,17 @@ class Runner:
         if network is not None and executor.where == "host":
             argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
+        step = w.prepare(wl, target)
+        if step is not None:  # before the window opens: it samples the measured command only
+            try:
+                out, _err = executor.run(
+                    step.argv, min(step.timeout_s, self.scenario.run.command_timeout_s)
+                )
+            except AgentTimeout:
+                raise
+            except VbenchError as exc:
+                return self._case_failed(record, exc)
+            state.rundir.write_raw(case_id, step.raw_name, out)
         readings: list[Reading] = []
         with contextlib.ExitStack() as around:
             samplers = watch.samplers()
