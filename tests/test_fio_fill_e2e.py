@@ -36,6 +36,8 @@ iodepth = [4]
 size = "16m"
 precondition = "fill"
 runtime_s = 3
+[run]
+repetitions = 1
 """
 
 
