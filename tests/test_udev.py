@@ -1,4 +1,4 @@
-"""`udev_context()`: libudev by its soname, no `ldconfig -p` subprocess, same devices as pyudev's."""
+"""`udev_context()`: libudev by its soname (no `ldconfig -p`), the same devices as pyudev finds."""
 
 from __future__ import annotations
 
