@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from vbench.command import run
 from vbench.errors import VbenchError, WorkloadOutputError
 from vbench.model import WorkloadCase
 from vbench.workloads.base import SampleLabels, Target
@@ -263,16 +264,24 @@ def test_size_and_ioengine_from_the_spec() -> None:
     assert _write_case(size="50%").slug.endswith("-50pct")
 
 
-def test_precondition_fill_writes_the_target_first_as_its_own_group() -> None:
+def test_precondition_fill_is_a_step_before_the_measured_job() -> None:
     case = _write_case(precondition="fill", size="16m")
-    argv = FIO.argv(case, Target("host", disk="/var/lib/vbench/x.raw"))
-    job = argv.index(f"--name={case.slug}")
-    fill, measured = argv[1:job], argv[job:]
-    assert fill[0] == "--name=precondition"
+    target = Target("host", disk="/var/lib/vbench/x.raw")
+    step = FIO.prepare(case, target)
+    assert step is not None and step.raw_name == "fio.precondition.json"
+    fill = step.argv
+    assert fill[:2] == ["fio", "--name=precondition"] and "--output-format=json" in fill
     assert {"--rw=write", "--bs=1m", "--size=16m", "--filename=/var/lib/vbench/x.raw"} <= set(fill)
     assert "--time_based" not in fill  # the fill ends when the target is written once
-    assert {"--rw=randwrite", "--stonewall", "--new_group", "--time_based"} <= set(measured)
-    assert FIO.timeout(case) > FIO.timeout(_write_case())
+    # the measured command is the case alone: the window (samplers, cross-checks) opens after
+    # the fill, so libvirt's block counters there are the measured job's only
+    measured = FIO.argv(case, target)
+    assert not any(a.startswith("--name=precondition") or a == "--stonewall" for a in measured)
+    assert {"--rw=randwrite", "--time_based", "--size=16m"} <= set(measured)
+    plain = FIO.argv(_write_case(precondition="none", size="16m"), target)
+    assert measured == [plain[0], f"--name={case.slug}", *plain[2:]]  # the same job, renamed
+    assert FIO.timeout(case) == FIO.timeout(_write_case())
+    assert step.timeout_s > 0
 
 
 def test_precondition_none_is_the_plain_job() -> None:
@@ -280,6 +289,35 @@ def test_precondition_none_is_the_plain_job() -> None:
     assert case.params["precondition"] == "none"
     argv = FIO.argv(case, Target("guest", disk="/dev/vda"))
     assert argv[1] == f"--name={case.slug}" and "--stonewall" not in argv
+    assert FIO.prepare(case, Target("guest", disk="/dev/vda")) is None
+    assert FIO.prepare(_case(), Target("guest", disk="/dev/vda")) is None  # a read
+
+
+def test_fill_then_measured_job_on_real_fio_output() -> None:
+    """Real fio 3.33 output of the two commands (16 MiB scratch file, qd8, 2 s): the fill wrote
+    the target once; the measured output holds the measured job only, so its tallies are what a
+    device counter sees over the window that opens after the fill."""
+    _text, fill = _load("fill/precondition-16m-qd8.json")
+    (job,) = fill["jobs"]
+    assert job["jobname"] == "precondition" and job["write"]["io_bytes"] == 16 * 2**20
+    text, measured = _load("randwrite-4k-libaio-qd8-after-fill.json")
+    (mjob,) = measured["jobs"]
+    tallies = FIO.tallies(FIO.parse(text.encode(), LABELS))
+    assert tallies.ios == mjob["write"]["total_ios"] + mjob["read"]["total_ios"]
+    assert tallies.io_bytes == mjob["write"]["io_bytes"] + mjob["read"]["io_bytes"]
+
+
+def test_fill_and_measured_commands_run_by_real_fio(tmp_path: Path) -> None:
+    case = _write_case(precondition="fill", size="4m", runtime_s=1)
+    target = Target("host", disk=str(tmp_path / "scratch.raw"))
+    step = FIO.prepare(case, target)
+    assert step is not None
+    fill = json.loads(run(step.argv, timeout_s=step.timeout_s).stdout)
+    assert [j["jobname"] for j in fill["jobs"]] == ["precondition"]
+    assert fill["jobs"][0]["write"]["io_bytes"] == 4 * 2**20
+    out = run(FIO.argv(case, target), timeout_s=FIO.timeout(case)).stdout
+    assert [j["jobname"] for j in json.loads(out)["jobs"]] == [case.slug]
+    assert (FIO.tallies(FIO.parse(out, LABELS)).ios or 0) > 0
 
 
 def test_precondition_applies_to_writes_only() -> None:
@@ -291,8 +329,9 @@ def test_precondition_applies_to_writes_only() -> None:
 
 
 def test_parser_skips_the_precondition_job_of_real_output() -> None:
-    # real fio 3.33 output of the argv above (16 MiB file, qd8): the fill job comes first, and fio
-    # prints a description line of it before the JSON
+    # real fio 3.33 output of the fill and the case in one fio run (16 MiB file, qd8), as vbench
+    # ran them before the fill became a step of its own: the fill job comes first, and fio prints
+    # a description line of it before the JSON.  Such runs' raw outputs still parse.
     text = (DATA / "randwrite-4k-libaio-qd8-fill.txt").read_text()
     data = json.loads(text[text.index("{") :])
     fill, measured = data["jobs"]

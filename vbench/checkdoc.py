@@ -1,11 +1,14 @@
 """The host-check document: one typed, versioned record from `vbench check` to the report.
 
     CheckDocument.build(report, strict, requested)   # vbench.host.checks.check_document
-    doc.model_dump_json()                             # `vbench check --json`, the run manifest
+    doc.model_dump_json()                             # the run manifest (same text as
+                                                      # `vbench check --json`: vbench.checkdata)
     load_check_document(data, source)                 # the one loader: upgrades v1, refuses others
 
-Pure core (pydantic only).  The verdicts are stored, with structured remedies that name the checks
-they fix, so readers never recompute them nor parse remedy text.  Format history:
+Pure core (pydantic only).  What a document holds is `vbench.checkdata`'s (plain data, so that
+`vbench check` never loads pydantic); this module types it and reads it back.  The verdicts are
+stored, with structured remedies that name the checks they fix, so readers never recompute them
+nor parse remedy text.  Format history:
 
   1  verdict remedies were strings "check.id, other.id: text"; host facts an open mapping.
   2  remedies are {checks: [...], text}; host facts are a closed record.  A v1 document is upgraded
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
+from vbench.checkdata import CHECK_FORMAT_VERSION as CHECK_FORMAT_VERSION
+from vbench.checkdata import DOCUMENT_KIND as DOCUMENT_KIND
+from vbench.checkdata import CheckOutcome
 from vbench.errors import RecordError
 from vbench.inventory import Inventory
 from vbench.model import ModeId
@@ -29,17 +35,10 @@ from vbench.readiness import (
     CheckReport,
     CheckResult,
     ExcludedDevice,
-    ModeVerdict,
     OfferedDevice,
     Remedy,
     Status,
-    all_ready,
-    exit_code,
-    mode_verdicts,
 )
-
-CHECK_FORMAT_VERSION: Final = 2
-DOCUMENT_KIND: Final = "vbench.check"
 
 
 class _Record(BaseModel):
@@ -47,7 +46,10 @@ class _Record(BaseModel):
 
 
 class CheckHost(_Record):
-    """What `vbench check` saw of the host it ran on (None: not known there)."""
+    """What `vbench check` saw of the host it ran on (None: not known there).
+
+    The same fields, in the same order, as `vbench.checkdata.HOST_DEFAULTS`.
+    """
 
     hostname: str | None = None
     testbed: str | None = None  # the umockdev testbed read instead of the live host
@@ -80,19 +82,6 @@ class CheckRecord(_Record):
     degrades: tuple[ModeId, ...] = ()
     data: dict[str, JsonValue] = {}
 
-    @classmethod
-    def of(cls, c: CheckResult) -> CheckRecord:
-        return cls(
-            id=c.id,
-            title=c.title,
-            status=c.status,
-            observed=c.observed,
-            remedy=c.remedy,
-            gates=c.gates,
-            degrades=c.degrades,
-            data=dict(c.data),
-        )
-
     def result(self) -> CheckResult:
         return CheckResult(
             id=self.id,
@@ -120,21 +109,6 @@ class VerdictRecord(_Record):
     offered: tuple[OfferedDevice, ...] = ()
     excluded: tuple[ExcludedDevice, ...] = ()
 
-    @classmethod
-    def of(cls, v: ModeVerdict, requested: bool) -> VerdictRecord:
-        return cls(
-            mode=v.mode,
-            title=v.title,
-            requested=requested,
-            ready=v.ready,
-            summary=v.summary,
-            blockers=v.blockers,
-            remedies=v.remedies,
-            warnings=v.warnings,
-            offered=v.offered,
-            excluded=v.excluded,
-        )
-
 
 class CheckDocument(_Record):
     """Everything one `vbench check` concluded: host facts, checks, inventory, verdicts."""
@@ -158,19 +132,8 @@ class CheckDocument(_Record):
         strict: bool = False,
         requested: Iterable[ModeId] = DEFAULT_REQUESTED,
     ) -> CheckDocument:
-        wanted = tuple(requested)
-        verdicts = mode_verdicts(report.checks, report.inventory, strict, report.os_release)
-        return cls(
-            host=CheckHost.model_validate(dict(report.host)),
-            strict=strict,
-            requested_modes=wanted,
-            ready=all_ready(verdicts, wanted),
-            exit_code=exit_code(verdicts, wanted, report.checks),
-            counts={s: sum(1 for c in report.checks if c.status is s) for s in Status},
-            checks=tuple(CheckRecord.of(c) for c in report.checks),
-            inventory=report.inventory,
-            verdicts=tuple(VerdictRecord.of(v, v.mode in wanted) for v in verdicts),
-        )
+        """The document of a report: `vbench.checkdata` says what it holds, this types it."""
+        return cls.model_validate(CheckOutcome.of(report, strict, requested).data())
 
     def report(self) -> CheckReport:
         """The core's view (for the readiness rules)."""

@@ -20,7 +20,9 @@ replace.  A figure whose counters are missing (a bare-metal case has no libvirt 
 exit counters) is left out, never zero.
 
 Cross-checks compare what the workload says it did with what libvirt counted in the same window;
-a disagreement over `limit_pct` (5 %) flags the case:
+a disagreement over `limit_pct` (5 %) flags the case.  Whatever a case runs to prepare its target
+(fio's `fill`, `Workload.prepare`) runs before the window opens, so libvirt's counters over the
+window and the workload's own count cover the same, measured, command:
   - block_requests: the workload's I/O count (fio's total_ios) vs libvirt's block rd + wr reqs.
     The guest's block layer may split a request before the device sees it (measured here: fio's
     1 MiB requests reach an emulated SATA disk as 8 of 128 KiB; virtio-blk passes them whole).

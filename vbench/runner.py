@@ -870,10 +870,28 @@ class Runner:
                 def one(
                     part: Trial, place: _GuestPlace, wl: WorkloadCase, barrier: threading.Barrier
                 ) -> tuple[CaseRecord, float]:
+                    # each guest's preparation (fio's fill) first: the cases start together
+                    started = utc_now()
+                    try:
+                        failed = self._prepare_case(state, part, wl, place.executor, place.target)
+                    except AgentTimeout:
+                        barrier.abort()  # the other guests must not wait for this one
+                        raise
                     barrier.wait(BARRIER_TIMEOUT_S)
                     released = time.monotonic()
+                    if failed is not None:
+                        record = self._case_record(part, mode.id.value, wl, "ok")
+                        record.started_at = started
+                        return self._case_failed(record, failed), released
                     record = self._run_case(
-                        state, part, mode.id.value, wl, place.executor, place.target, place.watch
+                        state,
+                        part,
+                        mode.id.value,
+                        wl,
+                        place.executor,
+                        place.target,
+                        place.watch,
+                        prepared=True,
                     )
                     return record, released
 
@@ -1119,9 +1137,11 @@ class Runner:
         executor: Executor,
         target: Target,
         watch: CaseWatch,
+        prepared: bool = False,
     ) -> CaseRecord:
-        """One workload case: its peer server (NETWORK), the samplers around the command, the raw
-        output kept, the samples parsed, the series reduced to figures and cross-checks.
+        """One workload case: its preparation (`_prepare_case`, unless `prepared`), its peer server
+        (NETWORK), the samplers around the command, the raw output kept, the samples parsed, the
+        series reduced to figures and cross-checks.
 
         A failed command fails the case; AgentTimeout (a guest that stopped answering) propagates
         and ends the trial.
@@ -1139,6 +1159,10 @@ class Runner:
         if network is not None and executor.where == "host":
             argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
+        if not prepared:
+            failed = self._prepare_case(state, trial, wl, executor, target)
+            if failed is not None:
+                return self._case_failed(record, failed)
         readings: list[Reading] = []
         with contextlib.ExitStack() as around:
             samplers = watch.samplers()
@@ -1191,6 +1215,26 @@ class Runner:
         state.add_samples(samples)
         record.ended_at = utc_now()
         return record
+
+    def _prepare_case(
+        self, state: _State, trial: Trial, wl: WorkloadCase, executor: Executor, target: Target
+    ) -> VbenchError | None:
+        """The workload's preparation of the case (fio's fill), before the case's window opens, so
+        that the window (samplers, cross-checks) sees the measured command only.  Its output is
+        kept; its failure is returned (it fails the case), AgentTimeout propagates."""
+        step = workload(wl.kind).prepare(wl, target)
+        if step is None:
+            return None
+        try:
+            out, _err = executor.run(
+                step.argv, min(step.timeout_s, self.scenario.run.command_timeout_s)
+            )
+        except AgentTimeout:
+            raise
+        except VbenchError as exc:
+            return exc
+        state.rundir.write_raw(trial.case_id(wl), step.raw_name, out)
+        return None
 
     @staticmethod
     def _sink(state: _State, case_id: str, keep: list[Reading]) -> Callable[[list[Reading]], None]:

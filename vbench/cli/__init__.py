@@ -1,29 +1,27 @@
 """The command line: the only place that catches `VbenchError` (one line on stderr, exit != 0).
 
-Each command lives in its own module under `vbench/cli/`; this module builds the app and `main()`.
-A command's module is imported only when that command runs (`COMMAND_MODULES`): `vbench check`
-must not pay for loading the runner, the results models and pydantic (benchmarks/check_speed.py).
+Each command lives in its own module under `vbench/cli/`, registered on the Typer `app`
+(vbench/cli/_app.py).  A command's module is imported only when that command runs
+(`COMMAND_MODULES`), and `vbench check` does not even build the Typer app: `main()` hands it
+straight to its own argparse parser (vbench/cli/check.py), because Typer (which builds a pydantic
+validator per option) and the run's models cost more than the check itself
+(benchmarks/check_speed.py; goal: median <= 250 ms).  This module imports neither Typer nor rich:
+`app` is loaded on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING
 
-import typer
-import typer.main
-from typer.core import TyperGroup
-
-from vbench import __version__
 from vbench.errors import VbenchError
 
-if TYPE_CHECKING:  # only for mypy: typer >= 0.2x vendors click here, older typer uses click itself
-    from typer._click import Command, Context
+if TYPE_CHECKING:
+    from vbench.cli._app import app as app
 
 # command name -> the module under vbench/cli/ that registers it on `app`
 COMMAND_MODULES: dict[str, str] = {
-    "check": "check",
+    "check": "check_app",
     "run": "run",
     "cleanup": "run",
     "report": "report",
@@ -34,52 +32,13 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
-def _load_all_commands() -> None:
-    import pkgutil  # ~10 ms (importlib.util): only for a command missing from COMMAND_MODULES
+def __getattr__(name: str) -> object:
+    """`vbench.cli.app`, built on first use (`from vbench.cli import app` in command modules)."""
+    if name == "app":
+        from vbench.cli._app import app
 
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-class _LazyGroup(TyperGroup):
-    """The root command group: a subcommand's module is imported when the subcommand is asked for.
-
-    A name missing from COMMAND_MODULES (a module added without an entry) loads every module, so
-    it still works, only slower.
-    """
-
-    def list_commands(self, ctx: Context) -> list[str]:
-        return list(dict.fromkeys([*COMMAND_MODULES, *super().list_commands(ctx)]))
-
-    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is not None:
-            return found
-        module = COMMAND_MODULES.get(cmd_name)
-        if module is None:
-            _load_all_commands()
-        else:
-            importlib.import_module(f"{__name__}.{module}")
-        found = typer.main.get_group(app).commands.get(cmd_name)
-        if found is not None:
-            self.add_command(found, cmd_name)
-        return found
-
-
-app = typer.Typer(
-    name="vbench",
-    cls=_LazyGroup,
-    help=(
-        "Validate virtualization hosts and benchmark guests across I/O virtualization modes:\n\n"
-        "FV (emulated devices), PV-on-HVM (virtio), VFIO pass-through and SR-IOV VFs.\n\n"
-        "Typical use: `vbench check` (can this host do each mode?), "
-        "`vbench run scenarios/quick.toml` (measure), `vbench report reports/<run-id>` (compare)."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _print_error(text: str) -> None:
@@ -88,23 +47,15 @@ def _print_error(text: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vbench {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """vbench: host checks, guest benchmarks and reports for FV, PV-on-HVM, VFIO and SR-IOV."""
-
-
 def main() -> None:
+    argv = sys.argv[1:]
     try:
+        if argv[:1] == ["check"]:  # the fast path: no Typer app (see the module's docstring)
+            from vbench.cli.check import main as check_main
+
+            sys.exit(check_main(argv[1:]))
+        from vbench.cli._app import app
+
         app()
     except VbenchError as exc:
         _print_error(f"vbench: error: {exc}")

@@ -1,21 +1,31 @@
-"""`vbench check`: can this host do FV, PV-on-HVM, VFIO and SR-IOV, and if not, what to change."""
+"""`vbench check`: can this host do FV, PV-on-HVM, VFIO and SR-IOV, and if not, what to change.
+
+Typer-free on purpose: `vbench.cli.main` runs `main(argv)` here without building the Typer app
+(Typer and its pydantic option validators cost about as much as the check itself); check_app.py
+puts the same command on the app for `vbench --help` and Typer's test runner.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-import typer
-
-from vbench.checkdoc import CheckDocument, VerdictRecord
-from vbench.cli import app
+from vbench.checkdata import CheckOutcome
 from vbench.errors import VbenchError
 from vbench.host.checks import run_checks
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import devices_file, in_testbed, reexec_under_umockdev
 from vbench.inventory import Inventory
-from vbench.readiness import DEFAULT_REQUESTED, Status, assessment_failures, parse_modes
+from vbench.model import ModeId
+from vbench.readiness import (
+    DEFAULT_REQUESTED,
+    ModeVerdict,
+    Status,
+    assessment_failures,
+    parse_modes,
+)
 
 if TYPE_CHECKING:  # rich loads only to draw the tables: `check --json` does without (~20 ms)
     from rich.console import Console
@@ -33,7 +43,7 @@ class UsageError(VbenchError):
     """A bad option value (exit 1, like every other error; 2 means 'a requested mode not ready')."""
 
 
-def _checks_table(doc: CheckDocument) -> Table:
+def _checks_table(outcome: CheckOutcome) -> Table:
     from rich.table import Table
     from rich.text import Text
 
@@ -41,7 +51,7 @@ def _checks_table(doc: CheckDocument) -> Table:
     table.add_column("Status", no_wrap=True)
     table.add_column("Check", max_width=26, overflow="fold")
     table.add_column("Observed (→ remedy)", overflow="fold", ratio=1)
-    for c in doc.checks:
+    for c in outcome.report.checks:
         cell = Text(c.observed)
         if c.remedy and c.status is not Status.PASS:
             cell.append(f"\n→ {c.remedy}", style="cyan")
@@ -82,7 +92,7 @@ def _devices_table(inv: Inventory) -> Table:
     return table
 
 
-def _verdicts_table(verdicts: tuple[VerdictRecord, ...]) -> Table:
+def _verdicts_table(verdicts: tuple[ModeVerdict, ...], requested: tuple[ModeId, ...]) -> Table:
     from rich.table import Table
     from rich.text import Text
 
@@ -91,7 +101,7 @@ def _verdicts_table(verdicts: tuple[VerdictRecord, ...]) -> Table:
     table.add_column("Verdict", no_wrap=True)
     table.add_column("Details", overflow="fold")
     for v in verdicts:
-        mark = "*" if v.requested else " "
+        mark = "*" if v.mode in requested else " "
         verdict = (
             Text("READY", style="bold green") if v.ready else Text("NOT READY", style="bold red")
         )
@@ -106,30 +116,33 @@ def _verdicts_table(verdicts: tuple[VerdictRecord, ...]) -> Table:
     return table
 
 
-def render(doc: CheckDocument, console: Console) -> None:
-    h = doc.host
-    where = f"testbed {h.testbed}" if h.testbed else str(h.hostname)
-    osr = h.os_release.get("PRETTY_NAME", "unknown OS")
+def render(outcome: CheckOutcome, console: Console) -> None:
+    h = outcome.report.host
+    inventory = outcome.report.inventory
+    where = f"testbed {h['testbed']}" if h.get("testbed") else str(h.get("hostname"))
+    osr = outcome.report.os_release.get("PRETTY_NAME", "unknown OS")
     console.print(
-        f"[bold]vbench check[/bold] on {where}: {osr}, kernel {h.kernel_release or '?'}, "
-        f"libvirt {h.libvirt_version or '-'} at {h.libvirt_uri}"
-        + (" [yellow](strict)[/yellow]" if doc.strict else "")
+        f"[bold]vbench check[/bold] on {where}: {osr}, kernel {h.get('kernel_release') or '?'}, "
+        f"libvirt {h.get('libvirt_version') or '-'} at {h.get('libvirt_uri')}"
+        + (" [yellow](strict)[/yellow]" if outcome.strict else "")
     )
-    console.print(_checks_table(doc))
-    if doc.inventory.pci:
-        console.print(_devices_table(doc.inventory))
-    for note in doc.inventory.notes:
+    console.print(_checks_table(outcome))
+    if inventory.pci:
+        console.print(_devices_table(inventory))
+    for note in inventory.notes:
         console.print(f"[dim]note: {note}[/dim]")
-    console.print(_verdicts_table(doc.verdicts))
-    not_ready = [v.mode.value for v in doc.verdicts if v.requested and not v.ready]
-    blocking = assessment_failures(doc.report().checks)
+    console.print(_verdicts_table(outcome.verdicts, outcome.requested))
+    not_ready = [
+        v.mode.value for v in outcome.verdicts if v.mode in outcome.requested and not v.ready
+    ]
+    blocking = assessment_failures(outcome.report.checks)
     if blocking:
         why = "; ".join(f"{c.id} FAILED (see above) → {c.remedy}" for c in blocking)
         console.print(f"[bold red]Cannot assess this host[/bold red] (exit 1): {why}")
     elif not_ready:
         console.print(f"[bold red]Not ready:[/bold red] {', '.join(not_ready)} (exit 2)")
     else:
-        names = ", ".join(m.value for m in doc.requested_modes)
+        names = ", ".join(m.value for m in outcome.requested)
         console.print(f"[bold green]Ready:[/bold green] {names}")
 
 
@@ -158,48 +171,80 @@ def _reexec_argv(
     return [sys.executable, "-c", "from vbench.cli import main; main()", *args]
 
 
-@app.command("check")
-def check(
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one versioned JSON document (checks, devices, verdicts)."
-    ),
-    junit: Path | None = typer.Option(
-        None, "--junit", metavar="FILE", help="Also write JUnit XML: one testcase per check."
-    ),
-    modes: list[str] = typer.Option(
-        [],
+DESCRIPTION = """\
+Can this host do FV, PV-on-HVM, VFIO and SR-IOV?  And if not, what exactly to change.
+
+Checks everything `virt-host-validate qemu` does and more (KVM backend, IOMMU on the kernel
+command line, interrupt remapping, vfio, hugepages, NUMA, libvirt domain capabilities, tools),
+lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
+the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
+
+Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready; 1 an error: the
+host could not be assessed (libvirtd unreachable: a FAIL line with the fix, the other checks
+still shown), a bad option, an unreadable testbed.  Requested modes: --mode (repeatable),
+default fv and pv.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one line and exit 1 (a bad option), never 2: 2 means "a requested mode is not ready"
+        raise UsageError(f"{message} (see `vbench check --help`)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of `vbench check` (the one definition: `main` and the Typer entry use it)."""
+    p = _Parser(
+        prog="vbench check",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        action="store_true",
+        help="Print one versioned JSON document (checks, devices, verdicts).",
+    )
+    p.add_argument(
+        "--junit", type=Path, metavar="FILE", help="Also write JUnit XML: one testcase per check."
+    )
+    p.add_argument(
         "--mode",
+        dest="modes",
+        action="append",
+        default=[],
         metavar="fv|pv|vfio|sriov",
         help="A mode that must be ready (repeatable). Default: fv and pv. "
         "All four modes are always evaluated and shown.",
-    ),
-    strict: bool = typer.Option(False, "--strict", help="Count WARN as not ready."),
-    probe: bool = typer.Option(
-        False, "--probe", help="Boot a probe guest to see whether KVM really works (seconds)."
-    ),
-    connect: str | None = typer.Option(
-        None,
+    )
+    p.add_argument("--strict", action="store_true", help="Count WARN as not ready.")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="Boot a probe guest to see whether KVM really works (seconds).",
+    )
+    p.add_argument(
         "-c",
         "--connect",
         metavar="URI",
         help="libvirt URI (default: $LIBVIRT_DEFAULT_URI or qemu:///system).",
-    ),
-    testbed: Path | None = typer.Option(
-        None, "--testbed", hidden=True, help="Read a recorded testbed directory (tests, demos)."
-    ),
-) -> None:
-    """Can this host do FV, PV-on-HVM, VFIO and SR-IOV?  And if not, what exactly to change.
+    )
+    # a recorded testbed directory instead of this host (tests, demos)
+    p.add_argument("--testbed", type=Path, help=argparse.SUPPRESS)
+    return p
 
-    Checks everything `virt-host-validate qemu` does and more (KVM backend, IOMMU on the kernel
-    command line, interrupt remapping, vfio, hugepages, NUMA, libvirt domain capabilities, tools),
-    lists the PCI devices (IOMMU group, driver, SR-IOV, host use), then a verdict per mode naming
-    the blocking checks and their fixes.  It only reads: no module loading, no sysfs writes.
 
-    Exit codes: 0 every requested mode is ready; 2 a requested mode is not ready; 1 an error: the
-    host could not be assessed (libvirtd unreachable: a FAIL line with the fix, the other checks
-    still shown), a bad option, an unreadable testbed.  Requested modes: --mode (repeatable),
-    default fv and pv.
-    """
+def main(argv: list[str]) -> int:
+    """Run `vbench check` with its arguments (after the word `check`); returns the exit code."""
+    args = parser().parse_args(argv)
+    json_out: bool = args.json_out
+    junit: Path | None = args.junit
+    modes: list[str] = args.modes
+    strict: bool = args.strict
+    probe: bool = args.probe
+    connect: str | None = args.connect
+    testbed: Path | None = args.testbed
     try:
         requested = parse_modes(modes) if modes else DEFAULT_REQUESTED
     except ValueError as exc:
@@ -213,16 +258,18 @@ def check(
                 testbed, _reexec_argv(testbed, json_out, junit, modes, strict, probe, connect)
             )
         paths = HostPaths.for_testbed(testbed)
-    doc = CheckDocument.build(run_checks(paths, connect, probe), strict, requested)
+    outcome = CheckOutcome.of(run_checks(paths, connect, probe), strict, requested)
     if junit is not None:
+        from vbench.checkdoc import CheckDocument  # pydantic: only for the JUnit report
+
         try:
-            junit.write_text(doc.junit_xml())
+            junit.write_text(CheckDocument.model_validate(outcome.data()).junit_xml())
         except OSError as exc:
             raise UsageError(f"--junit: cannot write {junit}: {exc.strerror}") from None
     if json_out:
-        sys.stdout.write(doc.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(outcome.json() + "\n")
     else:
         from rich.console import Console
 
-        render(doc, Console(highlight=False))
-    raise typer.Exit(doc.exit_code)
+        render(outcome, Console(highlight=False))
+    return outcome.exit_code

@@ -41,9 +41,10 @@ def modules_in_dep(text: str, names: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for name in names:
         norm = name.replace("-", "_")
-        for spelling in {norm, norm.replace("_", "-")}:
+        for spelling in dict.fromkeys((norm, norm.replace("_", "-"))):
             if f"/{spelling}.ko" in text or f"\n{spelling}.ko" in text:
                 found.add(norm)
+                break  # found: the other spelling need not be searched
     return found
 
 

@@ -19,13 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 import pyudev
 
 from vbench import __version__
-from vbench.checkdoc import CheckDocument
 from vbench.errors import LibvirtUnavailable
 from vbench.guest.kernel import kernel_candidates
 from vbench.host.facts import SystemFacts, read_system_facts
@@ -33,6 +32,7 @@ from vbench.host.inventory import collect_inventory
 from vbench.host.nvme import NvmeQuery, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.sriov_prep import NVME_CLASS_PREFIX, read_pf, vf_address
+from vbench.host.udev import udev_context
 from vbench.host.xen import xen_checks
 from vbench.inventory import Inventory
 from vbench.model import ModeId
@@ -47,6 +47,9 @@ from vbench.readiness import (
     module_load_remedy,
 )
 from vbench.virt.connection import open_connection, resolve_uri
+
+if TYPE_CHECKING:  # pydantic: loaded by check_document (the run), never by `vbench check`
+    from vbench.checkdoc import CheckDocument
 
 FV, PV, VFIO, SRIOV = ModeId.FV, ModeId.PV, ModeId.VFIO, ModeId.SRIOV
 ALL = (FV, PV, VFIO, SRIOV)
@@ -671,7 +674,7 @@ def _ecaps(f: HostFacts) -> list[str]:
     testbed), else from sysfs below the injectable root."""
     values: list[str] = []
     try:
-        for dev in pyudev.Context().list_devices(subsystem="iommu"):
+        for dev in udev_context().list_devices(subsystem="iommu"):
             raw = dev.attributes.get("intel-iommu/ecap")
             if raw:
                 values.append(bytes(raw).decode(errors="replace").strip())
@@ -1461,4 +1464,6 @@ def check_document(
 
     Its `verdicts` say which modes the host could not do, and why.
     """
+    from vbench.checkdoc import CheckDocument
+
     return CheckDocument.build(run_checks(paths, uri, probe=False), strict, tuple(requested))

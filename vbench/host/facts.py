@@ -9,8 +9,6 @@ A missing file is an unknown fact (empty or None), never an exception.
 from __future__ import annotations
 
 import os
-import platform
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,12 +115,13 @@ def read_system_facts(paths: HostPaths | None = None) -> SystemFacts:
     cpu = parse_cpuinfo(_read(paths.proc("cpuinfo")))
     release = _read(paths.proc("sys/kernel/osrelease")).strip()
     osr = _read(root / "etc/os-release") or _read(root / "usr/lib/os-release")
+    uname = os.uname()  # what platform and socket would ask, without importing them (check speed)
     if live:
-        hostname, kernel = socket.gethostname(), release or platform.release()
-        arch, cpus = platform.machine(), os.cpu_count()
+        hostname, kernel = uname.nodename, release or uname.release
+        arch, cpus = uname.machine, os.cpu_count()
     else:  # a testbed recorded on x86_64 (vendor_id is x86's field)
         hostname, kernel = root.name, release
-        arch = "x86_64" if cpu.vendor else platform.machine()
+        arch = "x86_64" if cpu.vendor else uname.machine
         cpus = cpu.processors or None
     return SystemFacts(
         live=live,

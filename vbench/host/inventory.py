@@ -26,6 +26,7 @@ from vbench.errors import HostError
 from vbench.host import procfs
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import in_testbed, reexec_under_umockdev
+from vbench.host.udev import udev_context
 from vbench.inventory import BlockDevice, HostUse, Inventory, NetDevice, PciDevice
 
 BRIDGE_CLASS_PREFIX = "0604"
@@ -346,7 +347,7 @@ def collect_inventory(
     context: pyudev.Context | None = None,
 ) -> Inventory:
     """Read the host's PCI, block and network devices and what the host itself uses."""
-    ctx = context if context is not None else pyudev.Context()
+    ctx = context if context is not None else udev_context()
     pci = sorted(
         (pci_device_from_udev(d) for d in ctx.list_devices(subsystem="pci")),
         key=lambda d: d.address,

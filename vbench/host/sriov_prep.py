@@ -28,6 +28,7 @@ from vbench.host.changes import NONE, HostChange, binding
 from vbench.host.nvme import NvmeQuery, SecondaryController, nvme_for
 from vbench.host.paths import HostPaths
 from vbench.host.testbed import in_testbed, reexec_under_umockdev
+from vbench.host.udev import udev_context
 
 NVME_CLASS_PREFIX = "0108"
 MIN_VQ, MIN_VI = 2, 1  # an admin queue pair + one I/O queue pair; one interrupt vector
@@ -73,7 +74,7 @@ def _link(dir_: str, name: str) -> str | None:
 
 
 def read_pf(pf: str, context: pyudev.Context | None = None) -> PfState:
-    ctx = context or pyudev.Context()
+    ctx = context or udev_context()
     try:
         dev = pyudev.Devices.from_name(ctx, "pci", pf)
     except pyudev.DeviceNotFoundError:

@@ -131,7 +131,9 @@ def block_device_from_devnum(devnum: int) -> BlockDevice | None:
     """
     import pyudev  # imported here: the rest of the host sampler needs no udev
 
-    context = pyudev.Context()
+    from vbench.host.udev import udev_context
+
+    context = udev_context()
     try:
         device = pyudev.Devices.from_device_number(context, "block", devnum)
     except pyudev.DeviceNotFoundError:

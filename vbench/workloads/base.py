@@ -61,6 +61,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Step:
+    """A command the runner runs before a case's sampling window opens: neither measured nor
+    sampled (fio's `fill`), so the window and its cross-checks see the measured command only."""
+
+    argv: list[str]
+    timeout_s: float
+    raw_name: str  # its stdout is kept as raw/<case>/<raw_name>
+
+
+@dataclass(frozen=True)
 class Tallies:
     """A case's own account of the work it did (from its samples): I/O requests and bytes on the
     test disk, payload bytes per direction on the test NIC (guest's view: tx = sent by the guest).
@@ -161,6 +171,10 @@ class Workload(ABC):
         `bind` is the address it listens on (the host end of one guest's link, so that several
         guests' servers can run at once); None: every address of the namespace.
         """
+        return None
+
+    def prepare(self, case: WorkloadCase, target: Target) -> Step | None:
+        """A command to run before `argv`, outside the case's window (None: nothing to run)."""
         return None
 
     def tallies(self, samples: list[Sample]) -> Tallies:

@@ -32,11 +32,14 @@ Preconditioning (`precondition`, for cases that write: write, randwrite, rw, ran
 
 * `none` (the default): measure the target as it is.  vbench's test disks (guest and bare metal)
   are written full of random data when created, so no write lands on an unwritten extent.
-* `fill`: before the measured job, the same fio run writes the whole target (or `size` of it)
-  once, sequentially in 1 MiB blocks, as a separate job named `precondition` in its own reporting
-  group (`--stonewall --new_group`); only the measured job becomes samples.  Use it where the
-  first write to a block costs more than a rewrite (thin images, SSDs out of the box) to measure
-  the steady state rather than the first fill.
+* `fill`: before the measured job, a fio run of its own (`fill_argv`, the job `precondition`)
+  writes the whole target (or `size` of it) once, sequentially in 1 MiB blocks.  The runner runs
+  it before the case's sampling window opens (`Fio.prepare`; its output is kept as
+  raw/<case>/fio.precondition.json), so the samples, the window's figures (host CPU per I/O, ...)
+  and the cross-checks against libvirt's block counters all cover the measured job only: libvirt
+  counts every request, and a fill inside the window made it count the fill's too.  Use it where
+  the first write to a block costs more than a rewrite (thin images, SSDs out of the box) to
+  measure the steady state rather than the first fill.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -57,6 +61,7 @@ from vbench.workloads.base import (
     Needs,
     SampleLabels,
     Spec,
+    Step,
     Tallies,
     Target,
     Workload,
@@ -107,6 +112,7 @@ _KNOWN_PARAMS = frozenset(
 WRITING_RW = frozenset({"write", "randwrite", "rw", "randrw", "readwrite"})
 PRECONDITIONS = ("none", "fill")
 PRECONDITION_JOB = "precondition"  # the name of the unmeasured fill job; never a sample
+FILL_RAW_NAME = "fio.precondition.json"  # the fill's output, kept next to the case's fio.json
 
 
 def _int_param(params: Mapping[str, ParamValue], key: str, lo: int, hi: int, default: int) -> int:
@@ -116,21 +122,25 @@ def _int_param(params: Mapping[str, ParamValue], key: str, lo: int, hi: int, def
     return value
 
 
-def fio_argv(
-    params: Mapping[str, ParamValue],
-    *,
-    filename: str,
-    job_name: str,
-) -> list[str]:
-    """The argv (no shell) to run one fio case against `filename` (a guest block device).
+@dataclass(frozen=True)
+class _Job:
+    """A case's fio parameters, checked (see `fio_argv`)."""
 
-    `params` are a `WorkloadCase`'s params (see `FioSpec`): rw, bs, iodepth, numjobs, runtime_s,
-    ramp_s, ioengine, direct, and optionally size (fio's `--size`, e.g. `256m` or `50%`; without
-    it fio uses the whole device) and precondition (`none` or `fill`, see the module docstring).
-    Every value is checked against a whitelist;
-    an unknown key or a bad value raises `ValueError` (the scenario validates them first, so this is
-    a programming error, not a user's).
-    """
+    filename: str
+    rw: str
+    bs: str
+    iodepth: int
+    numjobs: int
+    runtime_s: int
+    ramp_s: int
+    ioengine: str
+    direct: bool
+    size: str | None
+    precondition: str
+
+
+def _job(params: Mapping[str, ParamValue], filename: str) -> _Job:
+    """Every value checked against a whitelist; `ValueError` for an unknown key or a bad value."""
     unknown = sorted(set(params) - _KNOWN_PARAMS)
     if unknown:
         raise ValueError(f"fio parameters {unknown} are not supported")
@@ -156,7 +166,7 @@ def fio_argv(
     if size is not None and (not isinstance(size, str) or not _SIZE.match(size)):
         raise ValueError(f"fio parameter size={size!r}: expected a size such as 256m or 50%")
     precondition = params.get("precondition", "none")
-    if precondition not in PRECONDITIONS:
+    if not isinstance(precondition, str) or precondition not in PRECONDITIONS:
         raise ValueError(
             f"fio parameter precondition={precondition!r}: expected one of {PRECONDITIONS}"
         )
@@ -164,45 +174,81 @@ def fio_argv(
         raise ValueError(f"fio parameter precondition='fill' applies to writes, not rw={rw!r}")
     if not _FILENAME.match(filename) or "/../" in f"{filename}/":
         raise ValueError(f"fio filename {filename!r}: expected an absolute path like /dev/vdb")
+    return _Job(
+        filename=filename,
+        rw=rw,
+        bs=bs.lower(),
+        iodepth=iodepth,
+        numjobs=numjobs,
+        runtime_s=runtime_s,
+        ramp_s=ramp_s,
+        ioengine=ioengine,
+        direct=direct,
+        size=None if size is None else size.lower(),
+        precondition=precondition,
+    )
+
+
+def fio_argv(
+    params: Mapping[str, ParamValue],
+    *,
+    filename: str,
+    job_name: str,
+) -> list[str]:
+    """The argv (no shell) to run one fio case against `filename` (a guest block device).
+
+    `params` are a `WorkloadCase`'s params (see `FioSpec`): rw, bs, iodepth, numjobs, runtime_s,
+    ramp_s, ioengine, direct, and optionally size (fio's `--size`, e.g. `256m` or `50%`; without
+    it fio uses the whole device) and precondition (`none` or `fill`: `fill_argv` is then run
+    first, see the module docstring).  Every value is checked against a whitelist;
+    an unknown key or a bad value raises `ValueError` (the scenario validates them first, so this is
+    a programming error, not a user's).
+    """
+    job = _job(params, filename)
     if not _JOB_NAME.match(job_name):
         raise ValueError(f"fio job name {job_name!r}: use letters, digits, '.', '_' and '-'")
-
     if job_name == PRECONDITION_JOB:
         raise ValueError(f"fio job name {job_name!r} is reserved for the precondition job")
-
-    argv = ["fio"]
-    if precondition == "fill":
-        # its own job and reporting group, finished before the measured job starts
-        argv += [
-            f"--name={PRECONDITION_JOB}",
-            f"--filename={filename}",
-            "--rw=write",
-            "--bs=1m",
-            f"--iodepth={min(iodepth, 16)}",
-            f"--ioengine={ioengine}",
-            f"--direct={int(direct)}",
-        ]
-        if size is not None:
-            argv.append(f"--size={size.lower()}")
-    argv += [
+    argv = [
+        "fio",
         f"--name={job_name}",
         f"--filename={filename}",
-        f"--rw={rw}",
-        f"--bs={bs.lower()}",
-        f"--iodepth={iodepth}",
-        f"--numjobs={numjobs}",
-        f"--runtime={runtime_s}",
+        f"--rw={job.rw}",
+        f"--bs={job.bs}",
+        f"--iodepth={job.iodepth}",
+        f"--numjobs={job.numjobs}",
+        f"--runtime={job.runtime_s}",
         "--time_based",
-        f"--ramp_time={ramp_s}",
-        f"--ioengine={ioengine}",
-        f"--direct={int(direct)}",
+        f"--ramp_time={job.ramp_s}",
+        f"--ioengine={job.ioengine}",
+        f"--direct={int(job.direct)}",
     ]
-    if size is not None:
-        argv.append(f"--size={size.lower()}")
-    if precondition == "fill":
-        argv += ["--stonewall", "--new_group"]
+    if job.size is not None:
+        argv.append(f"--size={job.size}")
     argv += ["--group_reporting", "--output-format=json"]
     return argv
+
+
+def fill_argv(params: Mapping[str, ParamValue], *, filename: str) -> list[str] | None:
+    """The argv of a case's `fill` (None: precondition `none`): the target (or `size` of it)
+    written once, sequentially in 1 MiB blocks, with the case's engine, as the job `precondition`.
+    """
+    job = _job(params, filename)
+    if job.precondition != "fill":
+        return None
+    argv = [
+        "fio",
+        f"--name={PRECONDITION_JOB}",
+        f"--filename={filename}",
+        "--rw=write",
+        "--bs=1m",
+        f"--iodepth={min(job.iodepth, 16)}",
+        f"--ioengine={job.ioengine}",
+        f"--direct={int(job.direct)}",
+    ]
+    if job.size is not None:
+        argv.append(f"--size={job.size}")
+    return [*argv, "--output-format=json"]
 
 
 def _first_line(text: str) -> str:
@@ -330,6 +376,7 @@ def parse_fio_json(text: str, labels: SampleLabels) -> list[Sample]:
         raise WorkloadOutputError("fio JSON has no jobs (was --output-format=json given?)")
     if not all(isinstance(job, Mapping) for job in jobs):
         raise WorkloadOutputError("fio JSON: jobs[] entries are not objects")
+    # runs before the fill became a command of its own ran it in the same fio: not a sample
     jobs = [job for job in jobs if job.get("jobname") != PRECONDITION_JOB]
     if not jobs:
         raise WorkloadOutputError("fio JSON has only the precondition job, no measured job")
@@ -476,11 +523,19 @@ class Fio(Workload):
             raise ValueError("fio needs a target disk")
         return fio_argv(case.params, filename=target.disk, job_name=self.slug(case))
 
+    def prepare(self, case: WorkloadCase, target: Target) -> Step | None:
+        """The `fill` of a preconditioned case, run before the window opens."""
+        if target.disk is None:
+            raise ValueError("fio needs a target disk")
+        argv = fill_argv(case.params, filename=target.disk)
+        if argv is None:
+            return None
+        # a fill is not time-bound: it writes the whole target; the margin is for a hang
+        return Step(argv, 2 * TIMEOUT_MARGIN_S, FILL_RAW_NAME)
+
     def timeout(self, case: WorkloadCase) -> float:
         runtime = float(case.params["runtime_s"]) + float(case.params["ramp_s"])
-        # a fill is not time-bound: give it the margin once more
-        fill = TIMEOUT_MARGIN_S if case.params.get("precondition") == "fill" else 0.0
-        return runtime + TIMEOUT_MARGIN_S + fill
+        return runtime + TIMEOUT_MARGIN_S
 
     def parse(self, raw: bytes, labels: SampleLabels) -> list[Sample]:
         return parse_fio_json(raw.decode(errors="replace"), labels)

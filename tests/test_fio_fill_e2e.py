@@ -1,0 +1,106 @@
+"""End to end, a real guest (TCG here): a fio case with `precondition = "fill"` keeps its block
+cross-checks within 5 %.  The fill runs before the case's sampling window opens, so libvirt's
+block counters over the window hold the measured job's requests and bytes only (a fill inside
+the window added its 16 MiB to libvirt's count and none to fio's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+VBENCH = [sys.executable, "-m", "vbench"]
+NAME = f"fill-{uuid.uuid4().hex[:6]}"  # unique: other runs go on at the same time
+SCENARIO = """
+format_version = 1
+name = "{name}"
+[guest]
+memory_mib = 320
+boot_timeout_s = 180
+[disk]
+size_mib = 32
+[[modes]]
+id = "pv"
+[[workloads]]
+kind = "fio"
+rw = ["randwrite"]
+bs = ["4k"]
+iodepth = [4]
+size = "16m"
+precondition = "fill"
+runtime_s = 3
+[run]
+repetitions = 1
+{run}
+"""
+
+
+def _run(tmp_path: Path, name: str, run: str = "") -> dict[str, Any]:
+    env = dict(os.environ)
+    env["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / tmp_path.name)
+    scenario = tmp_path / "fill.toml"
+    scenario.write_text(SCENARIO.format(name=name, run=run))
+    out = tmp_path / "reports"
+    proc = subprocess.run(
+        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [n for n in names if n.startswith(f"vbench-{name}-")] == []
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
+    manifest["dir"] = str(run_dir)
+    return manifest
+
+
+def _assert_filled_then_within_5_pct(run: Path, case: dict[str, Any]) -> None:
+    assert case["status"] == "ok" and case["case_id"].endswith("-fill"), case
+    raw = run / "raw" / case["case_id"]
+    fill = json.loads((raw / "fio.precondition.json").read_text())
+    assert fill["jobs"][0]["write"]["io_bytes"] == 16 * 2**20  # the fill ran, before the window
+    measured = json.loads((raw / "fio.json").read_text())
+    assert [j["jobname"] for j in measured["jobs"]] == ["fio-randwrite-4k-qd4-j1-16m-fill"]
+    checks = {c["name"]: c for c in case["cross_checks"]}
+    assert set(checks) == {"block_requests", "block_bytes"}, checks
+    for c in checks.values():
+        print(
+            f"\n{case['case_id']} {c['name']}: fio {c['workload']:.0f}, "
+            f"libvirt {c['sampled']:.0f}, {c['disagreement_pct']:.2f} % apart"
+        )
+        assert c["disagreement_pct"] <= 5.0 and not c["flagged"], c
+    assert case["flags"] == []
+
+
+def test_fill_stays_out_of_the_block_cross_checks(tmp_path: Path) -> None:
+    manifest = _run(tmp_path, NAME)
+    (case,) = manifest["cases"]
+    _assert_filled_then_within_5_pct(Path(manifest["dir"]), case)
+
+
+def test_density_guests_fill_first_then_start_together(tmp_path: Path) -> None:
+    manifest = _run(tmp_path, f"{NAME}-n2", "density = [2]")
+    cases = {c["case_id"]: c for c in manifest["cases"]}
+    slug = "fio-randwrite-4k-qd4-j1-16m-fill"
+    assert set(cases) == {f"r0-pv-n2g0-{slug}", f"r0-pv-n2g1-{slug}", f"r0-pv-n2-{slug}"}
+    for guest in (0, 1):
+        _assert_filled_then_within_5_pct(Path(manifest["dir"]), cases[f"r0-pv-n2g{guest}-{slug}"])
+    # the fills ran before the barrier: the measured jobs were released together
+    assert 0 <= cases[f"r0-pv-n2-{slug}"]["start_spread_ms"] < 1000
