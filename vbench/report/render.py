@@ -1028,11 +1028,28 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+# A PDF carries each workload's latency curves and time series up to this many workloads; a bigger
+# run's PDF (the benchmark's 24 fio cases: 48 more charts, a fifth of its time) points to the HTML.
+PDF_CURVES_MAX_SECTIONS = 12
+
+
 def render_html(context: Mapping[str, Any], *, for_pdf: bool = False) -> str:
-    """The report's HTML; `for_pdf` the variant printed to PDF, whose result tables are condensed
-    (see the template: the same figures, fewer inline boxes for WeasyPrint to lay out, and what
-    it leaves out said on the page)."""
-    return _environment().get_template("report.html.j2").render({**context, "for_pdf": for_pdf})
+    """The report's HTML; `for_pdf` the variant printed to PDF: its result cells are condensed and
+    a big run's curves left out (see the template: the same figures, fewer boxes for WeasyPrint to
+    lay out, and what it leaves out said on the page)."""
+    sections = context.get("sections") or []
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            {
+                **context,
+                "for_pdf": for_pdf,
+                "pdf_curves": len(sections) <= PDF_CURVES_MAX_SECTIONS,
+                "pdf_curves_max": PDF_CURVES_MAX_SECTIONS,
+            }
+        )
+    )
 
 
 def template(name: str) -> jinja2.Template:
