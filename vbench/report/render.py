@@ -956,7 +956,6 @@ def build_context(
         s: sum(1 for c in manifest.cases if c.status == s) for s in ("ok", "failed", "skipped")
     }
     raw = run_path / RAW
-    raw_cases = sorted(p.name for p in raw.iterdir() if p.is_dir()) if raw.is_dir() else []
     problems = _problems(run_path, manifest)
     warnings = _warnings(manifest, summary, sections, is_tcg)
     if latency.unreadable:
@@ -1006,7 +1005,6 @@ def build_context(
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
         "raw_path": str(raw.resolve()),
-        "raw_cases": raw_cases,
         "run_path": str(run_path.resolve()),
         "vbench_version": __version__,
         "generated_at": generated_at,
