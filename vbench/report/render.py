@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
@@ -1015,6 +1016,7 @@ def build_context(
 # -- output --------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)  # one compile of the templates per process (HTML and PDF variant)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("vbench.report", "templates"),
