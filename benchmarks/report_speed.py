@@ -9,9 +9,14 @@ series of the samplers' counters (libvirt, host, guest) at 1 Hz over `--ticks` t
 fio JSON output (tests/data/fio) as its raw file.  Values are drawn from a seeded generator around
 per-mode levels, so the statistics have real work to do (no ties, different modes).
 
-    python benchmarks/report_speed.py [--samples 100000] [--runs 3] [--keep DIR]
+    python benchmarks/report_speed.py [--samples 100000] [--runs 3] [--keep DIR] [--profile]
 
-Prints the build time of each run (HTML + PDF) and the stages of the fastest.
+Prints, for each build (HTML + PDF), the wall time and the process's CPU time (user + system,
+`resource.getrusage`) with the load average around it, then the median and the fastest of both.
+The goal (issue 8) is <= 15 s.  On a shared machine the wall time includes waiting for the other
+processes (a load average above the number of cores stretches it), so the CPU time is the figure to
+compare between builds; the wall time equals it on an otherwise idle machine.  Exit status 1 when
+the median CPU time is above the goal.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import argparse
 import cProfile
 import itertools
 import json
+import os
 import pstats
+import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +40,8 @@ import numpy as np
 from vbench.model import Sample
 from vbench.report import build_report
 from vbench.results import (
+    MANIFEST,
+    SAMPLES,
     Accel,
     CaseRecord,
     Manifest,
@@ -45,6 +55,7 @@ from vbench.series import SERIES, SeriesWriter
 ROOT = Path(__file__).resolve().parent.parent
 FIO = ROOT / "tests" / "data" / "fio"
 RUN_ID = "20261201T120000-speed"
+GOAL_S = 15.0  # issue 8: a 100 000-sample run renders HTML + PDF in <= 15 s
 MODES = {"fv": 0.55, "pv": 0.85, "baremetal": 1.0}  # throughput relative to bare metal
 RWS = ("randread", "randwrite", "read", "write")
 BSS = ("4k", "64k", "1m")
@@ -178,12 +189,21 @@ def build_run(output: Path, samples_wanted: int, ticks: int, seed: int = 1) -> t
     return run.path, n
 
 
+def _cpu() -> float:
+    """This process's CPU seconds so far, user + system (WeasyPrint runs in-process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=int, default=100_000)
     ap.add_argument("--ticks", type=int, default=7, help="series ticks per guest case")
     ap.add_argument("--runs", type=int, default=3, help="timed builds (the fastest is shown)")
     ap.add_argument("--keep", type=Path, help="write the run directory here and keep it")
+    ap.add_argument(
+        "--reuse", action="store_true", help="with --keep: time the run already there, if any"
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the last build")
     ap.add_argument("--json", type=Path, help="write the timings here")
     args = ap.parse_args()
@@ -192,39 +212,64 @@ def main() -> int:
     out = args.keep or tmp
     try:
         t0 = time.perf_counter()
-        run_path, n = build_run(out, args.samples, args.ticks)
+        if args.reuse and (out / RUN_ID / MANIFEST).is_file():
+            run_path = out / RUN_ID
+            n = sum(1 for _ in (run_path / SAMPLES).open()) - 1
+            how = "reused"
+        else:
+            run_path, n = build_run(out, args.samples, args.ticks)
+            how = f"written in {time.perf_counter() - t0:.1f} s"
         series_rows = sum(1 for _ in (run_path / SERIES).open()) - 1
         print(
-            f"run directory: {run_path} ({n} samples, {series_rows} series rows) "
-            f"written in {time.perf_counter() - t0:.1f} s",
+            f"run directory: {run_path} ({n} samples, {series_rows} series rows) {how}",
             flush=True,
         )
         times: list[tuple[float, float]] = []
+        loads: list[float] = []
         for i in range(args.runs):
             profiler = cProfile.Profile() if args.profile and i == args.runs - 1 else None
-            w0, c0 = time.perf_counter(), time.process_time()
+            load0 = os.getloadavg()[0]
+            w0, c0 = time.perf_counter(), _cpu()
             if profiler:
                 profiler.enable()
             files = build_report(run_path)
             if profiler:
                 profiler.disable()
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            wall, cpu = time.perf_counter() - w0, _cpu() - c0
+            load = (load0 + os.getloadavg()[0]) / 2
             times.append((wall, cpu))
+            loads.append(load)
             size = files.html.stat().st_size, files.pdf.stat().st_size if files.pdf else 0
             print(
-                f"build {i + 1}: {wall:.2f} s wall, {cpu:.2f} s CPU "
-                f"(html {size[0] / 1e6:.2f} MB, pdf {size[1] / 1e6:.2f} MB)",
+                f"build {i + 1}: {wall:.2f} s wall, {cpu:.2f} s CPU (user + sys), load average "
+                f"{load:.1f} on {os.cpu_count()} cores "
+                f"(html {size[0] / 1e6:.2f} MB, pdf {size[1] / 1e6:.2f} MB)"
+                + (" [profiled]" if profiler else ""),
                 flush=True,
             )
             if profiler:
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
-        best = min(times)
-        print(f"fastest: {best[0]:.2f} s wall, {best[1]:.2f} s CPU (target <= 15 s)")
+        walls, cpus = [w for w, _ in times], [c for _, c in times]
+        print(
+            f"median: {statistics.median(walls):.2f} s wall, {statistics.median(cpus):.2f} s CPU; "
+            f"fastest: {min(walls):.2f} s wall, {min(cpus):.2f} s CPU; load average "
+            f"{min(loads):.1f} to {max(loads):.1f} (goal: HTML + PDF in <= {GOAL_S:g} s)"
+        )
         if args.json:
             args.json.write_text(
-                json.dumps({"samples": n, "series_rows": series_rows, "builds": times}) + "\n"
+                json.dumps(
+                    {
+                        "samples": n,
+                        "series_rows": series_rows,
+                        "builds": [
+                            {"wall_s": w, "cpu_s": c, "load": ld}
+                            for (w, c), ld in zip(times, loads, strict=True)
+                        ],
+                    }
+                )
+                + "\n"
             )
-        return 0 if best[0] <= 15.0 else 1
+        return 0 if statistics.median(cpus) <= GOAL_S else 1
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

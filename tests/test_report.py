@@ -209,6 +209,50 @@ def test_pdf_exists_has_pages_and_names_both_modes(built: tuple[Path, list[Sampl
     assert "TCG software emulation" in flat
 
 
+def test_pdf_tables_carry_the_figures_and_say_what_they_leave_out(
+    built: tuple[Path, list[Sample], Any],
+) -> None:
+    _, samples, files = built
+    assert files.pdf is not None
+    text = _pdf_text(files.pdf)
+    if text is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    flat = " ".join(text.split())
+    pv = [s.value for s in samples if s.mode == "pv" and s.metric == "read.iops"]
+    fv = [s.value for s in samples if s.mode == "fv" and s.metric == "read.iops"]
+    # the condensed cell: median, % of the reference, n and the median's CI
+    assert f"{statistics.median(pv):,.0f}" in flat
+    assert f"{statistics.median(pv) / statistics.median(fv) * 100:.1f}%" in flat
+    low, high = bootstrap_median_ci(pv) or (0.0, 0.0)
+    assert f"n = 3 · CI = range {low:,.0f} {DASH} {high:,.0f}" in flat
+    assert "the full report is report.html beside it" in flat
+    assert "left out of the PDF" not in flat  # a small run's PDF keeps every chart
+
+
+def test_a_big_runs_pdf_points_to_the_html_for_the_curves(tmp_path: Path) -> None:
+    # the PDF variant of the HTML (what render_pdf prints), for a run with more workloads than
+    # the PDF carries curves for: the omission is said once in the results and in every section
+    from vbench.report.analysis import cross_check_flags
+    from vbench.report.render import PDF_CURVES_MAX_SECTIONS, build_context, render_html
+    from vbench.results import RunDir
+
+    run_path, _ = _make_run(tmp_path)
+    run = RunDir.open(run_path).load()
+    modes = mode_order(run.manifest, run.samples)
+    summary = summarize_samples(run.samples, modes, case_flags=cross_check_flags(run.manifest))
+    context = build_context(run.manifest, run.samples, summary, modes, run_path, "now")
+    (section,) = context["sections"]
+    section.series_chart = "<svg><title>series</title></svg>"
+    small = render_html(context, for_pdf=True)
+    assert "<title>series</title>" in small and "left out of the PDF" not in small
+    many = {**context, "sections": [section] * (PDF_CURVES_MAX_SECTIONS + 1)}
+    big = render_html(many, for_pdf=True)
+    assert "<title>series</title>" not in big
+    assert big.count("left out of the PDF of a run with more than 12 workloads") == 13
+    assert "the latency-percentile curves and time series" in _text(big)
+    assert "<title>series</title>" in render_html(many)  # the HTML keeps them
+
+
 def test_summary_reference_is_the_first_mode_without_baremetal(
     built: tuple[Path, list[Sample], Any],
 ) -> None:

@@ -140,14 +140,71 @@ def test_bootstrap_median_ci_is_reproducible_and_inside_the_range() -> None:
     assert bootstrap_median_ci(values, seed=4) is not None
 
 
-def test_the_vectorized_median_is_numpys() -> None:
+def test_the_resampled_medians_are_the_medians_of_the_resamples() -> None:
+    # brute force: index the sorted sample with the drawn indices and take numpy's median
     np = pytest.importorskip("numpy")
-    from vbench.stats import _median
+    from vbench.stats import _positions, _resampled_medians
 
-    x = np.random.default_rng(1).normal(size=(4, 7, 6))
-    for n in (1, 2, 5, 6):
-        assert np.allclose(_median(x[..., :n]), np.median(x[..., :n], axis=-1))
-    assert np.allclose(_median(x, axis=1), np.median(x, axis=1))
+    rng = np.random.default_rng(1)
+    for n in (2, 3, 6, 7, 40):
+        rows = np.sort(rng.normal(size=(5, n)), axis=-1)
+        rows[0, : n // 2] = rows[0, 0]  # ties
+        drawn = np.random.default_rng(n).integers(0, n, (300, n))
+        expected = np.median(rows[:, drawn], axis=-1)
+        got = _resampled_medians(rows, _positions(np.random.default_rng(n), n, 300))
+        assert np.allclose(got, expected)
+
+
+@pytest.mark.parametrize("n", [3, 6, 11])
+def test_the_median_interval_is_scipys_bootstrap_of_the_sorted_sample(n: int) -> None:
+    np = pytest.importorskip("numpy")
+    sps = pytest.importorskip("scipy.stats")
+    values = [random.Random(n).gauss(50, 5) for _ in range(n)]
+    ours = bootstrap_median_ci(values, seed=9)
+    theirs = sps.bootstrap(
+        (np.sort(values),),
+        np.median,
+        n_resamples=1999,
+        method="percentile",
+        rng=np.random.default_rng(9),
+    ).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), rel=1e-12)
+
+
+def test_the_ratio_interval_is_scipys_bootstrap_of_the_sorted_samples() -> None:
+    np = pytest.importorskip("numpy")
+    sps = pytest.importorskip("scipy.stats")
+    rng = random.Random(4)
+    x, y = [rng.gauss(120, 9) for _ in range(5)], [rng.gauss(100, 5) for _ in range(7)]
+    ours = ratio_of_medians_ci(x, y, seed=5)
+    theirs = sps.bootstrap(
+        (np.sort(x), np.sort(y)),
+        lambda a, b, axis: np.median(a, axis=axis) / np.median(b, axis=axis),
+        n_resamples=1999,
+        method="percentile",
+        paired=False,
+        rng=np.random.default_rng(5),
+    ).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), rel=1e-12)
+
+
+def test_the_interval_does_not_depend_on_the_order_of_the_values() -> None:
+    values = [10.0, 12.0, 11.0, 15.0, 9.0, 13.0, 30.0]
+    assert bootstrap_median_ci(values) == bootstrap_median_ci(sorted(values, reverse=True))
+    ref = [5.0, 6.0, 5.5, 7.0]
+    assert ratio_of_medians_ci(values, ref) == ratio_of_medians_ci(values[::-1], ref[::-1])
+
+
+def test_a_large_sample_is_resampled_in_blocks_with_the_same_meaning() -> None:
+    # n large enough that the index matrix is drawn in several blocks: the interval still holds
+    # the median and sits inside the range, and it narrows like 1 / sqrt(n)
+    rng = random.Random(3)
+    big = [rng.gauss(100.0, 10.0) for _ in range(5000)]
+    ci = bootstrap_median_ci(big, resamples=999)
+    assert ci is not None
+    assert ci[0] < statistics.median(big) < ci[1]
+    # the median's standard error is about 1.2533 sigma / sqrt(n) = 0.177: a 95 % CI ~0.69 wide
+    assert 0.45 < ci[1] - ci[0] < 0.95
 
 
 def test_batched_intervals_equal_what_each_group_gets_alone() -> None:
@@ -158,8 +215,8 @@ def test_batched_intervals_equal_what_each_group_gets_alone() -> None:
     for group, ci in zip(groups[1:], batched[1:], strict=True):
         alone = bootstrap_median_ci(group)
         assert ci is not None and alone is not None
-        # same seed, and SciPy draws one set of resampled indices for the whole batch: a group
-        # gets the interval it gets alone, whatever else is in its batch
+        # same seed, and one set of resampled indices per sample size: a group gets the interval
+        # it gets alone, whatever else is in its batch
         assert ci == pytest.approx(alone)
         assert min(group) <= ci[0] <= statistics.median(group) <= ci[1] <= max(group)
     pairs = [(groups[i], groups[j]) for i, j in ((1, 2), (3, 4), (2, 5))]

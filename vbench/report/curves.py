@@ -11,12 +11,13 @@ Per tick (or percentile) the line is the median over the repetitions, the band t
 
 from __future__ import annotations
 
-import math
+import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vbench.errors import WorkloadOutputError
@@ -111,12 +112,20 @@ SIGNALS: tuple[Signal, ...] = (
 )
 
 
+def _matching(rows: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """The rows whose metric fullmatches `pattern` (each distinct name matched once)."""
+    names = [str(n) for n in rows["metric"].unique()]
+    return rows[rows["metric"].isin([n for n in names if re.fullmatch(pattern, n)])]
+
+
 def _increments(rows: pd.DataFrame) -> pd.DataFrame:
     """Per case and tick: the summed increase of the counters since the previous tick, and dt."""
     rows = rows.sort_values(["case_id", "metric", "t_s"], kind="stable")
-    grouped = rows.groupby(["case_id", "metric"], sort=False)
+    grouped = rows.groupby(["case_id", "metric"], sort=False, observed=True)
     rows = rows.assign(dv=grouped["value"].diff(), dt=grouped["t_s"].diff()).dropna()
-    return rows.groupby(["case_id", "t_s"], sort=False).agg(dv=("dv", "sum"), dt=("dt", "max"))
+    return rows.groupby(["case_id", "t_s"], sort=False, observed=True).agg(
+        dv=("dv", "sum"), dt=("dt", "max")
+    )
 
 
 def series_panels(
@@ -127,16 +136,22 @@ def series_panels(
     if series.empty or not cases:
         return {}
     series = series[series["case_id"].isin(cases.keys())]
+    # Categories: a big run has ~10^6 rows but a few hundred distinct names; sorting, grouping and
+    # matching them as codes (and each name once) is what keeps this under a second.
+    series = series.astype({"case_id": "category", "source": "category", "metric": "category"})
+    by_source = {str(k): g for k, g in series.groupby("source", sort=False, observed=True)}
     out: dict[Figure, list[LinePanel]] = {}
     rank = {m: i for i, m in enumerate(modes)}
     for signal in SIGNALS:
-        own = series[series["source"] == signal.source]
-        part = own[own["metric"].str.fullmatch(signal.pattern)]
+        own = by_source.get(signal.source)
+        if own is None:
+            continue
+        part = _matching(own, signal.pattern)
         if part.empty:
             continue
         inc = _increments(part)
         if signal.share_of is not None:
-            other = _increments(own[own["metric"].str.fullmatch(signal.share_of)])
+            other = _increments(_matching(own, signal.share_of))
             joined = inc.merge(other, left_index=True, right_index=True, suffixes=("", "_o"))
             denominator = joined["dv_o"] if signal.total else joined["dv"] + joined["dv_o"]
             # a share of jiffies or milliseconds: rounding may step a hair past 0 or 100 %
@@ -144,16 +159,15 @@ def series_panels(
         else:
             value = inc["dv"] / inc["dt"].where(inc["dt"] > 0) * signal.scale
         frame = value.rename("y").reset_index().dropna()
-        frame = frame[frame["y"].map(math.isfinite)]
+        frame = frame[np.isfinite(frame["y"].to_numpy(dtype=float))]
         if frame.empty:
             continue
         step = float(inc["dt"].median()) if len(inc) else 1.0
         step = step if step > 0 else 1.0
         frame["x"] = (frame["t_s"] / step).round() * step
-        keys = frame["case_id"].map(cases)
-        frame["workload"] = keys.map(lambda k: k[0])
-        frame["parameters"] = keys.map(lambda k: k[1])
-        frame["mode"] = keys.map(lambda k: k[2])
+        case = frame["case_id"].astype(str)
+        for i, column in enumerate(("workload", "parameters", "mode")):
+            frame[column] = case.map({c: key[i] for c, key in cases.items()})
         stats = frame.groupby(["workload", "parameters", "mode", "x"], sort=False)["y"].agg(
             ["median", "min", "max"]
         )

@@ -113,9 +113,12 @@ class _Svg:
         rotate: bool = False,
     ) -> None:
         turn = f' transform="rotate(-90 {_n(x)} {_n(y)})"' if rotate else ""
+        # SVG's defaults (start, normal) left out: thousands of labels in a big report's HTML
+        extra = "" if anchor == "start" else f' text-anchor="{anchor}"'
+        extra += "" if weight == "normal" else f' font-weight="{weight}"'
         self.parts.append(
-            f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}" text-anchor="{anchor}" '
-            f'fill="{fill}" font-weight="{weight}"{turn}>{html.escape(s)}</text>'
+            f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}" fill="{fill}"{extra}{turn}>'
+            f"{html.escape(s)}</text>"
         )
 
     def line(
@@ -161,9 +164,9 @@ class _Svg:
     ) -> None:
         """One element for many shapes: WeasyPrint's cost is per SVG node."""
         if d:
+            alpha = "" if opacity == 1.0 else f' fill-opacity="{opacity}"'
             self.parts.append(
-                f'<path d="{d}" fill="{fill}" fill-opacity="{opacity}" stroke="{stroke}" '
-                f'stroke-width="{width}"/>'
+                f'<path d="{d}" fill="{fill}"{alpha} stroke="{stroke}" stroke-width="{width}"/>'
             )
 
     def markers(
@@ -299,12 +302,14 @@ def _spread(ys: list[float], gap: float) -> list[float]:
     return out
 
 
-def _legend(svg: _Svg, x: float, y: float, items: Sequence[tuple[str, Style]]) -> None:
+def _legend(svg: _Svg, x: float, y: float, items: Sequence[tuple[str, Style]]) -> float:
+    """The legend from `x` on; returns where it ends."""
     for name, style in items:
         svg.polyline([(x, y - 3), (x + 22, y - 3)], style.color, 2, style.dash)
         svg.marker(style.marker, x + 11, y - 3, style.color)
         svg.text(x + 26, y, name, size=9)
         x += 34 + 6.2 * len(name)
+    return x
 
 
 # -- bars ----------------------------------------------------------------------------------------
@@ -425,11 +430,17 @@ def _lines_svg(
     cell_h = TOP + LINE_H + BOTTOM + 14
     legend_h = 18.0
     svg = _Svg(ncols * cell_w, nrows * cell_h + legend_h, label)
-    _legend(svg, 8, 13, [(short_name(m), styles[m]) for m in present if m in styles])
+    end = _legend(svg, 8, 13, [(short_name(m), styles[m]) for m in present if m in styles])
+    # The x axis is the same in every panel: named once, beside the legend, not under each panel
+    # (WeasyPrint lays SVG text out letter by letter: repeated labels were a tenth of a PDF's time).
+    xlabels = {p.xlabel for p in panels}
+    shared = xlabels.pop() if len(xlabels) == 1 else None
+    if shared:
+        svg.text(end + 14, 13, f"x axis: {shared}", size=8.5, fill=MUTED)
     for i, panel in enumerate(panels):
         x0 = (i % ncols) * cell_w + LEFT
         y0 = (i // ncols) * cell_h + TOP + legend_h
-        _line_panel(svg, x0, y0, panel, styles, xkind, ykind)
+        _line_panel(svg, x0, y0, panel, styles, xkind, ykind, xlabel=not shared)
     return svg.render()
 
 
@@ -441,6 +452,8 @@ def _line_panel(
     styles: dict[str, Style],
     xkind: str,
     ykind: str,
+    *,
+    xlabel: bool = True,
 ) -> None:
     xs = [x for line in panel.lines for x in line.xs]
     ys = [y for line in panel.lines for y in (*line.ys, *(line.highs or ()), *(line.lows or ()))]
@@ -464,7 +477,7 @@ def _line_panel(
         x = xaxis(t)
         text = f"p{t:g}" if xkind == "logit" else tick_label(t)
         svg.text(x, y0 + LINE_H + 13, text, size=8, anchor="middle", fill=MUTED)
-    if panel.xlabel:
+    if xlabel and panel.xlabel:
         svg.text(x0 + LINE_W / 2, y0 + LINE_H + 26, panel.xlabel, size=8, anchor="middle")
     ends: list[tuple[float, str, str]] = []
     for line in panel.lines:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import pandas as pd
@@ -514,16 +515,28 @@ def _points(samples: pd.DataFrame) -> Points:
     return out
 
 
+ByMetric = dict[str, dict[str, dict[str, Any]]]  # one section's summary rows: metric -> mode -> row
+
+
+def _by_metric(group: pd.DataFrame) -> ByMetric:
+    """A section's summary rows by metric and mode, read once (filtering the frame per metric and
+    chart was most of the sections' time in a big run)."""
+    out: ByMetric = {}
+    for r in group.to_dict("records"):
+        out.setdefault(str(r["metric"]), {})[str(r["mode"])] = cast(dict[str, Any], r)
+    return out
+
+
 def _bars_chart(
     workload: str,
     parameters: str,
-    group: pd.DataFrame,
+    by_metric: ByMetric,
     present: Sequence[str],
     points: Points,
     title: str,
 ) -> str | None:
     """Bars of the chart metrics (and the host CPU per operation): median and its CI."""
-    metrics = group["metric"].unique().tolist()
+    metrics = list(by_metric)
     rows = chart_metrics(metrics)
     efficiency = efficiency_metric(metrics)
     if efficiency is not None:
@@ -532,8 +545,7 @@ def _bars_chart(
     for row in rows:
         out: list[BarPanel] = []
         for metric in row:
-            mrows = group[group["metric"] == metric]
-            by_mode = {str(r["mode"]): r for r in mrows.to_dict("records")}
+            by_mode = by_metric.get(metric, {})
             bars = [
                 Bar(
                     mode=m,
@@ -546,7 +558,7 @@ def _bars_chart(
                 if m in by_mode
             ]
             if bars:
-                unit = unit_label(str(mrows["unit"].iloc[0]))
+                unit = unit_label(str(next(iter(by_mode.values()))["unit"]))
                 out.append(BarPanel(metric_label(metric), unit, bars))
         panels.append(out)
     return bars_svg(panels, present, f"{title}: median per mode with its 95% CI")
@@ -557,12 +569,12 @@ def _num_or_none(value: object) -> float | None:
 
 
 def _efficiency(
-    group: pd.DataFrame, present: Sequence[str], manifest: Manifest | None
+    by_metric: ByMetric, present: Sequence[str], manifest: Manifest | None
 ) -> tuple[str, list[EfficiencyCell]]:
-    metric = efficiency_metric(group["metric"].unique().tolist())
+    metric = efficiency_metric(list(by_metric))
     if metric is None:
         return "", []
-    rows = {str(r["mode"]): r for r in group[group["metric"] == metric].to_dict("records")}
+    rows = by_metric.get(metric, {})
     unit = unit_label(str(next(iter(rows.values()))["unit"])) if rows else ""
     cells: list[EfficiencyCell] = []
     for m in present:
@@ -598,15 +610,17 @@ def _sections(
         summary.groupby(["workload", "parameters"], sort=False)
     ):
         workload, parameters = str(workload), str(parameters)
-        present = [m for m in modes if m in set(group["mode"])]
-        present += sorted(set(group["mode"]) - set(present))
+        by_metric = _by_metric(group)
+        in_group = {m for by_mode in by_metric.values() for m in by_mode}
+        present = [m for m in modes if m in in_group]
+        present += sorted(in_group - set(present))
         rows: list[MetricRow] = []
         last_direction: str | None = None
-        for metric in sorted(group["metric"].unique().tolist(), key=metric_sort_key):
+        for metric in sorted(by_metric, key=metric_sort_key):
             direction = metric_group(metric)
-            mrows = group[group["metric"] == metric]
-            by_mode = {str(r["mode"]): r for r in mrows.to_dict("records")}
-            reference = str(mrows["reference"].iloc[0]) if len(mrows) else ""
+            by_mode = by_metric[metric]
+            first = next(iter(by_mode.values()))
+            reference = str(first["reference"])
             cells = [
                 summary_cell(by_mode[m], metric, m == reference) if m in by_mode else Cell()
                 for m in present
@@ -615,7 +629,7 @@ def _sections(
                 MetricRow(
                     metric=metric,
                     label=metric_label(metric, with_group=False),
-                    unit=unit_label(str(mrows["unit"].iloc[0])),
+                    unit=unit_label(str(first["unit"])),
                     note=metric_note(metric),
                     cells=cells,
                     direction=direction,
@@ -629,10 +643,10 @@ def _sections(
         params.sort(key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
         keys = [(k, v) for k, v in params if k in key_parameters(workload)]
         title = f"{workload} {', '.join(f'{k}={v}' for k, v in keys)}".strip()
-        chart = _bars_chart(workload, parameters, group, present, points, title)
+        chart = _bars_chart(workload, parameters, by_metric, present, points, title)
         lat = (latency or {}).get((workload, parameters))
         ser = (series or {}).get((workload, parameters))
-        eff_label, eff = _efficiency(group, present, manifest)
+        eff_label, eff = _efficiency(by_metric, present, manifest)
         sections.append(
             WorkloadSection(
                 anchor=f"w{index}",
@@ -943,7 +957,6 @@ def build_context(
         s: sum(1 for c in manifest.cases if c.status == s) for s in ("ok", "failed", "skipped")
     }
     raw = run_path / RAW
-    raw_cases = sorted(p.name for p in raw.iterdir() if p.is_dir()) if raw.is_dir() else []
     problems = _problems(run_path, manifest)
     warnings = _warnings(manifest, summary, sections, is_tcg)
     if latency.unreadable:
@@ -993,16 +1006,17 @@ def build_context(
         "samples_path": str((run_path / SAMPLES).resolve()),
         "samples_exists": (run_path / SAMPLES).is_file(),
         "raw_path": str(raw.resolve()),
-        "raw_cases": raw_cases,
         "run_path": str(run_path.resolve()),
         "vbench_version": __version__,
         "generated_at": generated_at,
+        "for_pdf": False,  # see render_html
     }
 
 
 # -- output --------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)  # one compile of the templates per process (HTML and PDF variant)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("vbench.report", "templates"),
@@ -1014,8 +1028,28 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(context: Mapping[str, Any]) -> str:
-    return _environment().get_template("report.html.j2").render(**context)
+# A PDF carries each workload's latency curves and time series up to this many workloads; a bigger
+# run's PDF (the benchmark's 24 fio cases: 48 more charts, a fifth of its time) points to the HTML.
+PDF_CURVES_MAX_SECTIONS = 12
+
+
+def render_html(context: Mapping[str, Any], *, for_pdf: bool = False) -> str:
+    """The report's HTML; `for_pdf` the variant printed to PDF: its result cells are condensed and
+    a big run's curves left out (see the template: the same figures, fewer boxes for WeasyPrint to
+    lay out, and what it leaves out said on the page)."""
+    sections = context.get("sections") or []
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            {
+                **context,
+                "for_pdf": for_pdf,
+                "pdf_curves": len(sections) <= PDF_CURVES_MAX_SECTIONS,
+                "pdf_curves_max": PDF_CURVES_MAX_SECTIONS,
+            }
+        )
+    )
 
 
 def template(name: str) -> jinja2.Template:
