@@ -30,7 +30,6 @@ from vbench.domxml import (
     QEMU_AGENT_NAME,
     VBENCH_AGENT_NAME,
     AgentChannel,
-    DomainSpec,
     build_domain_xml,
 )
 from vbench.guest.agent import open_agent
@@ -52,23 +51,11 @@ def workdir() -> Iterator[Path]:
 def test_socket_transport_drives_a_real_guest(
     conn: libvirt.virConnect, microguest: Microguest, workdir: Path
 ) -> None:
-    disk = workdir / "disk.raw"
-    with disk.open("wb") as fh:
-        fh.truncate(64 * 2**20)
-    spec = DomainSpec(
-        name=f"vbench-e2e-agent-socket-{uuid.uuid4().hex[:6]}",
+    spec = microguest.domain_spec(
+        f"vbench-e2e-agent-socket-{uuid.uuid4().hex[:6]}",
+        workdir,
         run_id="e2e-agent-socket",
         case="agent-socket",
-        domain_type="qemu",  # TCG: KVM does not work on these machines
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(microguest.kernel),
-        initrd=str(microguest.initrd),
-        cmdline=microguest.cmdline,
-        console_log=str(workdir / "console.log"),
-        disk_path=str(disk),
-        disk_bus="virtio",
-        nic_model=None,
         agent=AgentChannel(name=VBENCH_AGENT_NAME, socket=str(workdir / "agent.sock")),
     )
     xml = build_domain_xml(spec)
