@@ -20,6 +20,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from support import scenario_toml
 
 from vbench.guest.microguest import build_microguest
 from vbench.host.netns import run_hash
@@ -29,22 +30,8 @@ pytestmark = pytest.mark.e2e
 URI = "qemu:///system"
 DECOY = "vbench-decoy-not-ours"
 NAME = f"killed-{uuid.uuid4().hex[:6]}"  # other runs may go on at the same time
-SCENARIO = f"""
-format_version = 1
-name = "{NAME}"
-[guest]
-boot_timeout_s = 180
-[disk]
-size_mib = 32
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "iperf3"
-direction = ["tx"]
-duration_s = 120
-[run]
-repetitions = 1
-"""
+IPERF3 = {"kind": "iperf3", "direction": ["tx"], "duration_s": 120}
+SCENARIO = scenario_toml(NAME, IPERF3, guest={"boot_timeout_s": 180})
 
 
 def _names() -> set[str]:

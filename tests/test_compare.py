@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import rewrite_samples
+from support import fio_job, rewrite_samples, scenario_toml
 
 from vbench.errors import RunDirError
 from vbench.model import Sample
@@ -353,25 +353,14 @@ def test_cli_writes_beside_the_first_run_by_default(tmp_path: Path) -> None:
 
 # -- two real runs -------------------------------------------------------------------------------
 
-TINY = """
-format_version = 1
-name = "tiny-compare"
-description = "e2e: one short fio job in fv"
-[guest]
-memory_mib = 384
-[disk]
-size_mib = 64
-[[modes]]
-id = "fv"
-[[workloads]]
-kind = "fio"
-rw = ["randread"]
-bs = ["4k"]
-iodepth = [8]
-runtime_s = 2
-[run]
-repetitions = 1
-"""
+TINY = scenario_toml(
+    "tiny-compare",
+    fio_job(2, iodepth=[8]),
+    guest={"memory_mib": 384},
+    disk_mib=64,
+    modes=["fv"],
+    description="e2e: one short fio job in fv",
+)
 
 
 @pytest.fixture(scope="session")
