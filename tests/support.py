@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -101,6 +103,25 @@ def scenario_toml(
     return "".join(parts)
 
 
+def vbench_run(
+    scenario: Path, out: Path, env: dict[str, str], *, report: bool = False, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`vbench run SCENARIO --output OUT` (`--no-report` unless `report`), which must succeed,
+    and the one run directory it wrote."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "vbench", "run", str(scenario), "--output", str(out)]
+        + ([] if report else ["--no-report"]),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return proc, run_dir
+
+
 def rewrite_samples(run: Any, samples: list[Any]) -> None:
     """Replace a run directory's samples.csv (the runner only appends; tests also rewrite)."""
     (run.path / "samples.csv").unlink(missing_ok=True)
@@ -110,7 +131,6 @@ def rewrite_samples(run: Any, samples: list[Any]) -> None:
 def run_peer_case_in_namespace(workload: Any, case: Any, prefix: str) -> bytes:
     """Run a network workload's server and client for real inside a namespace of the test's own
     (over its loopback); return the client's stdout.  Fails the test on a non-zero exit."""
-    import subprocess
     import uuid
 
     from vbench.host.changes import ChangeJournal

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import fio_job, scenario_toml
+from support import fio_job, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -45,18 +45,7 @@ def _run(
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     scenario = tmp_path / f"{name}.toml"
     scenario.write_text(_scenario(name, run, runtime=runtime))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out)] + ([] if report else ["--no-report"]),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return proc, run_dir
+    return vbench_run(scenario, tmp_path / "reports", env, report=report, timeout=1200)
 
 
 def _left_behind(name: str, env: dict[str, str]) -> tuple[list[str], list[Path]]:
@@ -196,17 +185,7 @@ def test_density_network_cases_each_guest_on_its_own_link(
     iperf3 = {"kind": "iperf3", "direction": ["tx"], "duration_s": 2}
     run = {"repetitions": 1, "density": [2]}
     scenario.write_text(scenario_toml(name, iperf3, guest=GUEST, disk_mib=None, run=run))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    _, run_dir = vbench_run(scenario, tmp_path / "reports", env, timeout=1200)
     samples = pd.read_csv(run_dir / "samples.csv", keep_default_na=False)
     tx = samples[samples.metric == "tx.throughput"]
     assert sorted(c.split("-")[2] for c in tx["case_id"]) == ["n2g0", "n2g1"]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import fio_job, rewrite_samples, scenario_toml
+from support import fio_job, rewrite_samples, scenario_toml, vbench_run
 
 from vbench.errors import RunDirError
 from vbench.model import Sample
@@ -374,18 +374,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     paths: list[Path] = []
     for name in ("a", "b"):
-        out = base / name
-        proc = subprocess.run(
-            [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        (run,) = [p for p in out.iterdir() if p.is_dir()]
-        paths.append(run)
+        paths.append(vbench_run(scenario, base / name, env)[1])
     yield paths[0], paths[1]
     shutil.rmtree(Path(env["VBENCH_SCRATCH"]), ignore_errors=True)
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import fio_job, scenario_toml
+from support import fio_job, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
-VBENCH = [sys.executable, "-m", "vbench"]
 NAME = f"fill-{uuid.uuid4().hex[:6]}"  # unique: other runs go on at the same time
 FILL = fio_job(3, rw=["randwrite"], size="16m", precondition="fill")
 
@@ -30,16 +28,7 @@ def _run(tmp_path: Path, name: str, density: list[int] | None = None) -> dict[st
     run: dict[str, Any] = {"repetitions": 1} | ({"density": density} if density else {})
     guest = {"memory_mib": 320, "boot_timeout_s": 180}
     scenario.write_text(scenario_toml(name, FILL, guest=guest, run=run))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, run_dir = vbench_run(scenario, tmp_path / "reports", env)
     names = subprocess.run(
         ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
         capture_output=True,
@@ -47,7 +36,6 @@ def _run(tmp_path: Path, name: str, density: list[int] | None = None) -> dict[st
         check=True,
     ).stdout.split()
     assert [n for n in names if n.startswith(f"vbench-{name}-")] == []
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
     manifest["dir"] = str(run_dir)
     return manifest
