@@ -103,6 +103,18 @@ def scenario_toml(
     return "".join(parts)
 
 
+def guests_named(*prefixes: str) -> list[str]:
+    """The libvirt guests (qemu:///system, any state) whose names start with one of `prefixes`:
+    a test looks for its own only, as other runs go on at the same time."""
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [n for n in out.split() if n.startswith(prefixes)]
+
+
 def vbench_run(
     scenario: Path, out: Path, env: dict[str, str], *, report: bool = False, timeout: float = 900
 ) -> tuple[subprocess.CompletedProcess[str], Path]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import fio_job, scenario_toml, vbench_run
+from support import fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +50,9 @@ def _run(
 
 def _left_behind(name: str, env: dict[str, str]) -> tuple[list[str], list[Path]]:
     """This test's guests (by its scenario's unique name) and its scratch files."""
-    names = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
     scratch = Path(env["VBENCH_SCRATCH"])
     files = [p for p in scratch.rglob("*") if p.is_file()] if scratch.is_dir() else []
-    return [n for n in names if n.startswith(f"vbench-{name}-")], files
+    return guests_named(f"vbench-{name}-"), files
 
 
 def test_adaptive_stops_at_min_when_the_target_is_met(tmp_path: Path, env: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import libvirt
 import libvirt_qemu
 import pytest
-from support import qemu_reachable_dir
+from support import guests_named, qemu_reachable_dir
 
 from vbench.domxml import (
     QEMU_AGENT_NAME,
@@ -144,15 +144,7 @@ def test_vbench_run_drives_its_guest_over_either_transport(tmp_path: Path, trans
         samples = pd.read_csv(run / "samples.csv")
         assert (samples[samples["metric"] == "read.iops"]["value"] > 0).all()
         assert not samples[samples["metric"] == "read.iops"].empty
-        assert not [d for d in _domains() if d.startswith(f"vbench-{name}-")]
+        assert not guests_named(f"vbench-{name}-")
         assert not scratch.exists() or not any(scratch.iterdir())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _domains() -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return out.split()

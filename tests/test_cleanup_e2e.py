@@ -20,7 +20,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from support import scenario_toml
+from support import guests_named, scenario_toml
 
 from vbench.guest.microguest import build_microguest
 from vbench.host.netns import run_hash
@@ -35,11 +35,7 @@ SCENARIO = scenario_toml(NAME, IPERF3, guest={"boot_timeout_s": 180})
 
 
 def _names() -> set[str]:
-    out = subprocess.run(
-        ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True, text=True, check=True
-    ).stdout
-    # only this test's guests (other runs may be going on at the same time)
-    return {n for n in out.split() if n.startswith((f"vbench-{NAME}-", DECOY))}
+    return set(guests_named(f"vbench-{NAME}-", DECOY))
 
 
 def _namespaces() -> set[str]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import fio_job, scenario_toml, vbench_run
+from support import fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +28,7 @@ def _run(tmp_path: Path, name: str, density: list[int] | None = None) -> dict[st
     guest = {"memory_mib": 320, "boot_timeout_s": 180}
     scenario.write_text(scenario_toml(name, FILL, guest=guest, run=run))
     _, run_dir = vbench_run(scenario, tmp_path / "reports", env)
-    names = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert [n for n in names if n.startswith(f"vbench-{name}-")] == []
+    assert guests_named(f"vbench-{name}-") == []
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
     manifest["dir"] = str(run_dir)
     return manifest

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import fio_job, scenario_toml
+from support import fio_job, guests_named, scenario_toml
 
 pytestmark = pytest.mark.e2e
 
@@ -79,13 +79,7 @@ def _scenario(
 
 
 def _vbench_domains() -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [n for n in out.split() if n.startswith(f"vbench-{NAME}-")]  # this module's runs only
+    return guests_named(f"vbench-{NAME}-")  # this module's runs only
 
 
 def _scratch_dirs(scratch: Path) -> list[Path]:
