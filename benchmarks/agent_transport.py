@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vbench.domxml import VBENCH_AGENT_NAME, AgentChannel, DomainSpec, build_domain_xml
+from vbench.domxml import VBENCH_AGENT_NAME, AgentChannel, build_domain_xml
 from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import build_microguest
 from vbench.virt.connection import open_connection
@@ -48,18 +48,12 @@ def measure(transport: str, n: int, uri: str | None) -> dict[str, object]:
     channel = AgentChannel()
     if transport == "socket":
         channel = AgentChannel(name=VBENCH_AGENT_NAME, socket=str(workdir / "agent.sock"))
-    spec = DomainSpec(
-        name=f"vbench-dev-guest-bench-agent-{transport}-{os.getpid()}",
+    spec = guest.domain_spec(
+        f"vbench-dev-guest-bench-agent-{transport}-{os.getpid()}",
+        workdir,
         run_id="bench",
         case="agent",
-        domain_type="qemu",
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(guest.kernel),
-        initrd=str(guest.initrd),
-        cmdline=guest.cmdline,
-        console_log=str(workdir / "console.log"),
-        nic_model=None,
+        disk_bus=None,
         agent=channel,
     )
     try:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.domxml import build_domain_xml
 from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest, build_microguest
 from vbench.virt.connection import open_connection
@@ -44,25 +44,14 @@ def libvirt_boot(
     conn = open_connection(uri)
     workdir = Path(tempfile.mkdtemp(prefix="vbench-bench-", dir="/var/tmp"))
     workdir.chmod(0o755)
-    disk: Path | None = None
-    if disk_bus is not None:
-        disk = workdir / "disk.raw"
-        with disk.open("wb") as fh:
-            fh.truncate(64 * 2**20)
-    spec = DomainSpec(
-        name=f"vbench-dev-guest-bench-{os.getpid()}",
+    spec = guest.domain_spec(
+        f"vbench-dev-guest-bench-{os.getpid()}",
+        workdir,
         run_id="bench",
         case="boot",
-        domain_type="qemu",
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(guest.kernel),
-        initrd=str(guest.initrd),
-        cmdline=cmdline,
-        console_log=str(workdir / "console.log"),
-        disk_path=str(disk) if disk else None,
-        disk_bus=disk_bus or "virtio",
+        disk_bus=disk_bus,
         nic_model=nic,
+        cmdline=cmdline,
     )
     try:
         start = time.monotonic()

@@ -35,7 +35,7 @@ from typing import Any
 from scipy import stats as st
 
 from vbench.command import run
-from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.domxml import build_domain_xml
 from vbench.guest.agent import GuestAgent, open_agent
 from vbench.guest.microguest import build_microguest
 from vbench.samplers import Sampler, Sampling, Value
@@ -124,23 +124,8 @@ def main() -> int:
     result: dict[str, Any] = {"interval_s": args.interval}
     dom = None
     try:
-        disk = workdir / "disk.raw"
-        with disk.open("wb") as fh:
-            fh.truncate(64 * 2**20)
-        spec = DomainSpec(
-            name=f"vbench-dev-bench-samplers-{os.getpid()}",
-            run_id="bench",
-            case="samplers",
-            domain_type="qemu",
-            vcpus=1,
-            memory_mib=512,
-            kernel=str(guest.kernel),
-            initrd=str(guest.initrd),
-            cmdline=guest.cmdline,
-            console_log=str(workdir / "console.log"),
-            disk_path=str(disk),
-            disk_bus="virtio",
-            nic_model=None,
+        spec = guest.domain_spec(
+            f"vbench-dev-bench-samplers-{os.getpid()}", workdir, run_id="bench", case="samplers"
         )
         dom = conn.createXML(build_domain_xml(spec), 0)
         agent = open_agent(dom, spec.agent)

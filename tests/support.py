@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,88 @@ def qemu_reachable_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def toml_value(value: Any) -> str:
+    """`value` as a TOML value (tables inline): what the tests' scenarios hold."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string escapes as JSON does
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def fio_job(runtime_s: int, **more: Any) -> dict[str, Any]:
+    """A short fio workload of a test scenario: 4k random reads at depth 4 unless `more` says."""
+    return {"kind": "fio", "rw": ["randread"], "bs": ["4k"], "iodepth": [4], **more,
+            "runtime_s": runtime_s}  # fmt: skip
+
+
+def scenario_toml(
+    name: str,
+    *workloads: Mapping[str, Any],
+    guest: Mapping[str, Any] | None = None,
+    disk_mib: int | None = 32,
+    modes: Sequence[str | Mapping[str, Any]] = ("pv",),
+    run: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> str:
+    """A scenario file's text for an e2e test: `name` (unique per test session: other runs go on
+    at the same time), its [guest] keys, a [disk] of `disk_mib` (None: no [disk] table), each mode
+    (an id, or its table), each workload, and [run] (default: one repetition)."""
+
+    def table(header: str, keys: Mapping[str, Any]) -> str:
+        return header + "\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items())
+
+    head: dict[str, Any] = {"format_version": 1, "name": name}
+    if description is not None:
+        head["description"] = description
+    parts = [table("", head).lstrip("\n")]
+    if guest is not None:
+        parts.append(table("[guest]", guest))
+    if disk_mib is not None:
+        parts.append(table("[disk]", {"size_mib": disk_mib}))
+    parts += [table("[[modes]]", {"id": m} if isinstance(m, str) else m) for m in modes]
+    parts += [table("[[workloads]]", w) for w in workloads]
+    parts.append(table("[run]", {"repetitions": 1} if run is None else run))
+    return "".join(parts)
+
+
+def guests_named(*prefixes: str) -> list[str]:
+    """The libvirt guests (qemu:///system, any state) whose names start with one of `prefixes`:
+    a test looks for its own only, as other runs go on at the same time."""
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [n for n in out.split() if n.startswith(prefixes)]
+
+
+def vbench_run(
+    scenario: Path, out: Path, env: dict[str, str], *, report: bool = False, timeout: float = 900
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`vbench run SCENARIO --output OUT` (`--no-report` unless `report`), which must succeed,
+    and the one run directory it wrote."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "vbench", "run", str(scenario), "--output", str(out)]
+        + ([] if report else ["--no-report"]),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return proc, run_dir
+
+
 def rewrite_samples(run: Any, samples: list[Any]) -> None:
     """Replace a run directory's samples.csv (the runner only appends; tests also rewrite)."""
     (run.path / "samples.csv").unlink(missing_ok=True)
@@ -58,7 +143,6 @@ def rewrite_samples(run: Any, samples: list[Any]) -> None:
 def run_peer_case_in_namespace(workload: Any, case: Any, prefix: str) -> bytes:
     """Run a network workload's server and client for real inside a namespace of the test's own
     (over its loopback); return the client's stdout.  Fails the test on a non-zero exit."""
-    import subprocess
     import uuid
 
     from vbench.host.changes import ChangeJournal

@@ -11,32 +11,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from support import fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
 VBENCH = [sys.executable, "-m", "vbench"]
-SCENARIO = """
-format_version = 1
-name = "{name}"
-[guest]
-memory_mib = 320
-boot_timeout_s = 120
-[disk]
-size_mib = 32
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "fio"
-rw = ["randread"]
-bs = ["4k"]
-iodepth = [4]
-runtime_s = {runtime}
-[run]
-{run}
-"""
+GUEST = {"memory_mib": 320, "boot_timeout_s": 120}
+
+
+def _scenario(name: str, run: dict[str, Any], *, runtime: int = 1) -> str:
+    return scenario_toml(name, fio_job(runtime), guest=GUEST, run=run)
 
 
 @pytest.fixture
@@ -46,42 +34,32 @@ def env(tmp_path: Path) -> dict[str, str]:
     return e
 
 
-def _run(tmp_path: Path, env: dict[str, str], name: str, run: str, *, runtime: int = 1,
-         report: bool = False) -> tuple[subprocess.CompletedProcess[str], Path]:  # fmt: skip
+def _run(
+    tmp_path: Path,
+    env: dict[str, str],
+    name: str,
+    run: dict[str, Any],
+    *,
+    runtime: int = 1,
+    report: bool = False,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     scenario = tmp_path / f"{name}.toml"
-    scenario.write_text(SCENARIO.format(name=name, runtime=runtime, run=run))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out)] + ([] if report else ["--no-report"]),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return proc, run_dir
+    scenario.write_text(_scenario(name, run, runtime=runtime))
+    return vbench_run(scenario, tmp_path / "reports", env, report=report, timeout=1200)
 
 
 def _left_behind(name: str, env: dict[str, str]) -> tuple[list[str], list[Path]]:
     """This test's guests (by its scenario's unique name) and its scratch files."""
-    names = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
     scratch = Path(env["VBENCH_SCRATCH"])
     files = [p for p in scratch.rglob("*") if p.is_file()] if scratch.is_dir() else []
-    return [n for n in names if n.startswith(f"vbench-{name}-")], files
+    return guests_named(f"vbench-{name}-"), files
 
 
 def test_adaptive_stops_at_min_when_the_target_is_met(tmp_path: Path, env: dict[str, str]) -> None:
     # 99 %: two rounds of a 1 s fio job agree far better than that
     name = "adapt-easy-e2e"
     proc, run_dir = _run(
-        tmp_path, env, name, "repetitions = { min = 2, max = 4, target_ci_pct = 99 }"
+        tmp_path, env, name, {"repetitions": {"min": 2, "max": 4, "target_ci_pct": 99}}
     )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     reps = manifest["repetitions"]
@@ -98,7 +76,7 @@ def test_adaptive_stops_at_min_when_the_target_is_met(tmp_path: Path, env: dict[
 def test_adaptive_runs_to_max_on_an_impossible_target(tmp_path: Path, env: dict[str, str]) -> None:
     name = "adapt-hard-e2e"
     _, run_dir = _run(
-        tmp_path, env, name, "repetitions = { min = 2, max = 3, target_ci_pct = 0.001 }"
+        tmp_path, env, name, {"repetitions": {"min": 2, "max": 3, "target_ci_pct": 0.001}}
     )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     reps = manifest["repetitions"]
@@ -114,7 +92,9 @@ def test_adaptive_runs_to_max_on_an_impossible_target(tmp_path: Path, env: dict[
 
 def test_density_two_guests_at_once(tmp_path: Path, env: dict[str, str]) -> None:
     name = "density-e2e"
-    _, run_dir = _run(tmp_path, env, name, "repetitions = 1\ndensity = [2]", runtime=2, report=True)
+    _, run_dir = _run(
+        tmp_path, env, name, {"repetitions": 1, "density": [2]}, runtime=2, report=True
+    )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert [(t["mode"], t["density"], t["guest"], t["status"]) for t in manifest["trials"]] == [
@@ -159,7 +139,7 @@ def test_density_interrupted_mid_case_leaves_nothing(tmp_path: Path, env: dict[s
     console goes, and the run directory says it was interrupted."""
     name = "density-term-e2e"
     scenario = tmp_path / f"{name}.toml"
-    scenario.write_text(SCENARIO.format(name=name, runtime=8, run="repetitions = 1\ndensity = [2]"))
+    scenario.write_text(_scenario(name, {"repetitions": 1, "density": [2]}, runtime=8))
     out = tmp_path / "reports"
     proc = subprocess.Popen(
         [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
@@ -190,42 +170,16 @@ def test_density_interrupted_mid_case_leaves_nothing(tmp_path: Path, env: dict[s
     assert _left_behind(name, env) == ([], [])
 
 
-NETWORK = """
-format_version = 1
-name = "{name}"
-[guest]
-memory_mib = 320
-boot_timeout_s = 120
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "iperf3"
-direction = ["tx"]
-duration_s = 2
-[run]
-repetitions = 1
-density = [2]
-"""
-
-
 def test_density_network_cases_each_guest_on_its_own_link(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     """Two guests' iperf3 at once, each to a peer server on its own tap's host end."""
     name = "density-net-e2e"
     scenario = tmp_path / f"{name}.toml"
-    scenario.write_text(NETWORK.format(name=name))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    iperf3 = {"kind": "iperf3", "direction": ["tx"], "duration_s": 2}
+    run = {"repetitions": 1, "density": [2]}
+    scenario.write_text(scenario_toml(name, iperf3, guest=GUEST, disk_mib=None, run=run))
+    _, run_dir = vbench_run(scenario, tmp_path / "reports", env, timeout=1200)
     samples = pd.read_csv(run_dir / "samples.csv", keep_default_na=False)
     tx = samples[samples.metric == "tx.throughput"]
     assert sorted(c.split("-")[2] for c in tx["case_id"]) == ["n2g0", "n2g1"]

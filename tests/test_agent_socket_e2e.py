@@ -24,13 +24,12 @@ from pathlib import Path
 import libvirt
 import libvirt_qemu
 import pytest
-from support import qemu_reachable_dir
+from support import guests_named, qemu_reachable_dir
 
 from vbench.domxml import (
     QEMU_AGENT_NAME,
     VBENCH_AGENT_NAME,
     AgentChannel,
-    DomainSpec,
     build_domain_xml,
 )
 from vbench.guest.agent import open_agent
@@ -52,23 +51,11 @@ def workdir() -> Iterator[Path]:
 def test_socket_transport_drives_a_real_guest(
     conn: libvirt.virConnect, microguest: Microguest, workdir: Path
 ) -> None:
-    disk = workdir / "disk.raw"
-    with disk.open("wb") as fh:
-        fh.truncate(64 * 2**20)
-    spec = DomainSpec(
-        name=f"vbench-e2e-agent-socket-{uuid.uuid4().hex[:6]}",
+    spec = microguest.domain_spec(
+        f"vbench-e2e-agent-socket-{uuid.uuid4().hex[:6]}",
+        workdir,
         run_id="e2e-agent-socket",
         case="agent-socket",
-        domain_type="qemu",  # TCG: KVM does not work on these machines
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(microguest.kernel),
-        initrd=str(microguest.initrd),
-        cmdline=microguest.cmdline,
-        console_log=str(workdir / "console.log"),
-        disk_path=str(disk),
-        disk_bus="virtio",
-        nic_model=None,
         agent=AgentChannel(name=VBENCH_AGENT_NAME, socket=str(workdir / "agent.sock")),
     )
     xml = build_domain_xml(spec)
@@ -157,15 +144,7 @@ def test_vbench_run_drives_its_guest_over_either_transport(tmp_path: Path, trans
         samples = pd.read_csv(run / "samples.csv")
         assert (samples[samples["metric"] == "read.iops"]["value"] > 0).all()
         assert not samples[samples["metric"] == "read.iops"].empty
-        assert not [d for d in _domains() if d.startswith(f"vbench-{name}-")]
+        assert not guests_named(f"vbench-{name}-")
         assert not scratch.exists() or not any(scratch.iterdir())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _domains() -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return out.split()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from support import guests_named, scenario_toml
 
 from vbench.guest.microguest import build_microguest
 from vbench.host.netns import run_hash
@@ -29,30 +30,12 @@ pytestmark = pytest.mark.e2e
 URI = "qemu:///system"
 DECOY = "vbench-decoy-not-ours"
 NAME = f"killed-{uuid.uuid4().hex[:6]}"  # other runs may go on at the same time
-SCENARIO = f"""
-format_version = 1
-name = "{NAME}"
-[guest]
-boot_timeout_s = 180
-[disk]
-size_mib = 32
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "iperf3"
-direction = ["tx"]
-duration_s = 120
-[run]
-repetitions = 1
-"""
+IPERF3 = {"kind": "iperf3", "direction": ["tx"], "duration_s": 120}
+SCENARIO = scenario_toml(NAME, IPERF3, guest={"boot_timeout_s": 180})
 
 
 def _names() -> set[str]:
-    out = subprocess.run(
-        ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True, text=True, check=True
-    ).stdout
-    # only this test's guests (other runs may be going on at the same time)
-    return {n for n in out.split() if n.startswith((f"vbench-{NAME}-", DECOY))}
+    return set(guests_named(f"vbench-{NAME}-", DECOY))
 
 
 def _namespaces() -> set[str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import rewrite_samples
+from support import fio_job, rewrite_samples, scenario_toml, vbench_run
 
 from vbench.errors import RunDirError
 from vbench.model import Sample
@@ -353,25 +353,14 @@ def test_cli_writes_beside_the_first_run_by_default(tmp_path: Path) -> None:
 
 # -- two real runs -------------------------------------------------------------------------------
 
-TINY = """
-format_version = 1
-name = "tiny-compare"
-description = "e2e: one short fio job in fv"
-[guest]
-memory_mib = 384
-[disk]
-size_mib = 64
-[[modes]]
-id = "fv"
-[[workloads]]
-kind = "fio"
-rw = ["randread"]
-bs = ["4k"]
-iodepth = [8]
-runtime_s = 2
-[run]
-repetitions = 1
-"""
+TINY = scenario_toml(
+    "tiny-compare",
+    fio_job(2, iodepth=[8]),
+    guest={"memory_mib": 384},
+    disk_mib=64,
+    modes=["fv"],
+    description="e2e: one short fio job in fv",
+)
 
 
 @pytest.fixture(scope="session")
@@ -385,18 +374,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     paths: list[Path] = []
     for name in ("a", "b"):
-        out = base / name
-        proc = subprocess.run(
-            [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        (run,) = [p for p in out.iterdir() if p.is_dir()]
-        paths.append(run)
+        paths.append(vbench_run(scenario, base / name, env)[1])
     yield paths[0], paths[1]
     shutil.rmtree(Path(env["VBENCH_SCRATCH"]), ignore_errors=True)
 

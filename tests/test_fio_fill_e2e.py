@@ -7,65 +7,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
-VBENCH = [sys.executable, "-m", "vbench"]
 NAME = f"fill-{uuid.uuid4().hex[:6]}"  # unique: other runs go on at the same time
-SCENARIO = """
-format_version = 1
-name = "{name}"
-[guest]
-memory_mib = 320
-boot_timeout_s = 180
-[disk]
-size_mib = 32
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "fio"
-rw = ["randwrite"]
-bs = ["4k"]
-iodepth = [4]
-size = "16m"
-precondition = "fill"
-runtime_s = 3
-[run]
-repetitions = 1
-{run}
-"""
+FILL = fio_job(3, rw=["randwrite"], size="16m", precondition="fill")
 
 
-def _run(tmp_path: Path, name: str, run: str = "") -> dict[str, Any]:
+def _run(tmp_path: Path, name: str, density: list[int] | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     env["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / tmp_path.name)
     scenario = tmp_path / "fill.toml"
-    scenario.write_text(SCENARIO.format(name=name, run=run))
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [*VBENCH, "run", str(scenario), "--output", str(out), "--no-report"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    names = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert [n for n in names if n.startswith(f"vbench-{name}-")] == []
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    run: dict[str, Any] = {"repetitions": 1} | ({"density": density} if density else {})
+    guest = {"memory_mib": 320, "boot_timeout_s": 180}
+    scenario.write_text(scenario_toml(name, FILL, guest=guest, run=run))
+    _, run_dir = vbench_run(scenario, tmp_path / "reports", env)
+    assert guests_named(f"vbench-{name}-") == []
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
     manifest["dir"] = str(run_dir)
     return manifest
@@ -96,7 +59,7 @@ def test_fill_stays_out_of_the_block_cross_checks(tmp_path: Path) -> None:
 
 
 def test_density_guests_fill_first_then_start_together(tmp_path: Path) -> None:
-    manifest = _run(tmp_path, f"{NAME}-n2", "density = [2]")
+    manifest = _run(tmp_path, f"{NAME}-n2", density=[2])
     cases = {c["case_id"]: c for c in manifest["cases"]}
     slug = "fio-randwrite-4k-qd4-j1-16m-fill"
     assert set(cases) == {f"r0-pv-n2g0-{slug}", f"r0-pv-n2g1-{slug}", f"r0-pv-n2-{slug}"}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from fleet_support import loopback_hosts, write_inventory
+from support import fio_job, scenario_toml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fleet]
 
@@ -29,26 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 PLAYBOOKS = REPO / "ansible" / "playbooks"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
-SCENARIO = """\
-format_version = 1
-name = "fleet-tiny"
-[guest]
-vcpus = 1
-memory_mib = 384
-boot_timeout_s = 300.0  # two guests boot at once under TCG on a loaded 2-core machine
-[disk]
-size_mib = 32
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "fio"
-rw = ["randread"]
-bs = ["4k"]
-iodepth = [4]
-runtime_s = 2
-[run]
-repetitions = 1
-"""
+# boot_timeout_s: two guests boot at once under TCG on a loaded 2-core machine
+GUEST = {"vcpus": 1, "memory_mib": 384, "boot_timeout_s": 300.0}
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +42,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
         pytest.skip("sshd is missing (apt-get install openssh-server: setup-host.sh --test has it)")
     work = tmp_path_factory.mktemp("fleet")
     good = work / "tiny.toml"
-    good.write_text(SCENARIO)
+    good.write_text(scenario_toml("fleet-tiny", fio_job(2), guest=GUEST))
     bad = work / "bad.toml"  # host c: a scenario it cannot run
-    bad.write_text(SCENARIO.replace('id = "pv"', 'id = "pv"\ndisk_bus = "ide"'))
+    pv_on_ide = {"id": "pv", "disk_bus": "ide"}
+    bad.write_text(scenario_toml("fleet-tiny", fio_job(2), guest=GUEST, modes=[pv_on_ide]))
     with loopback_hosts(work / "ssh", ["a", "b", "c"]) as (hosts, key):
         inventory = write_inventory(
             work / "inventory.ini",

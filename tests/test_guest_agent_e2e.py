@@ -12,7 +12,7 @@ import libvirt
 import pytest
 from support import qemu_reachable_dir
 
-from vbench.domxml import AgentChannel, DomainSpec, build_domain_xml
+from vbench.domxml import AgentChannel, build_domain_xml
 from vbench.errors import AgentTimeout, GuestCommandFailed
 from vbench.guest.agent import GuestExecFailed, open_agent
 from vbench.guest.microguest import Microguest
@@ -34,23 +34,12 @@ def workdir() -> Iterator[Path]:
 def _boot(
     conn: libvirt.virConnect, guest: Microguest, workdir: Path, bus: str
 ) -> tuple[libvirt.virDomain, float]:
-    disk = workdir / "disk.raw"
-    with disk.open("wb") as fh:
-        fh.truncate(64 * 2**20)
-    spec = DomainSpec(
-        name=f"vbench-dev-guest-e2e-{bus}-{uuid.uuid4().hex[:6]}",
+    spec = guest.domain_spec(
+        f"vbench-dev-guest-e2e-{bus}-{uuid.uuid4().hex[:6]}",
+        workdir,
         run_id="e2e",
         case=f"agent-{bus}",
-        domain_type="qemu",  # TCG: KVM does not work on these machines
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(guest.kernel),
-        initrd=str(guest.initrd),
-        cmdline=guest.cmdline,
-        console_log=str(workdir / "console.log"),
-        disk_path=str(disk),
         disk_bus=bus,
-        nic_model=None,
     )
     started = time.monotonic()
     dom = conn.createXML(build_domain_xml(spec), 0)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vbench.domxml import AgentChannel
 from vbench.errors import HostError
 from vbench.guest import kernel as gk
 from vbench.guest import microguest as mg
@@ -373,3 +374,39 @@ def test_xen_frontends_are_in_the_image_and_loaded_only_on_xen(
         assert f"usr/lib/modules/{p}" in members
     init = members["init"].decode()
     assert "if [ -d /sys/bus/xen/devices ]; then" in init and "modules.xen" in init
+
+
+def test_domain_spec_of_a_test_guest_makes_its_sparse_disk(tmp_path: Path) -> None:
+    guest = mg.Microguest(
+        kernel=tmp_path / "kernel",
+        initrd=tmp_path / "initrd.img",
+        cmdline="console=ttyS0",
+        digest="d",
+        size_bytes=1,
+        kernel_release="6.1.0",
+    )
+    spec = guest.domain_spec("vbench-t", tmp_path, run_id="t", case="c", disk_mib=8)
+    disk = tmp_path / "disk.raw"
+    assert spec.disk_path == str(disk) and spec.disk_bus == "virtio"
+    assert disk.stat().st_size == 8 * 2**20 and disk.stat().st_blocks == 0  # sparse
+    assert (spec.domain_type, spec.vcpus, spec.memory_mib, spec.nic_model) == ("qemu", 1, 512, None)
+    assert (spec.kernel, spec.initrd) == (str(guest.kernel), str(guest.initrd))
+    assert spec.cmdline == "console=ttyS0" and spec.agent == AgentChannel()
+    assert spec.console_log == str(tmp_path / "console.log")
+
+    bare = guest.domain_spec(
+        "vbench-u",
+        tmp_path / "u",
+        run_id="t",
+        case="c",
+        disk_bus=None,
+        cmdline="x",
+        nic_model="e1000",
+    )
+    assert (bare.disk_path, bare.disk_bus, bare.cmdline, bare.nic_model) == (
+        None,
+        None,
+        "x",
+        "e1000",
+    )
+    assert not (tmp_path / "u").exists()  # no disk, nothing made

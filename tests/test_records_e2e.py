@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_run_e2e import TINY, _only_run_dir, _vbench_domains
+from test_run_e2e import _only_run_dir, _vbench_domains, tiny
 
 from vbench.results import RunDir
 
@@ -53,17 +53,7 @@ def _vbench(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("records-e2e")
     scenario = tmp / "tiny.toml"
-    text = (
-        TINY.format(
-            name=f"records-{uuid.uuid4().hex[:6]}",
-            boot_timeout=180,
-            runtime=2,
-            reps=2,
-            baremetal="false",
-            net_s=2,
-        )
-        + CERTIFY
-    )
+    text = tiny(f"records-{uuid.uuid4().hex[:6]}", reps=2) + CERTIFY
     scenario.write_text(text)
     env = {
         **os.environ,

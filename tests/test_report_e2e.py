@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 from test_report import _text
-from test_run_e2e import TINY, _only_run_dir, _vbench_domains
+from test_run_e2e import _only_run_dir, _vbench_domains, tiny
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[1]
 NAME = f"report-e2e-{uuid.uuid4().hex[:6]}"
-SRIOV = '[[modes]]\nid = "sriov"\npf = "0000:00:1f.0"\n'  # no such PF here: skipped
+SRIOV = {"id": "sriov", "pf": "0000:00:1f.0"}  # no such PF here: skipped
 
 
 def _vbench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,8 +41,7 @@ def _vbench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("report-e2e")
-    text = TINY.format(name=NAME, boot_timeout=180, runtime=2, reps=2, baremetal="true", net_s=2)
-    text = text.replace("[[workloads]]", SRIOV + "[[workloads]]", 1)
+    text = tiny(NAME, reps=2, baremetal=True, modes=["fv", "pv", SRIOV])
     scenario = tmp / "scenario.toml"
     scenario.write_text(text)
     env = {

@@ -16,68 +16,62 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from support import fio_job, guests_named, scenario_toml
 
 pytestmark = pytest.mark.e2e
 
 VBENCH = [sys.executable, "-m", "vbench"]
 # Unique per test session: other runs (other checkouts' tests) may go on at the same time.
 NAME = f"tiny-{uuid.uuid4().hex[:6]}"
-TINY = """
-format_version = 1
-name = "{name}"
-description = "e2e: fv vs pv, short fio, stress-ng, iperf3 and sockperf jobs"
-[guest]
-memory_mib = 384
-boot_timeout_s = {boot_timeout}
-[disk]
-size_mib = 64
-[[modes]]
-id = "fv"
-[[modes]]
-id = "pv"
-[[workloads]]
-kind = "fio"
-rw = ["randread"]
-bs = ["4k"]
-iodepth = [8]
-runtime_s = {runtime}
-[[workloads]]
-kind = "stress-ng"
-stressors = [{{ name = "cpu", method = "int64" }}]
-timeout_s = 2
-[[workloads]]
-kind = "iperf3"
-direction = ["tx"]
-duration_s = {net_s}
-[[workloads]]
-kind = "sockperf"
-duration_s = 2
-[run]
-repetitions = {reps}
-baremetal = {baremetal}
-"""
 
 
-def _scenario(
-    tmp_path: Path,
+def tiny(
+    name: str,
     *,
     boot_timeout: float = 180,  # TCG on a loaded 2-core machine: boots can take > 60 s
     runtime: int = 2,
     reps: int = 1,
     baremetal: bool = False,
     net_s: int = 2,
+    modes: Sequence[str | Mapping[str, Any]] = ("fv", "pv"),
+) -> str:
+    """The tiny scenario: fv vs pv, a short fio, stress-ng, iperf3 and sockperf job each."""
+    return scenario_toml(
+        name,
+        fio_job(runtime, iodepth=[8]),
+        {"kind": "stress-ng", "stressors": [{"name": "cpu", "method": "int64"}], "timeout_s": 2},
+        {"kind": "iperf3", "direction": ["tx"], "duration_s": net_s},
+        {"kind": "sockperf", "duration_s": 2},
+        guest={"memory_mib": 384, "boot_timeout_s": boot_timeout},
+        disk_mib=64,
+        modes=modes,
+        run={"repetitions": reps, "baremetal": baremetal},
+        description="e2e: fv vs pv, short fio, stress-ng, iperf3 and sockperf jobs",
+    )
+
+
+def _scenario(
+    tmp_path: Path,
+    *,
+    boot_timeout: float = 180,
+    runtime: int = 2,
+    reps: int = 1,
+    baremetal: bool = False,
+    net_s: int = 2,
 ) -> Path:
     path = tmp_path / "tiny.toml"
-    text = TINY.format(
-        name=NAME,
+    text = tiny(
+        NAME,
         boot_timeout=boot_timeout,
         runtime=runtime,
         reps=reps,
-        baremetal=str(baremetal).lower(),
+        baremetal=baremetal,
         net_s=net_s,
     )
     path.write_text(text)
@@ -85,13 +79,7 @@ def _scenario(
 
 
 def _vbench_domains() -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [n for n in out.split() if n.startswith(f"vbench-{NAME}-")]  # this module's runs only
+    return guests_named(f"vbench-{NAME}-")  # this module's runs only
 
 
 def _scratch_dirs(scratch: Path) -> list[Path]:

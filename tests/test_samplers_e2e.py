@@ -17,7 +17,7 @@ import pytest
 from support import qemu_reachable_dir
 
 from vbench.derive import derive_case
-from vbench.domxml import DomainSpec, build_domain_xml
+from vbench.domxml import build_domain_xml
 from vbench.guest.agent import open_agent
 from vbench.guest.microguest import Microguest
 from vbench.samplers import Sampling
@@ -39,23 +39,8 @@ def workdir() -> Iterator[Path]:
 def test_all_samplers_beside_fio_in_a_guest(
     conn: libvirt.virConnect, microguest: Microguest, workdir: Path, tmp_path: Path
 ) -> None:
-    disk = workdir / "disk.raw"
-    with disk.open("wb") as fh:
-        fh.truncate(64 * 2**20)
-    spec = DomainSpec(
-        name=f"vbench-dev-samplers-e2e-{uuid.uuid4().hex[:6]}",
-        run_id="e2e",
-        case="samplers",
-        domain_type="qemu",  # TCG: KVM does not work on these machines
-        vcpus=1,
-        memory_mib=512,
-        kernel=str(microguest.kernel),
-        initrd=str(microguest.initrd),
-        cmdline=microguest.cmdline,
-        console_log=str(workdir / "console.log"),
-        disk_path=str(disk),
-        disk_bus="virtio",
-        nic_model=None,
+    spec = microguest.domain_spec(
+        f"vbench-dev-samplers-e2e-{uuid.uuid4().hex[:6]}", workdir, run_id="e2e", case="samplers"
     )
     dom = conn.createXML(build_domain_xml(spec), 0)
     try:

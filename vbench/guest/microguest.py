@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from vbench.command import CommandFailed, run
+from vbench.domxml import AgentChannel, DomainSpec
 from vbench.errors import HostError
 from vbench.guest.kernel import find_kernel, module_name, parse_modules_dep
 from vbench.guest.kernel import missing_input as _missing
@@ -82,6 +83,44 @@ class Microguest:
     digest: str
     size_bytes: int  # of the compressed initramfs
     kernel_release: str
+
+    def domain_spec(
+        self,
+        name: str,
+        workdir: Path,
+        *,
+        run_id: str,
+        case: str,
+        disk_bus: str | None = "virtio",
+        disk_mib: int = 64,
+        nic_model: str | None = None,
+        cmdline: str | None = None,
+        agent: AgentChannel | None = None,
+    ) -> DomainSpec:
+        """A small domain of this guest for a test or a benchmark (a run builds its own from the
+        scenario): 1 vCPU, 512 MiB, TCG, its console log in `workdir` and, with a `disk_bus`, a
+        sparse `disk_mib` MiB scratch disk it makes there.  `workdir` must be one QEMU reaches."""
+        disk: Path | None = None
+        if disk_bus is not None:
+            disk = workdir / "disk.raw"
+            with disk.open("wb") as fh:
+                fh.truncate(disk_mib * 2**20)
+        return DomainSpec(
+            name=name,
+            run_id=run_id,
+            case=case,
+            domain_type="qemu",  # TCG: KVM guests hang on the machines these run on
+            vcpus=1,
+            memory_mib=512,
+            kernel=str(self.kernel),
+            initrd=str(self.initrd),
+            cmdline=self.cmdline if cmdline is None else cmdline,
+            console_log=str(workdir / "console.log"),
+            disk_path=None if disk is None else str(disk),
+            disk_bus=disk_bus,
+            nic_model=nic_model,
+            agent=agent or AgentChannel(),
+        )
 
 
 @dataclass(frozen=True)
