@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_run_e2e import _only_run_dir, _vbench_domains, tiny
+from support import guests_named
+from test_run_e2e import _only_run_dir, tiny
 
 from vbench.results import RunDir
 
@@ -64,7 +65,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = _only_run_dir(tmp / "reports")
     # (other runs of the `tiny` scenario may be going on at the same time: look for ours only)
-    assert not [d for d in _vbench_domains() if run.name in d]
+    assert not guests_named(f"vbench-{run.name}-")
     yield run
 
 

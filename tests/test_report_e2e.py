@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import guests_named
 from test_report import _text
-from test_run_e2e import _only_run_dir, _vbench_domains, tiny
+from test_run_e2e import _only_run_dir, tiny
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,7 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     proc = _vbench("run", str(scenario), "--output", str(tmp / "reports"), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = _only_run_dir(tmp / "reports")
-    assert not [d for d in _vbench_domains() if run.name in d]
+    assert not guests_named(f"vbench-{run.name}-")
     proc = _vbench("report", str(run), env=env)  # this code's report, whatever the run wrote
     assert proc.returncode == 0, proc.stderr[-3000:]
     yield run
