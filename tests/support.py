@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -115,19 +116,35 @@ def guests_named(*prefixes: str) -> list[str]:
     return [n for n in out.split() if n.startswith(prefixes)]
 
 
+def vbench_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 1200
+) -> subprocess.CompletedProcess[str]:
+    """`vbench ARGS...` as a process of its own (this checkout on PYTHONPATH unless `env` is
+    given), its output captured; the caller judges the exit code."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-m", "vbench", *args],
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else {**os.environ, "PYTHONPATH": str(root)},
+        timeout=timeout,
+        check=False,
+    )
+
+
 def vbench_run(
     scenario: Path, out: Path, env: dict[str, str], *, report: bool = False, timeout: float = 900
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`vbench run SCENARIO --output OUT` (`--no-report` unless `report`), which must succeed,
     and the one run directory it wrote."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "vbench", "run", str(scenario), "--output", str(out)]
-        + ([] if report else ["--no-report"]),
-        capture_output=True,
-        text=True,
+    proc = vbench_cli(
+        "run",
+        str(scenario),
+        "--output",
+        str(out),
+        *([] if report else ["--no-report"]),
         env=env,
         timeout=timeout,
-        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]

@@ -7,13 +7,12 @@ the bundle is unpacked and repacked with GNU tar, and `sha256sum -c` must accept
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from support import vbench_cli as _vbench
 from test_report import _check_document, _make_run
 
 from vbench.bundle import HOST_CHANGES, BundleError, verify_bundle, write_bundle
@@ -23,16 +22,6 @@ from vbench.report import build_report
 from vbench.results import RunDir
 
 ROOT = Path(__file__).parents[1]
-
-
-def _vbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
 
 
 @pytest.fixture

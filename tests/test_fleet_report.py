@@ -10,12 +10,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support import vbench_cli as _vbench
 from test_compare import A_FILES, B_FILES, PARAMS, _fio, _text, _write_run
 from test_report import _check_document
 
@@ -32,16 +31,6 @@ CERTIFY = (
     'min = "1 IO/s"\n'
 )
 SCENARIO = 'format_version = 1\nname = "quick"\n'
-
-
-def _vbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
 
 
 def _bundle(

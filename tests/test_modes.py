@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from support import bed
+from support import vbench_cli as _vbench
 
 from vbench.errors import ScenarioError
 from vbench.host.changes import HostChange
@@ -186,18 +185,6 @@ def test_guest_block_listing_and_nvme_names() -> None:
     assert nvme_block_name("nvme0n1") == "nvme0n1"
     assert nvme_block_name("nvme0c1n1") == "nvme0n1"  # a multipath path: its disk is the head
     assert nvme_block_name("ng0n1") is None
-
-
-def _vbench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_dry_run_on_the_lab_testbed_writes_valid_xml_for_all_four_modes(tmp_path: Path) -> None:

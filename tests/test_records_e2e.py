@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import uuid
 import xml.etree.ElementTree as ET
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support import guests_named
+from support import vbench_cli as _vbench
 from test_run_e2e import _only_run_dir, tiny
 
 from vbench.results import RunDir
@@ -37,17 +37,6 @@ max = "10 s"
 mode = "pv"
 ready = true
 """
-
-
-def _vbench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env=env or {**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=900,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import guests_named
+from support import vbench_cli as _vbench
 from test_report import _text
 from test_run_e2e import _only_run_dir, tiny
 
@@ -26,17 +26,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[1]
 NAME = f"report-e2e-{uuid.uuid4().hex[:6]}"
 SRIOV = {"id": "sriov", "pf": "0000:00:1f.0"}  # no such PF here: skipped
-
-
-def _vbench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,14 @@ the Xen domain XML (with vbench's agent channel), a real run stops with one line
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import bed
+from support import vbench_cli as _vbench
 
 from vbench.domxml import QEMU_AGENT_NAME, VBENCH_AGENT_NAME, AgentChannel, DomainSpec
 from vbench.errors import HostError
@@ -25,18 +24,6 @@ from vbench.virt.driver import LIBXL, QEMU, driver_for_uri, driver_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_RNG = Path("/usr/share/libvirt/schemas/domain.rng")
-
-
-def _vbench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "vbench", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
