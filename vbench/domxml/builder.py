@@ -88,6 +88,16 @@ class HostdevSpec:
         return "pci_" + re.sub(r"[:.]", "_", self.pci_address.lower())
 
 
+def _check_nic(mac: str, vlan: int | None, guest_address: str | None) -> None:
+    """What every NIC handed to a guest must satisfy: a MAC, a VLAN tag in range, a PCI slot."""
+    if guest_address is not None:
+        _check_pci(guest_address)
+    if not _MAC.match(mac):
+        raise ValueError(f"{mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
+    if vlan is not None and not 1 <= vlan <= 4094:
+        raise ValueError(f"VLAN tag {vlan} is out of range 1-4094")
+
+
 @dataclass(frozen=True)
 class HostdevNicSpec:
     """An SR-IOV NIC VF as `<interface type='hostdev' managed='yes'>`: libvirt sets its MAC/VLAN."""
@@ -99,12 +109,7 @@ class HostdevNicSpec:
 
     def __post_init__(self) -> None:
         _check_pci(self.pci_address)
-        if self.guest_address is not None:
-            _check_pci(self.guest_address)
-        if not _MAC.match(self.mac):
-            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
-        if self.vlan is not None and not 1 <= self.vlan <= 4094:
-            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
+        _check_nic(self.mac, self.vlan, self.guest_address)
 
 
 @dataclass(frozen=True)
@@ -119,12 +124,7 @@ class NetworkNicSpec:
     def __post_init__(self) -> None:
         if not self.network or "/" in self.network:
             raise ValueError(f"{self.network!r} is not a libvirt network name")
-        if self.guest_address is not None:
-            _check_pci(self.guest_address)
-        if not _MAC.match(self.mac):
-            raise ValueError(f"{self.mac!r} is not a MAC address (want xx:xx:xx:xx:xx:xx)")
-        if self.vlan is not None and not 1 <= self.vlan <= 4094:
-            raise ValueError(f"VLAN tag {self.vlan} is out of range 1-4094")
+        _check_nic(self.mac, self.vlan, self.guest_address)
 
 
 # The name libvirt's QEMU driver connects to itself (its agent API); vbench's own channel under
