@@ -132,6 +132,14 @@ def vbench_cli(
     )
 
 
+def e2e_env(tmp: Path) -> dict[str, str]:
+    """The environment of a test's `vbench run`: this checkout, and a scratch directory of the
+    test's own (named after its temporary directory) so its leftovers are told apart."""
+    root = Path(__file__).resolve().parent.parent
+    scratch = Path("/var/lib/vbench/test-scratch") / tmp.name
+    return {**os.environ, "PYTHONPATH": str(root), "VBENCH_SCRATCH": str(scratch)}
+
+
 def vbench_run(
     scenario: Path, out: Path, env: dict[str, str], *, report: bool = False, timeout: float = 900
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -149,6 +157,18 @@ def vbench_run(
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return proc, run_dir
+
+
+def run_taps(run_id: str) -> list[str]:
+    """A run's taps, in the root namespace or (while it exists) in the run's namespace."""
+    from vbench.host.netns import run_hash
+
+    prefix = f"vbt{run_hash(run_id)}"
+    found = []
+    for where in ([], ["-n", f"vbench-{run_id}"]):
+        out = subprocess.run(["ip", *where, "-o", "link", "show"], capture_output=True, text=True)
+        found += [w.rstrip(":").split("@")[0] for w in out.stdout.split() if w.startswith(prefix)]
+    return found
 
 
 def rewrite_samples(run: Any, samples: list[Any]) -> None:

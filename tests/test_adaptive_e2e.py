@@ -5,7 +5,6 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import fio_job, guests_named, scenario_toml, vbench_run
+from support import e2e_env, fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +28,7 @@ def _scenario(name: str, run: dict[str, Any], *, runtime: int = 1) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    e["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / tmp_path.name)
-    return e
+    return e2e_env(tmp_path)
 
 
 def _run(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from support import guests_named, scenario_toml
+from support import guests_named, run_taps, scenario_toml
 
 from vbench.guest.microguest import build_microguest
 from vbench.host.netns import run_hash
@@ -55,16 +55,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def _taps(run_id: str) -> list[str]:
-    """The run's taps, in the root namespace or in the run's namespace."""
-    prefix = f"vbt{run_hash(run_id)}"
-    found = []
-    for where in ([], ["-n", f"vbench-{run_id}"]):
-        out = subprocess.run(["ip", *where, "-o", "link", "show"], capture_output=True, text=True)
-        found += [w.rstrip(":").split("@")[0] for w in out.stdout.split() if w.startswith(prefix)]
-    return found
 
 
 @pytest.fixture
@@ -111,7 +101,7 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
     proc.wait(timeout=30)
     # SIGKILL: the guest, the namespace with its tap, the server and the scratch files stay
     assert _names() - {decoy} == ours
-    assert _namespaces() == {namespace} and _taps(run_id)
+    assert _namespaces() == {namespace} and run_taps(run_id)
     assert all(_alive(p) for p in servers)
     assert any(scratch.iterdir())
 
@@ -133,7 +123,7 @@ def test_cleanup_after_sigkill(tmp_path: Path, decoy: str) -> None:
 
     subprocess.run([sys.executable, "-m", "vbench", "cleanup", "-o", str(out)], env=env, check=True)
     assert _names() == {decoy}
-    assert _namespaces() == set() and _taps(run_id) == []
+    assert _namespaces() == set() and run_taps(run_id) == []
     assert not any(_alive(p) for p in servers)
     assert not any(scratch.iterdir())
     journal = json.loads((out / run_id / "host-changes.json").read_text())["changes"]

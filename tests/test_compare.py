@@ -4,7 +4,6 @@ seeded series), and two real runs of `vbench run` (e2e)."""
 from __future__ import annotations
 
 import html as html_lib
-import os
 import random
 import re
 import shutil
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import fio_job, rewrite_samples, scenario_toml, vbench_run
+from support import e2e_env, fio_job, rewrite_samples, scenario_toml, vbench_run
 
 from vbench.errors import RunDirError
 from vbench.model import Sample
@@ -369,9 +368,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     base = tmp_path_factory.mktemp("compare-e2e")
     scenario = base / "tiny.toml"
     scenario.write_text(TINY)
-    env = dict(os.environ)
-    env["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / base.name)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env = e2e_env(base)
     paths: list[Path] = []
     for name in ("a", "b"):
         paths.append(vbench_run(scenario, base / name, env)[1])

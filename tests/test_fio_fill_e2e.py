@@ -6,13 +6,12 @@ the window added its 16 MiB to libvirt's count and none to fio's)."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import fio_job, guests_named, scenario_toml, vbench_run
+from support import e2e_env, fio_job, guests_named, scenario_toml, vbench_run
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +20,7 @@ FILL = fio_job(3, rw=["randwrite"], size="16m", precondition="fill")
 
 
 def _run(tmp_path: Path, name: str, density: list[int] | None = None) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / tmp_path.name)
+    env = e2e_env(tmp_path)
     scenario = tmp_path / "fill.toml"
     run: dict[str, Any] = {"repetitions": 1} | ({"density": density} if density else {})
     guest = {"memory_mib": 320, "boot_timeout_s": 180}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -18,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import guests_named
+from support import e2e_env, guests_named, vbench_run
 from support import vbench_cli as _vbench
-from test_run_e2e import _only_run_dir, tiny
+from test_run_e2e import tiny
 
 from vbench.results import RunDir
 
@@ -45,14 +44,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     scenario = tmp / "tiny.toml"
     text = tiny(f"records-{uuid.uuid4().hex[:6]}", reps=2) + CERTIFY
     scenario.write_text(text)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "VBENCH_SCRATCH": str(Path("/var/lib/vbench/test-scratch") / tmp.name),
-    }
-    proc = _vbench("run", str(scenario), "--output", str(tmp / "reports"), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = _only_run_dir(tmp / "reports")
+    _, run = vbench_run(scenario, tmp / "reports", e2e_env(tmp), report=True)
     # (other runs of the `tiny` scenario may be going on at the same time: look for ours only)
     assert not guests_named(f"vbench-{run.name}-")
     yield run

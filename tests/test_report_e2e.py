@@ -7,7 +7,6 @@ One run serves the module (its scenario has a name of its own: other runs may go
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import guests_named
+from support import e2e_env, guests_named, vbench_run
 from support import vbench_cli as _vbench
 from test_report import _text
-from test_run_e2e import _only_run_dir, tiny
+from test_run_e2e import tiny
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +33,8 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     text = tiny(NAME, reps=2, baremetal=True, modes=["fv", "pv", SRIOV])
     scenario = tmp / "scenario.toml"
     scenario.write_text(text)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "VBENCH_SCRATCH": str(Path("/var/lib/vbench/test-scratch") / tmp.name),
-    }
-    proc = _vbench("run", str(scenario), "--output", str(tmp / "reports"), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = _only_run_dir(tmp / "reports")
+    env = e2e_env(tmp)
+    _, run = vbench_run(scenario, tmp / "reports", env, report=True)
     assert not guests_named(f"vbench-{run.name}-")
     proc = _vbench("report", str(run), env=env)  # this code's report, whatever the run wrote
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,7 +10,6 @@ server or scratch file behind.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import fio_job, guests_named, scenario_toml
+from support import e2e_env, fio_job, guests_named, run_taps, scenario_toml
 
 pytestmark = pytest.mark.e2e
 
@@ -96,18 +95,6 @@ def _servers(namespace: str) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
-def _taps(run_id: str) -> list[str]:
-    """This run's taps, in the root namespace or (while it exists) in the run's namespace."""
-    from vbench.host.netns import run_hash
-
-    prefix = f"vbt{run_hash(run_id)}"
-    found = []
-    for where in ([], ["-n", f"vbench-{run_id}"]):
-        out = subprocess.run(["ip", *where, "-o", "link", "show"], capture_output=True, text=True)
-        found += [w.rstrip(":").split("@")[0] for w in out.stdout.split() if w.startswith(prefix)]
-    return found
-
-
 def _alive(pid: int) -> bool:
     """A process that runs (a zombie whose killed parent left it to init does not)."""
     try:
@@ -134,7 +121,7 @@ class Watch:
     def left_behind(self, run_id: str, scratch: Path) -> list[str]:
         left = [f"guest {g}" for g in _vbench_domains()]
         left += [f"namespace {ns}" for ns in _namespaces()]
-        left += [f"tap {t}" for t in _taps(run_id)]
+        left += [f"tap {t}" for t in run_taps(run_id)]
         left += [f"server {p}" for p in self.servers if _alive(p)]
         left += [f"scratch {p}" for p in _scratch_dirs(scratch)]
         return left
@@ -157,9 +144,7 @@ def _run_watched(
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    e["VBENCH_SCRATCH"] = str(Path("/var/lib/vbench/test-scratch") / tmp_path.name)
-    return e
+    return e2e_env(tmp_path)
 
 
 def _run(
@@ -302,7 +287,7 @@ def test_silent_guest_fails_its_cases_and_the_run_goes_on(
     assert all(c["status"] == "failed" for c in manifest["cases"])
     assert all("agent" in (t["error"] or "") for t in manifest["trials"])
     assert _vbench_domains() == []
-    assert _namespaces() == [] and _taps(manifest["run_id"]) == []
+    assert _namespaces() == [] and run_taps(manifest["run_id"]) == []
     assert _scratch_dirs(Path(env["VBENCH_SCRATCH"])) == []
 
 
@@ -334,7 +319,7 @@ def test_interrupted_run_leaves_nothing_and_stays_readable(
         time.sleep(0.3)
     assert watch.guests and watch.servers, "no guest with a peer server within 300 s"
     [namespace] = watch.namespaces
-    assert _taps(namespace.removeprefix("vbench-"))
+    assert run_taps(namespace.removeprefix("vbench-"))
     time.sleep(2)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)

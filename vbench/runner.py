@@ -880,18 +880,9 @@ class Runner:
                     barrier.wait(BARRIER_TIMEOUT_S)
                     released = time.monotonic()
                     if failed is not None:
-                        record = self._case_record(part, mode.id.value, wl, "ok")
-                        record.started_at = started
-                        return self._case_failed(record, failed), released
+                        return self._unprepared(part, mode.id.value, wl, started, failed), released
                     record = self._run_case(
-                        state,
-                        part,
-                        mode.id.value,
-                        wl,
-                        place.executor,
-                        place.target,
-                        place.watch,
-                        prepared=True,
+                        state, part, mode.id.value, wl, place.executor, place.target, place.watch
                     )
                     return record, released
 
@@ -1122,7 +1113,13 @@ class Runner:
         where = " (on the host)" if executor.where == "host" else ""
         for wl in trial.workloads:
             self.events.case(f"{trial.id}: {wl.slug}{where}")
-            record = self._run_case(state, trial, mode_id, wl, executor, target, watch)
+            started = utc_now()
+            failed = self._prepare_case(state, trial, wl, executor, target)
+            record = (
+                self._unprepared(trial, mode_id, wl, started, failed)
+                if failed is not None
+                else self._run_case(state, trial, mode_id, wl, executor, target, watch)
+            )
             self._warn_failed(record)
             state.manifest.cases.append(record)
             state.save()
@@ -1137,9 +1134,8 @@ class Runner:
         executor: Executor,
         target: Target,
         watch: CaseWatch,
-        prepared: bool = False,
     ) -> CaseRecord:
-        """One workload case: its preparation (`_prepare_case`, unless `prepared`), its peer server
+        """One workload case, once its caller has prepared it (`_prepare_case`): its peer server
         (NETWORK), the samplers around the command, the raw output kept, the samples parsed, the
         series reduced to figures and cross-checks.
 
@@ -1159,10 +1155,6 @@ class Runner:
         if network is not None and executor.where == "host":
             argv = network.exec_argv(argv)  # the bare-metal client runs in the namespace too
         timeout = min(w.timeout(wl), self.scenario.run.command_timeout_s)
-        if not prepared:
-            failed = self._prepare_case(state, trial, wl, executor, target)
-            if failed is not None:
-                return self._case_failed(record, failed)
         readings: list[Reading] = []
         with contextlib.ExitStack() as around:
             samplers = watch.samplers()
@@ -1280,6 +1272,14 @@ class Runner:
         record.error = str(exc)
         record.ended_at = utc_now()
         return record
+
+    def _unprepared(
+        self, trial: Trial, mode_id: str, wl: WorkloadCase, started: str, exc: VbenchError
+    ) -> CaseRecord:
+        """The record of a case whose preparation (`_prepare_case`) failed: it never ran."""
+        record = self._case_record(trial, mode_id, wl, "ok")
+        record.started_at = started
+        return self._case_failed(record, exc)
 
     def _warn_failed(self, record: CaseRecord) -> None:
         if record.status == "failed":
